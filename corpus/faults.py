@@ -84,7 +84,52 @@ def wrong_content_length(blob: bytes, rng: random.Random) -> tuple[bytes, int]:
     return _replace_member(blob, member, data), member.offset
 
 
-def _set_payload(member: Member, body: bytes, content_type: bytes | None = None) -> bytes:
+def _set_length(warc_headers: bytes, length: int) -> bytes:
+    return re.sub(rb"Content-Length: \d+", b"Content-Length: %d" % length, warc_headers, count=1)
+
+
+def bad_http_headers(blob: bytes, rng: random.Random) -> tuple[bytes, int]:
+    """A response whose HTTP status line or header block is malformed, the WARC record sound
+    (its Content-Length fixed): servers and proxies write such responses, crawlers store them."""
+    candidates = _html_members(members(blob))
+    if not candidates:
+        return blob, len(blob)
+    member = rng.choice(candidates)
+    header_end = member.data.index(b"\r\n\r\n") + 4
+    line_end = member.data.index(b"\r\n", header_end)
+    broken = rng.choice(
+        [b"HTTP/1.1 2OO OK", b"HTTP/1.1", b"\x00\x01\x02 not http", b"HTTP/1.1 200 OK\r\nContent-Type", b""]
+    )
+    block_end = len(member.data) - 4  # the record ends with \r\n\r\n after its block
+    block = broken + member.data[line_end:block_end]
+    data = _set_length(member.data[:header_end], len(block)) + block + b"\r\n\r\n"
+    return _replace_member(blob, member, data), member.offset
+
+
+def missing_headers(blob: bytes, rng: random.Random) -> tuple[bytes, int]:
+    """A response record without WARC-Record-ID, WARC-Target-URI or WARC-Date (or all three)."""
+    candidates = _html_members(members(blob))
+    if not candidates:
+        return blob, len(blob)
+    member = rng.choice(candidates)
+    names = rng.choice(
+        [
+            [b"WARC-Record-ID"],
+            [b"WARC-Target-URI"],
+            [b"WARC-Date"],
+            [b"WARC-Record-ID", b"WARC-Target-URI", b"WARC-Date"],
+        ]
+    )
+    header_end = member.data.index(b"\r\n\r\n") + 4
+    headers = member.data[:header_end]
+    for name in names:
+        headers = re.sub(rb"(?m)^" + name + rb":[^\r\n]*\r\n", b"", headers)
+    return _replace_member(blob, member, headers + member.data[header_end:]), member.offset
+
+
+def _set_payload(
+    member: Member, body: bytes, content_type: bytes | None = None, extra_headers: bytes = b""
+) -> bytes:
     """Rewrite an HTTP response record with a new body (and Content-Type), fixing both lengths."""
     header_end = member.data.index(b"\r\n\r\n") + 4
     warc_headers = member.data[:header_end]
@@ -93,6 +138,7 @@ def _set_payload(member: Member, body: bytes, content_type: bytes | None = None)
     http = re.sub(rb"(?im)^(content-length|transfer-encoding|content-encoding):[^\r\n]*\r\n", b"", http)
     if content_type is not None:
         http = re.sub(rb"(?im)^content-type:[^\r\n]*", b"Content-Type: " + content_type, http)
+    http = http[:-2] + extra_headers + b"\r\n"  # before the blank line that ends the headers
     block = http + body
     warc_headers = re.sub(rb"Content-Length: \d+", b"Content-Length: %d" % len(block), warc_headers)
     warc_headers = re.sub(rb"WARC-(Block|Payload)-Digest:[^\r\n]*\r\n", b"", warc_headers)
@@ -105,9 +151,10 @@ def _payload_mutation(make_body: Callable[[random.Random], tuple[bytes, bytes | 
         if not candidates:
             return blob, len(blob)
         member = rng.choice(candidates)
-        body, content_type = make_body(rng)
+        body, content_type, *extra = make_body(rng)
+        data = _set_payload(member, body, content_type, *extra)
         # Valid WARC, just hostile content: no record is lost, so the "first fault" is the end.
-        return _replace_member(blob, member, _set_payload(member, body, content_type)), len(blob) + 1
+        return _replace_member(blob, member, data), len(blob) + 1
 
     return mutate
 
@@ -131,10 +178,20 @@ def _nested(rng: random.Random) -> tuple[bytes, bytes | None]:
     return b"<html><body>" + b"<div>" * depth + b"deep" + b"</div>" * depth + b"</body></html>", None
 
 
+def _lying_encoding(rng: random.Random) -> tuple[bytes, bytes | None, bytes]:
+    """Plain HTML declared as compressed (or compressed with one codec, declared as another)."""
+    body = b"<html><body><p>" + b"Plain text that is not compressed at all. " * 40 + b"</p></body></html>"
+    encoding = rng.choice([b"gzip", b"deflate", b"br", b"x-unknown"])
+    if rng.random() < 0.3:
+        body, encoding = gzip.compress(body, mtime=0), rng.choice([b"br", b"deflate"])
+    return body, None, b"Content-Encoding: " + encoding + b"\r\n"
+
+
 huge_payload = _payload_mutation(_huge)
 empty_payload = _payload_mutation(_empty)
 wrong_charset = _payload_mutation(_mislabelled)
 deep_nesting = _payload_mutation(_nested)
+wrong_content_encoding = _payload_mutation(_lying_encoding)
 
 MUTATIONS: dict[str, Callable[[bytes, random.Random], tuple[bytes, int]]] = {
     "truncate": truncate,
@@ -146,7 +203,20 @@ MUTATIONS: dict[str, Callable[[bytes, random.Random], tuple[bytes, int]]] = {
     "empty_payload": empty_payload,
     "wrong_charset": wrong_charset,
     "deep_nesting": deep_nesting,
+    "bad_http_headers": bad_http_headers,
+    "missing_headers": missing_headers,
+    "wrong_content_encoding": wrong_content_encoding,
 }
+
+
+def clean_cut(original: bytes, blob: bytes) -> bool:
+    """`blob` is `original` cut exactly at the end of a gzip member: a shorter WARC, valid to the
+    last byte. No reader can tell that records are missing, so losing them is not a silent loss."""
+    return (
+        len(blob) < len(original)
+        and original.startswith(blob)
+        and any(m.end == len(blob) for m in members(original))
+    )
 
 
 def intact_record_ids(blob: bytes, first_fault: int) -> list[str]:

@@ -199,7 +199,7 @@ def _records(
     iterator: WARCIterator, member_offset: int | None, max_payload_bytes: int
 ) -> Iterator[WarcRecord | WarcError]:
     previous = None
-    for raw in iterator:
+    for raw in _guarded(iterator):
         _check_complete(previous)
         offset = member_offset if member_offset is not None else iterator.offset
         if iterator.err_count:  # warcio found stray bytes after the previous record and skipped them
@@ -211,6 +211,20 @@ def _records(
     if iterator.err_count:
         offset = member_offset if member_offset is not None else iterator.offset
         yield WarcError(offset, "bytes after the last record: its Content-Length is wrong")
+
+
+def _guarded(iterator: WARCIterator) -> Iterator:
+    """warcio's records, with its crash on a response or request record that has no
+    WARC-Target-URI (`None.startswith` in its HTTP-header step, warcio 1.7) made a WarcFault."""
+    records = iter(iterator)
+    while True:
+        try:
+            raw = next(records)
+        except StopIteration:
+            return
+        except AttributeError as exc:
+            raise WarcFault(f"record without a required WARC header (warcio: {exc})") from None
+        yield raw
 
 
 def _check_complete(raw) -> None:

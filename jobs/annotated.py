@@ -49,7 +49,8 @@ from corpus.filters.url import UrlFilter
 from corpus.manifest import file_sha256, fingerprint, read_json, write_json_atomic
 from corpus.pii import PiiRedactor
 from jobs.config import AnnotatedConfig, PipelineConfig, build
-from jobs.stage import ROWS_PER_BATCH, Stage
+from jobs.spark import spark_uri
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
 
 STAGE = "annotated"
 VERSION = 2  # 2: quality column and rule
@@ -167,7 +168,7 @@ def _top_fraction_threshold(spark: SparkSession, kept_dir: Path, fraction: float
     Spark's exact `percentile` holds one count per distinct score in its final aggregation, up to
     one per kept document: fine for millions; a billion-document run wants `percentile_approx`.
     """
-    frame = spark.read.parquet(str(kept_dir))
+    frame = spark.read.parquet(spark_uri(kept_dir))
     return frame.selectExpr(f"percentile(quality, {1.0 - fraction}) AS t").first()["t"]
 
 
@@ -248,6 +249,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         )
         source = pq.ParquetFile(inputs[index])
         rows = (local(doc) for batch in source.iter_batches(ROWS_PER_BATCH) for doc in batch.to_pylist())
+        rows = inject_fault(STAGE, index, rows)  # test-only; inert unless REFINERY_FAULT_KILL is set
         return target.write_part(
             index, rows, counts={"documents": source.metadata.num_rows}, input=inputs[index]
         )

@@ -8,14 +8,15 @@ A `FileNotFoundError` or `ValueError` becomes one red error line and exit status
 
 import argparse
 import logging
+import os
 import sys
 
 from rich.console import Console
 
 from classifiers import cli as classifier_cli
-from jobs import dedup_cli, tokenizer_cli
+from jobs import dedup_cli, tokenizer_cli, why
+from training import ablate, synth
 from training import cli as training_cli
-from training import synth
 
 console = Console()
 
@@ -25,13 +26,25 @@ def _run(args: argparse.Namespace) -> None:
 
     if not args.input and (args.stages is None or "documents" in args.stages):
         raise ValueError("--input is required for the documents stage")
-    manifests = run(args.config, args.input, args.out, master=args.master, stages=args.stages)
+    manifests = run(
+        args.config, args.input, args.out, master=args.master, stages=args.stages, force=args.force
+    )
     for name, manifest in manifests.items():
-        rows = manifest.get("rows")
+        rows, summary = manifest.get("rows"), manifest.get("summary")
         if rows:
             console.print(f"{name}: {rows['in']:,} in, {rows['kept']:,} kept, {rows['rejected']:,} rejected")
+        elif summary:
+            console.print(f"{name}: " + ", ".join(f"{k} {_short(v)}" for k, v in summary.items()))
         else:
             console.print(f"{name}: done")
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} {_short(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def _stats(args: argparse.Namespace) -> None:
@@ -59,6 +72,17 @@ def _pii_eval(args: argparse.Namespace) -> None:
     print(format_table(evaluate(PiiRedactor(), load_presidio(args.data_dir))))
 
 
+def _pii_audit(args: argparse.Namespace) -> int:
+    from corpus.pii_audit import audit_shards, format_audit
+
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    audit = audit_shards(
+        args.run_dir, kinds=kinds, tokenizer_path=args.tokenizer, examples_per_kind=args.examples
+    )
+    print(format_audit(audit))
+    return 1 if audit.found else 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run pipeline stages over WARC files")
     run.add_argument("config", nargs="?", help="YAML config (default: conf/pipeline.yaml)")
@@ -66,6 +90,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", required=True, help="run directory")
     run.add_argument("--master", help="Spark master URL (default: the config's, local[*])")
     run.add_argument("--stages", help="comma-separated subset of the stages (default: all)")
+    run.add_argument(
+        "--force", action="store_true", help="write into an --out holding another run (changed stages redone)"
+    )
     run.set_defaults(func=_run)
 
     stats = sub.add_parser("stats", help="funnel, languages, domains and lengths of a run")
@@ -85,31 +112,56 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pii.add_argument("data_dir", nargs="?", default="../shared/data/presidio-research-synth-pii")
     pii.set_defaults(func=_pii_eval)
 
+    audit = sub.add_parser(
+        "pii-audit", help="decode every shard of a run and scan it for PII; exit status 1 if any is found"
+    )
+    audit.add_argument("run_dir", help="run directory (with shards/ and tokenizer/) or a shards directory")
+    audit.add_argument("--kinds", default="email,ip,credit_card,phone", help="comma-separated PII kinds")
+    audit.add_argument(
+        "--tokenizer", help="tokenizer.json (default: tokenizer/tokenizer.json beside the shards)"
+    )
+    audit.add_argument("--examples", type=int, default=3, help="masked examples printed per kind")
+    audit.set_defaults(func=_pii_audit)
+
 
 # One entry per command group, in the order `refinery --help` lists them.
 COMMAND_GROUPS = (
     add_commands,
+    why.add_commands,
     dedup_cli.add_commands,
     classifier_cli.add_commands,
     tokenizer_cli.add_commands,
     training_cli.add_commands,
+    ablate.add_commands,
     synth.add_commands,
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="refinery", description="Web crawls to corpora to models.")
+    # Its own dest: `train pretrain --quiet` sets `quiet`, and a subcommand's defaults overwrite ours.
+    parser.add_argument(
+        "--quiet",
+        dest="quiet_all",
+        action="store_true",
+        help="warnings only: no INFO logs, no Spark or training progress bars (for CI and batch jobs)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMAND_GROUPS:
         add(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.quiet_all:
+        # Read by jobs/spark.py (spark.ui.showConsoleProgress) and training/loop.py (the progress bar).
+        os.environ["REFINERY_QUIET"] = "1"
+    level = logging.WARNING if args.quiet_all else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        status = args.func(args)  # a command may return an exit status (pii-audit: 1 on findings)
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        # soft_wrap: one line however long (rich would wrap at 80 columns when not on a terminal)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return 2
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

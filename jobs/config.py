@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from classifiers.quality_data import REFERENCE_SAMPLE
+from corpus.decontam import DEFAULT_N, Decontaminator
 from corpus.extract import Extractor
 from corpus.filters.c4 import C4Filter
 from corpus.filters.fineweb import FineWebFilter
@@ -23,8 +23,10 @@ from corpus.filters.gopher_quality import GopherQualityFilter
 from corpus.filters.gopher_repetition import GopherRepetitionFilter
 from corpus.filters.language import LanguageFilter
 from corpus.filters.url import UrlFilter
+from corpus.heldout import HELDOUT_REFERENCE
 from corpus.pii import PiiRedactor
 from corpus.tokenizer import SPECIAL_TOKENS
+from training.config import load_yaml
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "pipeline.yaml"
@@ -57,6 +59,25 @@ GopherQualityConfig = _step(GopherQualityFilter)
 C4Config = _step(C4Filter, clean_lines=(bool, True))
 FineWebConfig = _step(FineWebFilter)
 PiiConfig = _step(PiiRedactor)
+# Decontamination (corpus/decontam.py, jobs/decontam.py): mixed/kept documents sharing an
+# `ngram`-word n-gram with an evaluation text are removed or cut; the thresholds are
+# Decontaminator's keyword arguments. Evaluation sets: the test split of each synth config,
+# regenerated (procedural tasks; with `synth_grounded`, the corpus tasks from this run's mixed
+# documents, as `refinery synth sft --run RUN` makes them), `refinery synth sft` test.jsonl
+# files, reference prose and any other files (corpus/decontam.py `read_texts`).
+SYNTH_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "synth" / "sft.yaml"
+DecontamConfig = params_model(
+    Decontaminator,
+    extra_fields={
+        "enabled": (bool, True),
+        "ngram": (pydantic.PositiveInt, DEFAULT_N),
+        "synth_config_files": (tuple[str, ...], (str(SYNTH_CONFIG),)),
+        "synth_grounded": (bool, True),
+        "sft_test_files": (tuple[str, ...], ()),
+        "reference_files": (tuple[str, ...], (str(HELDOUT_REFERENCE),)),
+        "eval_files": (tuple[str, ...], ()),
+    },
+)
 
 
 class QualityConfig(BaseModel):
@@ -187,6 +208,7 @@ class TokenizerConfig(BaseModel):
     vocab_size: int = pydantic.Field(8192, ge=256 + len(SPECIAL_TOKENS))  # 256 bytes + reserved
     sample_bytes: int = pydantic.Field(100_000_000, gt=0)
     min_frequency: int = pydantic.Field(2, ge=1)
+    digit_group: int = pydantic.Field(3, ge=1, le=3)  # digits per pre-token (corpus/tokenizer.py)
 
 
 class ShardsConfig(BaseModel):
@@ -195,6 +217,17 @@ class ShardsConfig(BaseModel):
     model_config = STRICT
     shard_tokens: int = pydantic.Field(100_000_000, gt=0)
     valid_fraction: float = pydantic.Field(0.01, ge=0, lt=1)
+
+
+class TrainStagesConfig(BaseModel):
+    """Training after the shards (jobs/train_stages.py): a stage runs when its config is named.
+    Paths are relative to the pipeline config file."""
+
+    model_config = STRICT
+    pretrain_config: str | None = None  # a conf/train YAML for `pretrain`
+    synth_config: str | None = None  # a conf/synth YAML for `synth_sft`
+    sft_config: str | None = None  # a conf/train YAML for `sft` (and `eval`)
+    eval_limit: int | None = 100  # test problems per task in `eval`; None: all
 
 
 class PipelineConfig(BaseModel):
@@ -206,16 +239,21 @@ class PipelineConfig(BaseModel):
     annotated: AnnotatedConfig = AnnotatedConfig()
     deduped: DedupedConfig = DedupedConfig()
     mixed: MixedConfig = MixedConfig()
+    decontam: DecontamConfig = DecontamConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     shards: ShardsConfig = ShardsConfig()
+    train: TrainStagesConfig = TrainStagesConfig()
 
 
 def _resolve_paths(node: Any, base: Path) -> Any:
-    """Relative paths in `*_files` lists are relative to the config file, not the working dir."""
+    """Relative paths in `*_files` lists and `*_config` values are relative to the config file,
+    not the working directory."""
     if isinstance(node, dict):
         return {
             k: [os.path.normpath(base / p) for p in v]
             if k.endswith("_files") and isinstance(v, list)
+            else os.path.normpath(base / v)
+            if k.endswith("_config") and isinstance(v, str)
             else _resolve_paths(v, base)
             for k, v in node.items()
         }
@@ -224,22 +262,4 @@ def _resolve_paths(node: Any, base: Path) -> Any:
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read and validate a YAML config; errors name the file and every bad key."""
-    path = Path(path or DEFAULT_CONFIG)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: the top level must be a mapping, not {type(raw).__name__}")
-    raw = _resolve_paths(raw, path.resolve().parent)
-    for key, value in (overrides or {}).items():
-        raw[key] = value
-    try:
-        return PipelineConfig.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"])
-            what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"  {where}: {what}")
-        raise ValueError(f"{path}: invalid config\n" + "\n".join(problems)) from None
+    return load_yaml(path or DEFAULT_CONFIG, PipelineConfig, overrides, transform=_resolve_paths)

@@ -41,6 +41,7 @@ from corpus.dedup import parse_keep_order
 from corpus.manifest import fingerprint, read_json, sum_counts, write_json_atomic
 from corpus.minhash import band_keys, sign
 from jobs.config import DedupedConfig, PipelineConfig
+from jobs.spark import spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage
 
 STAGE = "deduped"
@@ -184,8 +185,8 @@ def checkpoint(df: DataFrame, path: Path) -> DataFrame:
     (`DataFrame.checkpoint(eager=True)` computes its input twice, once to count it and once to
     write it, unless it is also persisted; `localCheckpoint` is lost with its executor.)
     """
-    df.write.mode("overwrite").parquet(str(path))
-    return df.sparkSession.read.schema(df.schema).parquet(str(path))
+    df.write.mode("overwrite").parquet(spark_uri(path))
+    return df.sparkSession.read.schema(df.schema).parquet(spark_uri(path))
 
 
 def connected_components(edges: DataFrame, work: Path) -> tuple[DataFrame, int]:
@@ -263,7 +264,7 @@ def cluster_figures(decisions: DataFrame) -> dict[str, Any]:
 def cluster(spark: SparkSession, work: Path, cfg: DedupedConfig) -> dict[str, Any]:
     """Step 2: write `decisions/` and return the clustering figures for the manifest."""
     shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
-    signatures = spark.read.parquet(str(work / SIGNATURES))
+    signatures = spark.read.parquet(spark_uri(work / SIGNATURES))
     docs = signatures.withColumn("rep", F.min("node").over(Window.partitionBy("exact_hash")))
     # checkpoint: `docs` feeds the exact edges, the LSH buckets, the verification and the keep rule,
     # which would each redo the exact-hash shuffle. Not `persist`: AQE leaves a cached plan's
@@ -290,9 +291,9 @@ def cluster(spark: SparkSession, work: Path, cfg: DedupedConfig) -> dict[str, An
     if not edges.isEmpty():  # else every document is a singleton: no decisions to write
         roots, stats["iterations"] = connected_components(edges, work / CHECKPOINTS)
         decide(docs, roots, cfg.keep_order).write.mode("overwrite").partitionBy("part").parquet(
-            str(work / DECISIONS)
+            spark_uri(work / DECISIONS)
         )
-        stats.update(cluster_figures(spark.read.parquet(str(work / DECISIONS))))
+        stats.update(cluster_figures(spark.read.parquet(spark_uri(work / DECISIONS))))
     return stats
 
 

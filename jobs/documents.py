@@ -19,7 +19,7 @@ from corpus.documents import warc_documents
 from corpus.extract import Extractor
 from corpus.manifest import files_fingerprint, fingerprint
 from jobs.config import PipelineConfig, build
-from jobs.stage import Stage
+from jobs.stage import Stage, inject_fault
 
 STAGE = "documents"
 VERSION = 1  # bump when a code change alters this stage's output for the same config
@@ -45,6 +45,7 @@ def main(
         counts: Counter = Counter()
         errors: list[dict[str, Any]] = []
         rows = warc_documents(inputs[index], source=source, extractor=extractor, counts=counts, errors=errors)
+        rows = inject_fault(STAGE, index, rows)  # test-only; inert unless REFINERY_FAULT_KILL is set
         return stage.write_part(index, rows, counts=counts, input=inputs[index], errors=errors)
 
     # One partition per WARC file: a file is read sequentially, so it is the unit of parallelism.

@@ -37,6 +37,7 @@ from corpus.mix import (
     utf8_bytes,
 )
 from jobs.config import MixedConfig, PipelineConfig
+from jobs.spark import spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage
 
 STAGE = "mixed"
@@ -59,7 +60,7 @@ def upstream_dir(run_dir: str | Path) -> Path:
 
 def quality_cuts(spark: SparkSession, inputs: list[str], quantiles: tuple[float, ...]) -> tuple[float, ...]:
     """The quality values at `quantiles` over every scored input document."""
-    scored = spark.read.parquet(*inputs).select(QUALITY).where(f"{QUALITY} IS NOT NULL")
+    scored = spark.read.parquet(*map(spark_uri, inputs)).select(QUALITY).where(f"{QUALITY} IS NOT NULL")
     cuts = scored.approxQuantile(QUALITY, list(quantiles), QUANTILE_RELATIVE_ERROR) if inputs else []
     if not cuts:
         raise ValueError(

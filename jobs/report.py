@@ -1,13 +1,17 @@
 """`refinery report RUN`: RUN/report/index.html with PNG charts, from what the stages left behind.
 
-The report reads the run directory only: stage manifests, the Parquet rows through the DuckDB
-views of jobs/stats.py, and training `metrics.jsonl` files. No stage feeds it, so a stage added
-later shows up by writing its usual outputs. Each section below returns its HTML, or None when
-the run has not reached it; the page lists what is there.
+The report reads the run directory only: run.json, stage manifests, the Parquet rows through the
+DuckDB views of jobs/stats.py, every training `metrics.jsonl` under RUN/train and the JSON that
+`refinery eval tasks --out` writes anywhere under RUN. No stage feeds it, so a stage or training
+phase added later shows up by writing its usual outputs. Each section below returns its HTML, or
+None when the run has not reached it; the page lists what is there, after a header of run facts
+(inputs, config hash, per-stage rows and wall times). The page is one HTML file beside its PNGs:
+copy the `report/` directory and it still works.
 """
 
 import html
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,12 +21,24 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: charts are files
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 
-from corpus.manifest import read_json  # noqa: E402
-from jobs.stats import connect, finished_stages, funnel_rows  # noqa: E402
+from corpus.manifest import fingerprint, read_json  # noqa: E402
+from jobs.stats import ROW_STAGES, connect, finished_stages, funnel_rows  # noqa: E402
 
 DPI = 110
-COLORS = {"documents": "#4c72b0", "annotated": "#dd8452", "deduped": "#55a868", "mixed": "#c44e52"}
+WIDTH = 6  # inches: a chart of 660 pixels, two side by side on the page
+COLORS = {
+    "documents": "#4c72b0",
+    "annotated": "#dd8452",
+    "deduped": "#55a868",
+    "mixed": "#c44e52",
+    "decontam": "#937860",
+}
+# metrics.jsonl fields that are bookkeeping, not curves (training/loop.py writes them every record)
+NOT_CURVES = {"step", "tokens", "lr", "tok_per_s", "grad_norm", "elapsed_s"}
+# Directories under RUN that hold no evaluation JSON: stage outputs, the report, checkpoints.
+NO_EVALS = {*ROW_STAGES, "tokenizer", "shards", "report", "checkpoints"}
 
 
 class Page:
@@ -67,7 +83,7 @@ def funnel(page: Page) -> str | None:
             ("HTML 200", documents["rows"]["in"]),
         ]
     points += [(f"kept: {s}", page.manifest(s)["rows"]["kept"]) for s in page.stages]
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(points) + 1))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(points) + 1))
     labels, values = zip(*reversed(points), strict=True)
     ax.barh(labels, values, color="#4c72b0")
     for i, v in enumerate(values):
@@ -75,7 +91,11 @@ def funnel(page: Page) -> str | None:
     ax.set_xlim(0, max(values) * 1.15)  # room for the labels
     ax.set_xlabel("records / documents")
     rows = funnel_rows(page.run_dir)
-    return page.chart("funnel", fig, "Filter funnel") + table(["step", "documents"], rows)
+    numbers = table(["step", "documents"], rows)
+    return (
+        page.chart("funnel", fig, "Documents left after each stage")
+        + f"<details><summary>every step and drop reason</summary>{numbers}</details>"
+    )
 
 
 def drops(page: Page) -> str | None:
@@ -85,7 +105,7 @@ def drops(page: Page) -> str | None:
     ).fetchall()
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.28 * len(rows) + 1.2))
     ax.barh(
         [r[1] for r in reversed(rows)],
         [r[2] for r in reversed(rows)],
@@ -93,7 +113,10 @@ def drops(page: Page) -> str | None:
     )
     ax.set_xscale("log")
     ax.set_xlabel("documents (log scale)")
-    return page.chart("drops", fig, "Drops per reason (colour: stage)")
+    stages = [s for s in COLORS if any(r[0] == s for r in rows)]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLORS[s]) for s in stages]
+    ax.legend(handles, stages, title="stage", fontsize=8, loc="lower right")
+    return page.chart("drops", fig, "Rejected documents per reason, the first failing rule of each")
 
 
 def languages(page: Page) -> str | None:
@@ -103,7 +126,7 @@ def languages(page: Page) -> str | None:
         "SELECT coalesce(lang, '(none)'), count(*), count(*) FILTER (WHERE reject IS NULL) "
         "FROM annotated GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 15"
     ).fetchall()
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
     names = [r[0] for r in rows]
     ax.bar(names, [r[1] for r in rows], color="#cccccc", label="annotated")
     ax.bar(names, [r[2] for r in rows], color="#dd8452", label="kept")
@@ -114,13 +137,14 @@ def languages(page: Page) -> str | None:
 
 
 def lengths(page: Page) -> str | None:
-    stage = page.stages[-1]
+    # annotated: where most documents are dropped, so kept and rejected compare there
+    stage = "annotated" if "annotated" in page.stages else page.stages[-1]
     rows = page.con.execute(
         f"SELECT length(text), reject IS NULL FROM {stage} WHERE text IS NOT NULL AND length(text) > 0"
     ).fetchall()
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
     kept = [n for n, k in rows if k]
     dropped = [n for n, k in rows if not k]
     bins = _log_bins(min(n for n, _ in rows), max(n for n, _ in rows))
@@ -136,46 +160,201 @@ def lengths(page: Page) -> str | None:
 def quality(page: Page) -> str | None:
     if "annotated" not in page.stages:
         return None
-    scores = [
-        r[0] for r in page.con.execute("SELECT quality FROM annotated WHERE quality IS NOT NULL").fetchall()
-    ]
-    if not scores:
+    rows = page.con.execute(
+        "SELECT quality, reject IS NULL FROM annotated WHERE quality IS NOT NULL"
+    ).fetchall()
+    if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.hist(scores, bins=40, range=(0, 1), color="#8172b3")
-    ax.set_xlabel("quality classifier probability of the high-quality label")
-    ax.set_ylabel("documents")
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
+    ax.hist(
+        [[q for q, k in rows if k], [q for q, k in rows if not k]],
+        bins=40,
+        range=(0, 1),
+        stacked=True,
+        label=["kept", "rejected"],
+        color=["#8172b3", "#cccccc"],
+    )
+    ax.set_yscale("log")
+    ax.set_xlabel("P(high quality), fastText classifier")
+    ax.set_ylabel("documents (log scale)")
+    ax.legend()
     return page.chart("quality", fig, "Quality scores (annotated stage)")
 
 
-def training_curves(page: Page) -> str | None:
-    """Every metrics.jsonl under RUN/train: the loss of each phase against its step."""
-    files = (
-        sorted((page.run_dir / "train").glob("**/metrics.jsonl")) if (page.run_dir / "train").is_dir() else []
+def clusters(page: Page) -> str | None:
+    """Duplicate clusters by size, from the deduped rows (one kept row per cluster)."""
+    if "deduped" not in page.stages:
+        return None
+    rows = page.con.execute(
+        "SELECT cluster_size, count(*) FROM deduped WHERE reject IS NULL AND cluster_size > 1 "
+        "GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    dedup = page.manifest("deduped").get("dedup", {})
+    found = dedup.get("duplicates", {})
+    summary = table(
+        ["clusters", "documents in them", "exact duplicates", "near duplicates"],
+        [
+            (
+                sum(n for _, n in rows),
+                sum(size * n for size, n in rows),
+                found.get("exact", 0),
+                found.get("near", 0),
+            )
+        ],
     )
+    if not rows:
+        return summary
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
+    ax.bar(range(len(rows)), [n for _, n in rows], color=COLORS["deduped"], width=0.6)
+    ax.set_xticks(range(len(rows)), [str(size) for size, _ in rows])
+    ax.set_xlim(-0.8, max(len(rows), 4) - 0.2)  # a lone bar stays a bar
+    ax.set_xlabel("documents in the cluster (one kept, the others rejected)")
+    ax.set_ylabel("clusters")
+    if max(n for _, n in rows) > 50 * min(n for _, n in rows):
+        ax.set_yscale("log")
+    return page.chart("clusters", fig, "Duplicate clusters by size (exact and MinHash)") + summary
+
+
+def buckets(page: Page) -> str | None:
+    """Tokens per bucket before and after mixing: real counts from the shards manifest, else the
+    mixed stage's estimate (UTF-8 bytes / bytes_per_token)."""
+    shards = page.manifest("shards")
+    if shards and shards.get("buckets"):
+        source = "real tokens (shards manifest)"
+        data = {name: (b["tokens_before"], b["tokens_after"]) for name, b in shards["buckets"].items()}
+    elif page.manifest("mixed"):
+        source = "estimated tokens (mixed manifest)"
+        data = {
+            name: (b["tokens_before"], b["tokens_after"])
+            for name, b in page.manifest("mixed")["buckets"].items()
+        }
+    else:
+        return None
+    names = sorted(data)
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.5 * len(names) + 1.4))
+    ys = range(len(names))
+    ax.barh([y + 0.2 for y in ys], [data[n][0] for n in names], height=0.4, label="before", color="#cccccc")
+    ax.barh([y - 0.2 for y in ys], [data[n][1] for n in names], height=0.4, label="after", color="#c44e52")
+    ax.set_yticks(list(ys), names)
+    ax.set_xlabel(source)
+    ax.xaxis.set_major_formatter(EngFormatter())  # 400k, not 400000
+    ax.legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=8)
+    rows = [(n, data[n][0], data[n][1], data[n][1] / data[n][0] if data[n][0] else 0.0) for n in names]
+    caption = f"Tokens per bucket before and after mixing ({source})"
+    return page.chart("buckets", fig, caption) + table(["bucket", "before", "after", "epochs"], rows)
+
+
+def _curves(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """Every numeric series of a metrics.jsonl against its step, bookkeeping fields left out."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if "step" not in record:
+            continue
+        for key, value in record.items():
+            if key not in NOT_CURVES and isinstance(value, int | float) and not isinstance(value, bool):
+                series.setdefault(key, []).append((record["step"], value))
+    return series
+
+
+def _panel(key: str) -> str:
+    """The panel a series is drawn in: a training figure beside its held-out `val_` twin (kl and
+    val_kl), every loss together, per-task accuracies (`acc_<task>`, `val_acc_<task>`) together."""
+    if "loss" in key:
+        return "loss"
+    base = key.removeprefix("val_")
+    if base.startswith("acc_"):
+        return "accuracy per task"
+    return {"correct": "acc"}.get(base, base)  # alignment rollouts' `correct` is held-out `val_acc`
+
+
+def training_curves(page: Page) -> str | None:
+    """Every metrics.jsonl under RUN/train (pretrain, sft, reward, align, ...): each series
+    (losses, val_bpb, reward, KL, accuracy, ...) against the step, related ones in one panel."""
+    train = page.run_dir / "train"
     parts = []
-    for path in files:
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        series: dict[str, list[tuple[float, float]]] = {}
-        for r in records:
-            for key, value in r.items():
-                if key != "step" and "step" in r and isinstance(value, int | float) and "loss" in key:
-                    series.setdefault(key, []).append((r["step"], value))
+    for path in sorted(train.glob("**/metrics.jsonl")) if train.is_dir() else []:
+        series = _curves(path)
         if not series:
             continue
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        for key, points in sorted(series.items()):
-            ax.plot(
-                [p[0] for p in points],
-                [p[1] for p in points],
-                label=key,
-                marker="." if len(points) < 50 else None,
-            )
-        ax.set_xlabel("step")
-        ax.legend()
-        name = "train_" + "_".join(path.parent.relative_to(page.run_dir / "train").parts or ("run",))
-        parts.append(page.chart(name, fig, f"Training: {path.parent.relative_to(page.run_dir)}"))
+        grouped: dict[str, list[str]] = {}
+        for key in sorted(series):
+            grouped.setdefault(_panel(key), []).append(key)
+        panels = sorted(grouped.items(), key=lambda kv: (kv[0] != "loss", kv[0]))
+        cols = min(len(panels), 2)
+        rows = -(-len(panels) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(WIDTH * cols, 3 * rows), squeeze=False)
+        for ax, (title, keys) in zip(axes.flat, panels, strict=False):
+            for key in keys:
+                points = series[key]
+                ax.plot(
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    label=key,
+                    marker="." if len(points) < 50 else None,
+                )
+            ax.set_xlabel("step")
+            ax.set_title(title, fontsize=10)
+            if len(keys) > 1 or keys[0] != title:
+                ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(panels) :]:
+            ax.axis("off")
+        phase = path.parent.relative_to(train)
+        name = "train_" + "_".join(phase.parts or ("run",))
+        last = {k: v[-1][1] for k, v in series.items()}
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in sorted(last.items()))
+        parts.append(
+            page.chart(name, fig, f"Training: {path.parent.relative_to(page.run_dir)}")
+            + f"<p class='note'>last values: {html.escape(figures)}</p>"
+        )
     return "".join(parts) or None
+
+
+def _eval_files(run_dir: Path) -> list[Path]:
+    """JSON files under RUN in the format of `refinery eval tasks --out` (training/cli.py)."""
+    found = []
+    for root, dirs, files in os.walk(run_dir):
+        dirs[:] = sorted(d for d in dirs if d not in NO_EVALS and not d.startswith((".", "_")))
+        for name in sorted(files):
+            if name.endswith(".json") and name != "run.json":
+                path = Path(root) / name
+                try:
+                    data = json.loads(path.read_text())
+                except (OSError, json.JSONDecodeError):
+                    continue
+                if isinstance(data, dict) and isinstance(data.get("accuracy"), dict) and "problems" in data:
+                    found.append(path)
+    return found
+
+
+def evaluations(page: Page) -> str | None:
+    """Accuracy per task and checkpoint, one table per `refinery eval tasks --out` file."""
+    parts = []
+    for path in _eval_files(page.run_dir):
+        data = read_json(path)
+        accuracy: dict[str, dict[str, float]] = data["accuracy"]
+        checkpoints = list(accuracy)
+        tasks = sorted({t for r in accuracy.values() for t in r})
+        rows = [
+            (task, data["problems"].get(task, 0), *(accuracy[c].get(task, float("nan")) for c in checkpoints))
+            for task in tasks
+        ]
+        where = html.escape(str(path.relative_to(page.run_dir)))
+        data_file = html.escape(str(data.get("data", "")))
+        parts.append(
+            f"<h3>{where}</h3><p class='note'>exact-match accuracy, greedy; problems: {data_file}</p>"
+            + table(["task", "n", *(_short(c) for c in checkpoints)], rows)
+        )
+    return "".join(parts) or None
+
+
+def _short(checkpoint: str) -> str:
+    """A checkpoint by its phase and step: RUN/train/sft/checkpoints/step_200 → `sft/step_200`."""
+    parts = [p for p in Path(checkpoint).parts if p != "checkpoints"]
+    return "/".join(parts[-2:])
 
 
 def _log_bins(low: int, high: int, n: int = 40) -> list[float]:
@@ -185,38 +364,109 @@ def _log_bins(low: int, high: int, n: int = 40) -> list[float]:
     return [10 ** (lo + (hi - lo) * i / n) for i in range(n + 1)]
 
 
-SECTIONS: tuple[tuple[str, Callable[[Page], str | None]], ...] = (
-    ("Funnel", funnel),
-    ("Drops per reason", drops),
-    ("Languages", languages),
-    ("Text lengths", lengths),
-    ("Quality scores", quality),
-    ("Training", training_curves),
+# (title, section, wide): a wide section spans both columns of the page.
+SECTIONS: tuple[tuple[str, Callable[[Page], str | None], bool], ...] = (
+    ("Funnel", funnel, False),
+    ("Drops per reason", drops, False),
+    ("Languages", languages, False),
+    ("Text lengths", lengths, False),
+    ("Quality scores", quality, False),
+    ("Duplicate clusters", clusters, False),
+    ("Mixture", buckets, False),
+    ("Training", training_curves, True),
+    ("Evaluation", evaluations, True),
 )
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 8px;text-align:right}
-td:first-child,th:first-child{text-align:left}figure{margin:1em 0}img{max-width:100%}
-figcaption{color:#666;font-size:.9em}"""
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1160px;margin:1.5em auto;padding:0 1em;
+color:#222;font-size:14px}h1{font-size:1.5em;margin:0 0 .4em}
+h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin:1.2em 0 .4em}h3{font-size:1em}
+table{border-collapse:collapse;margin:.4em 0}td,th{border:1px solid #ddd;padding:1px 7px;text-align:right}
+td:first-child,th:first-child{text-align:left}figure{margin:.4em 0}img{max-width:100%}
+figcaption,.note{color:#666;font-size:.9em;margin:.2em 0}nav{margin:.8em 0}nav a{margin-right:1em}
+.facts td{text-align:left}summary{cursor:pointer;color:#445}
+main{display:grid;grid-template-columns:1fr 1fr;gap:0 2.5em}.wide{grid-column:1/-1}
+header{display:flex;gap:2em;align-items:flex-start;flex-wrap:wrap}"""
+
+
+def _anchor(title: str) -> str:
+    return title.lower().replace(" ", "-")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def header(page: Page) -> str:
+    """Run facts: inputs, config hash, seed, versions; per stage its rows, config hash and wall time."""
+    run = read_json(page.run_dir / "run.json") if (page.run_dir / "run.json").is_file() else {}
+    facts = []
+    inputs = run.get("inputs") or []
+    if inputs:
+        shown = ", ".join(Path(p).name for p in inputs[:4]) + (
+            f", … ({len(inputs)} files)" if len(inputs) > 4 else ""
+        )
+        facts.append(("inputs", f"{shown} in {Path(inputs[0]).parent}"))
+    if run.get("source"):
+        facts.append(("source", run["source"]))
+    if run.get("config"):
+        config = run.get("config_file") or "conf/pipeline.yaml (defaults)"
+        facts.append(("config", f"{config}, resolved sha256 {fingerprint(run['config'])[:12]}"))
+    if "seed" in run:
+        facts.append(("seed", run["seed"]))
+    versions = run.get("versions") or {}
+    if versions:
+        facts.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)))
+    stages = []
+    for name in (*page.stages, "tokenizer", "shards"):
+        manifest = page.manifest(name)
+        if manifest is None:
+            continue
+        rows = manifest.get("rows") or {}
+        wall = manifest.get("wall_time_s")
+        timing = page.run_dir / name / "timing.json"
+        if wall is None and timing.is_file():  # the shards manifest is byte-identical per input: no time
+            wall = read_json(timing).get("wall_time_s")
+        stages.append(
+            (
+                name,
+                rows.get("in", "–"),
+                rows.get("kept", "–"),
+                rows.get("rejected", "–"),
+                manifest.get("config_hash", "")[:12],
+                _duration(wall),
+            )
+        )
+    out = "<header>"
+    if facts:
+        out += (
+            "<table class='facts'>"
+            + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
+            + "</table>"
+        )
+    if stages:
+        out += table(["stage", "rows in", "kept", "rejected", "config hash", "wall time"], stages)
+    return out + "</header>"
 
 
 def write_report(run_dir: str | Path) -> Path:
     page = Page(Path(run_dir))
-    body = []
-    for title, section in SECTIONS:
+    body, toc = [], []
+    for title, section, wide in SECTIONS:
         content = section(page)
         if content:
-            body.append(f"<section><h2>{html.escape(title)}</h2>{content}</section>")
-    run = read_json(page.run_dir / "run.json") if (page.run_dir / "run.json").is_file() else {}
-    head = f"<h1>Refinery run: {html.escape(page.run_dir.name)}</h1><p>Stages: {', '.join(page.stages)}"
-    if run.get("inputs"):
-        head += f"; {len(run['inputs'])} input files; seed {run.get('seed')}"
+            anchor = _anchor(title)
+            toc.append(f'<a href="#{anchor}">{html.escape(title)}</a>')
+            css = " class='wide'" if wide else ""
+            body.append(f'<section id="{anchor}"{css}><h2>{html.escape(title)}</h2>{content}</section>')
+    title = f"Refinery run: {html.escape(page.run_dir.resolve().name)}"
     index = page.out / "index.html"
     tmp = index.with_suffix(".tmp")
     tmp.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Refinery report</title>"
-        f"<style>{STYLE}</style></head><body>{head}</p>{''.join(body)}</body></html>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{title}</h1>{header(page)}"
+        f"<nav>{''.join(toc)}</nav><main>{''.join(body)}</main></body></html>"
     )
     tmp.replace(index)
     return index

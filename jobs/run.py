@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from corpus.manifest import write_json_atomic
-from jobs import annotated, deduped, documents, mixed, shards, tokenizer
-from jobs.config import load_config
+from jobs import annotated, decontam, deduped, documents, mixed, preflight, shards, tokenizer, train_stages
+from jobs.config import PipelineConfig, load_config
 from jobs.spark import spark_session
 
-STAGES = ("documents", "annotated", "deduped", "mixed", "tokenizer", "shards")
+CURATION = ("documents", "annotated", "deduped", "mixed", "decontam", "tokenizer", "shards")
+# Training stages run when the config's `train` section names their configs (conf/full.yaml).
+STAGES = CURATION + tuple(train_stages.STAGES)
 PACKAGES = (
     "refinery",
     "pyspark",
@@ -40,13 +42,19 @@ def expand_inputs(patterns: list[str]) -> list[str]:
     return sorted(found)
 
 
-def parse_stages(text: str | None) -> list[str]:
+def parse_stages(text: str | None, cfg: PipelineConfig | None = None) -> list[str]:
+    """The stages to run, in pipeline order: the named ones, or all that the config enables."""
+    cfg = cfg or PipelineConfig()
     if not text:
-        return list(STAGES)
+        return [s for s in STAGES if s in CURATION or train_stages.enabled(cfg, s)]
     names = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in names if s not in STAGES]
     if unknown:
         raise ValueError(f"--stages: unknown stage(s) {unknown}; allowed: {', '.join(STAGES)}")
+    for name in names:
+        if name not in CURATION and not train_stages.enabled(cfg, name):
+            key = train_stages.STAGES[name][1]
+            raise ValueError(f"--stages {name}: the config sets no train.{key}; see conf/full.yaml")
     return sorted(names, key=STAGES.index)
 
 
@@ -61,26 +69,32 @@ def _versions() -> dict[str, str | None]:
 
 
 def run(
-    config: str | None, inputs: list[str], out: str, *, master: str | None = None, stages: str | None = None
+    config: str | None,
+    inputs: list[str],
+    out: str,
+    *,
+    master: str | None = None,
+    stages: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     cfg = load_config(config)
-    names = parse_stages(stages)
+    names = parse_stages(stages, cfg)
     files = expand_inputs(inputs) if "documents" in names else []
     source = cfg.source or (documents.source_name(files) if files else None)
     run_dir = Path(out)
+    record = {
+        "config": cfg.model_dump(mode="json"),
+        "config_file": str(config) if config else None,
+        "inputs": files,
+        "source": source,
+        "stages": names,
+        "seed": cfg.seed,
+        "versions": _versions(),
+    }
+    # Inputs, model files, upstream stages and RUN itself are checked before anything is written.
+    preflight.check(cfg, names, files, run_dir, record, force=force)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(
-        run_dir / "run.json",
-        {
-            "config": cfg.model_dump(mode="json"),
-            "config_file": str(config) if config else None,
-            "inputs": files,
-            "source": source,
-            "stages": names,
-            "seed": cfg.seed,
-            "versions": _versions(),
-        },
-    )
+    write_json_atomic(run_dir / "run.json", record)
     spark = spark_session(cfg.spark, master)
     manifests = {}
     for name in names:
@@ -92,8 +106,12 @@ def run(
             manifests[name] = deduped.main(spark, cfg, str(run_dir))
         elif name == "mixed":
             manifests[name] = mixed.main(spark, cfg, str(run_dir))
+        elif name == "decontam":
+            manifests[name] = decontam.main(spark, cfg, str(run_dir))
         elif name == "tokenizer":
             manifests[name] = tokenizer.main(spark, cfg, str(run_dir))
         elif name == "shards":
             manifests[name] = shards.main(spark, cfg, str(run_dir))
+        else:
+            manifests[name] = train_stages.STAGES[name][0](cfg, run_dir)
     return manifests

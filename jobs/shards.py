@@ -1,5 +1,8 @@
 """shards stage: RUN/mixed/kept + RUN/tokenizer/tokenizer.json → RUN/shards/ + manifest.json.
 
+The rows are read from RUN/decontam/kept instead when the decontam stage ran on the current
+mixed output (jobs/decontam.py `corpus_dir`); its rejects count as dropped in `tokens_before`.
+
 Output: `train_NNNNN.bin/.idx` and `valid_NNNNN.bin/.idx` in Megatron-LM's indexed format
 (corpus/shards.py), and `manifest.json` as that module's docstring specifies. Nothing is
 rejected here; the mixed stage accounted for every row.
@@ -50,7 +53,9 @@ from corpus import mix
 from corpus.manifest import fingerprint, read_json, write_json_atomic
 from corpus.shards import ShardWriter, token_dtype
 from corpus.tokenizer import encode_documents, file_hash, load
+from jobs import decontam
 from jobs.config import PipelineConfig
+from jobs.spark import spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage
 
 STAGE = "shards"
@@ -217,7 +222,9 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         raise ValueError(f"{tok_path}: sha256 differs from its manifest; rerun the tokenizer stage")
     scfg = cfg.shards
     key = {"version": VERSION, "seed": cfg.seed, "shards": scfg.model_dump(mode="json")}
-    inputs_key = {"mixed": mixed_manifest["output_fingerprint"], "tokenizer": sha256}
+    corpus = decontam.corpus_dir(run)  # decontam/ when it ran on this mixed output
+    # key "mixed" whichever stage it is, so runs from before the decontam stage are not redone
+    inputs_key = {"mixed": read_json(corpus / "manifest.json")["output_fingerprint"], "tokenizer": sha256}
     stage = Stage(run_dir, STAGE, fingerprint(key), fingerprint(inputs_key))
     if manifest := stage.finished():
         log.info("shards: up to date, skipped (%s)", stage.final)
@@ -226,13 +233,13 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     stage.prepare(subdirs=("_parts",))
     vocab_size, eot_id = tok_manifest["vocab_size"], tok_manifest["eot_id"]
     dtype = token_dtype(vocab_size)
-    inputs = sorted(str(p) for p in (run / "mixed" / "kept").glob("part-*.parquet"))
+    inputs = sorted(str(p) for p in (corpus / "kept").glob("part-*.parquet"))
 
     # region 1: tokenize; persisted, see the module docstring
     tokenized = None
     if inputs:
         shipped = _ship_tokenizer(spark, tok_path, sha256)
-        docs = spark.read.parquet(*inputs).select("id", "bucket", "repeats", "text")
+        docs = spark.read.parquet(*map(spark_uri, inputs)).select("id", "bucket", "repeats", "text")
         tokenized = docs.mapInArrow(tokenize_batches(shipped, cfg.seed, dtype), TOKENIZED_DDL)
         tokenized = tokenized.persist(StorageLevel.MEMORY_AND_DISK)
     # endregion
@@ -302,9 +309,12 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
             .mapInArrow(write_batches(stage, names, vocab_size), "shard int, entry string")
         )
         entries = {r["shard"]: json.loads(r["entry"]) for r in written.collect()}
-        assert sorted(entries) == list(range(len(names))), (
-            f"shards written: {sorted(entries)} of {len(names)}"
-        )
+        # A key range that drew no copy (a small corpus over several shards) reached no task:
+        # its shard is written empty here, a few bytes, so the numbering has no gaps.
+        for g in sorted(set(range(len(names))) - set(entries)):
+            entries[g] = stage.part_done(g) or stage.save_part(
+                g, ShardWriter(stage.partial / names[g], vocab_size).close()
+            )
         log.info("shards: %d shards written after %.1f s", len(entries), time.time() - started)
     if tokenized is not None:
         tokenized.unpersist()

@@ -9,6 +9,7 @@ config's default.
 
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
@@ -37,8 +38,17 @@ def spark_session(cfg: "SparkConfig", master: str | None = None, app_name: str =
                 .config("spark.ui.enabled", "false")
                 .config("spark.driver.memory", cfg.driver_memory)
             )
+    if os.environ.get("REFINERY_QUIET"):  # `refinery --quiet`: no console progress bar
+        builder = builder.config("spark.ui.showConsoleProgress", "false")
     for key, value in cfg.conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def spark_uri(path: str | Path) -> str:
+    """A run-directory path as a `file://` URI for Spark's readers and writers. Our stages write
+    with Python file I/O, so RUN is a POSIX path every executor sees; a bare path would resolve
+    against the cluster's default file system instead (HDFS under YARN)."""
+    return Path(path).resolve().as_uri()

@@ -32,6 +32,12 @@ from corpus.schema import DOCUMENT, to_table
 SPLITS = ("kept", "rejected")
 ROWS_PER_BATCH = 1024  # rows converted and written at a time: bounds a task's memory
 ROW_GROUP_ROWS = 8192
+# Test-only fault injection (tests/test_faults.py), never set in production: with
+# REFINERY_FAULT_KILL="STAGE:PART:MARKER", the task writing part PART of STAGE kills its own
+# Python worker (os._exit) after its first row, once: it creates the file MARKER first, and a
+# retry that finds MARKER runs normally. Unset (the default) it changes nothing.
+FAULT_ENV = "REFINERY_FAULT_KILL"
+FAULT_EXIT = 77
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,28 @@ class Stage:
         write_json_atomic(self.partial / "manifest.json", manifest)
         os.replace(self.partial, self.final)
         return manifest
+
+
+def inject_fault(stage: str, index: int, rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """`rows` unchanged, unless FAULT_ENV names this stage and part (see FAULT_ENV)."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return rows
+    name, part, marker = spec.split(":", 2)
+    if name != stage or int(part) != index:
+        return rows
+
+    def killed_once() -> Iterator[dict[str, Any]]:
+        for n, row in enumerate(rows):
+            yield row
+            if n == 0:
+                try:
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    continue  # fired already: this is the retry
+                os._exit(FAULT_EXIT)
+
+    return killed_once()
 
 
 def _batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

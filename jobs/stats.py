@@ -1,7 +1,7 @@
 """`refinery stats` and `refinery sql`: DuckDB over a run directory.
 
 Views (only for stages that finished, i.e. have a manifest):
-- `documents`, `annotated`, `deduped`, `mixed`: the stage's kept and rejected rows together
+- `documents`, `annotated`, `deduped`, `mixed`, `decontam`: the stage's kept and rejected rows together
   (`reject IS NULL` for kept), so `SELECT reject, count(*) FROM annotated GROUP BY 1` is its funnel;
 - `rejected`: every stage's rejected rows with a `stage` column;
 - `kept`: the kept rows of the last finished stage;
@@ -19,7 +19,7 @@ from rich.table import Table
 
 from corpus.manifest import read_json
 
-ROW_STAGES = ("documents", "annotated", "deduped", "mixed")
+ROW_STAGES = ("documents", "annotated", "deduped", "mixed", "decontam")
 LENGTH_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 SHARD_ROW = pa.schema(
     [("split", pa.string()), ("name", pa.string()), ("bin", pa.string()), ("idx", pa.string())]

@@ -1,5 +1,8 @@
 """tokenizer stage: a sample of RUN/mixed/kept → RUN/tokenizer/tokenizer.json + manifest.json.
 
+The rows are read from RUN/decontam/kept instead when the decontam stage ran on the current
+mixed output (jobs/decontam.py `corpus_dir`).
+
 Byte-level BPE with the reserved special tokens (corpus/tokenizer.py), trained on the driver on
 a deterministic sample of the mixture: a document is drawn when its key (seed, id) falls below
 p * repeats, with p = sample_bytes / (bytes of the mixture, repeats counted), so an upsampled
@@ -25,6 +28,7 @@ from pyspark.sql import SparkSession
 from corpus import mix
 from corpus.manifest import fingerprint, read_json
 from corpus.tokenizer import CONTROL_TOKENS, END_OF_TEXT, PLACEHOLDER_TOKENS, file_hash, load, train_bpe
+from jobs import decontam
 from jobs.config import PipelineConfig
 from jobs.stage import ROWS_PER_BATCH, Stage
 
@@ -45,7 +49,8 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     if not (upstream / "manifest.json").is_file():
         raise FileNotFoundError(f"{upstream}: no finished mixed stage; run the `mixed` stage first")
     mixed_manifest = read_json(upstream / "manifest.json")
-    inputs = sorted(str(p) for p in (upstream / "kept").glob("part-*.parquet"))
+    corpus = decontam.corpus_dir(run_dir)  # decontam/ when it ran on this mixed output
+    inputs = sorted(str(p) for p in (corpus / "kept").glob("part-*.parquet"))
     tcfg = cfg.tokenizer
     key = {
         "version": VERSION,
@@ -54,7 +59,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         # a different `tokenizers` release may merge differently
         "tokenizers": importlib.metadata.version("tokenizers"),
     }
-    stage = Stage(run_dir, STAGE, fingerprint(key), mixed_manifest["output_fingerprint"])
+    stage = Stage(run_dir, STAGE, fingerprint(key), read_json(corpus / "manifest.json")["output_fingerprint"])
     if manifest := stage.finished():
         log.info("tokenizer: up to date, skipped (%s)", stage.final)
         return manifest
@@ -78,7 +83,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     texts = [t for part in parts for t in part]
     if not texts:
         raise ValueError(f"{upstream}: no text to train a tokenizer on (the mixed stage kept nothing)")
-    tok = train_bpe(texts, tcfg.vocab_size, min_frequency=tcfg.min_frequency)
+    tok = train_bpe(texts, tcfg.vocab_size, min_frequency=tcfg.min_frequency, digit_group=tcfg.digit_group)
     stage.prepare(subdirs=())
     path = stage.partial / TOKENIZER_FILE
     tok.save(str(path))

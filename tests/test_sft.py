@@ -150,3 +150,15 @@ def test_task_accuracy_grades_with_the_checker(tiny_checkpoint, chat):
     problems = conversations(5)
     accuracy = task_accuracy(load_model(tiny_checkpoint), chat, problems, max_new_tokens=4)
     assert set(accuracy) == {"arithmetic"} and 0.0 <= accuracy["arithmetic"] <= 1.0
+
+
+def test_a_long_prompt_does_not_cut_the_answers_of_short_ones(tiny_checkpoint, chat):
+    """Each batch's room to answer comes from its own longest prompt."""
+    from training.eval_tasks import answer
+
+    model = load_model(tiny_checkpoint)
+    short = "add 1 and 2"
+    long = "word " * 55  # fills most of the 64-token context
+    alone = answer(model, chat, [short], max_new_tokens=20)
+    together = answer(model, chat, [short, long], max_new_tokens=20)
+    assert together[0] == alone[0]

@@ -195,3 +195,15 @@ def test_tiny_corpus_holds_out_the_document_with_the_smallest_key(spark, tmp_pat
     first = min(rows, key=lambda r: mix.key(0, "valid", r["id"]))
     assert mix.key(0, "valid", first["id"]) >= mix.threshold(0.001), "the fraction alone selects none"
     assert decoded(tmp_path, "valid") == [first["text"]] and len(decoded(tmp_path, "train")) == 11
+
+
+def test_key_ranges_that_draw_no_copy_become_empty_shards(spark, tmp_path):
+    from jobs import mixed, shards, tokenizer
+
+    write_annotated(tmp_path, synthetic_docs(3))
+    cfg = config(tokenizer={"vocab_size": 300}, shards={"valid_fraction": 0.0, "shard_tokens": 10})
+    for stage in (mixed, tokenizer, shards):
+        stage.main(spark, cfg, str(tmp_path))
+    readers = open_split(tmp_path / "shards", "train")
+    assert len(readers) > 3 and sum(len(r) for r in readers) == 3
+    assert any(len(r) == 0 for r in readers)

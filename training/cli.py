@@ -38,6 +38,57 @@ def _sft(args: argparse.Namespace) -> None:
         )
 
 
+def _reward(args: argparse.Namespace) -> None:
+    from training.config import RewardConfig, load_yaml
+    from training.reward import train_reward
+
+    cfg = load_yaml(args.config, RewardConfig)
+    result = train_reward(cfg, args.init, args.data, args.out, resume=args.resume, quiet=args.quiet)
+    if os.environ.get("RANK", "0") == "0":
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k.startswith("val_"))
+        logging.getLogger("training").info("done: step %d, %s", result["step"], figures)
+
+
+def _align(args: argparse.Namespace) -> None:
+    from training.align import CONFIGS, align
+    from training.config import load_yaml
+
+    cfg = load_yaml(args.config or f"conf/train/{args.method}.yaml", CONFIGS[args.method])
+    result = align(
+        args.method,
+        cfg,
+        args.init,
+        args.data,
+        args.out,
+        reward=args.reward,
+        pairs=args.pairs,
+        resume=args.resume,
+        quiet=args.quiet,
+    )
+    figures = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k.startswith("val_"))
+    logging.getLogger("training").info("done: step %d, %s", result["step"], figures)
+
+
+def _eval_compare(args: argparse.Namespace) -> None:
+    from training.align import compare, format_compare
+
+    results = compare(
+        args.checkpoints,
+        args.data,
+        ref=args.ref,
+        reward=args.reward,
+        limit=args.limit,
+        max_new_tokens=args.max_new_tokens,
+    )
+    print(format_compare(results))
+    if args.out:
+        from corpus.manifest import write_json_atomic
+
+        meta = {"data": str(args.data), "ref": args.ref, "reward": args.reward, "limit": args.limit}
+        write_json_atomic(args.out, {**meta, "figures": results})
+        print(f"wrote {args.out}")
+
+
 def _eval_tasks(args: argparse.Namespace) -> None:
     from collections import Counter
 
@@ -96,6 +147,41 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sft.add_argument("--quiet", action="store_true", help="no progress bar, only evaluation log lines")
     sft.set_defaults(func=_sft)
 
+    reward = phases.add_parser("reward", help="reward model on `refinery synth preferences` pairs")
+    reward.add_argument(
+        "--config", default="conf/train/reward.yaml", help="YAML config (conf/train/reward.yaml)"
+    )
+    reward.add_argument(
+        "--init", required=True, help="checkpoint whose GPT becomes the backbone (the SFT model)"
+    )
+    reward.add_argument("--data", required=True, help="preference directory with train.jsonl and test.jsonl")
+    reward.add_argument(
+        "--out", required=True, help="output directory (checkpoints, metrics.jsonl, loss.png)"
+    )
+    reward.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    reward.add_argument("--quiet", action="store_true", help="no progress bar, only evaluation log lines")
+    reward.set_defaults(func=_reward)
+
+    align = phases.add_parser(
+        "align", help="align an SFT checkpoint: ppo, grpo, dpo or rs (training/align.py)"
+    )
+    align.add_argument("--method", required=True, choices=("dpo", "grpo", "ppo", "rs"))
+    align.add_argument("--config", help="YAML config (default: conf/train/METHOD.yaml)")
+    align.add_argument("--init", required=True, help="the SFT checkpoint (policy start and frozen reference)")
+    align.add_argument(
+        "--data", required=True, help="`refinery synth sft` directory: train prompts, test problems"
+    )
+    align.add_argument(
+        "--reward", help="reward-model checkpoint (ppo, rs; grpo with reward.reward_model > 0)"
+    )
+    align.add_argument("--pairs", help="`refinery synth preferences` directory (dpo)")
+    align.add_argument(
+        "--out", required=True, help="output directory (checkpoints, metrics.jsonl, align.png)"
+    )
+    align.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    align.add_argument("--quiet", action="store_true", help="no progress bar, only evaluation log lines")
+    align.set_defaults(func=_align)
+
     evaluation = sub.add_parser("eval", help="evaluate checkpoints").add_subparsers(
         dest="what", required=True
     )
@@ -106,6 +192,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tasks.add_argument("--max-new-tokens", type=int, default=128)
     tasks.add_argument("--out", help="write the results as JSON")
     tasks.set_defaults(func=_eval_tasks)
+
+    comp = evaluation.add_parser(
+        "compare", help="base, SFT and aligned side by side: accuracy, reward-model score, KL to SFT, length"
+    )
+    comp.add_argument("checkpoints", nargs="+", help="checkpoints (or training directories)")
+    comp.add_argument("--data", required=True, help="test.jsonl of `refinery synth sft`")
+    comp.add_argument("--ref", required=True, help="the reference for KL (the SFT checkpoint)")
+    comp.add_argument("--reward", help="reward-model checkpoint for the mean score")
+    comp.add_argument("--limit", type=int, help="first N problems of each task")
+    comp.add_argument("--max-new-tokens", type=int, default=128)
+    comp.add_argument("--out", help="write the figures as JSON")
+    comp.set_defaults(func=_eval_compare)
 
     export = sub.add_parser("export", help="convert a checkpoint for other libraries")
     formats = export.add_subparsers(dest="format", required=True)

@@ -7,6 +7,7 @@ architecture record a checkpoint carries, so post-training and export rebuild th
 """
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,16 +110,121 @@ class SftConfig(LoopConfig):
     model: ModelConfig | None = None
 
 
+class RewardConfig(LoopConfig):
+    """Reward model (training/reward.py): the checkpoint's GPT and a scalar head, trained on pairs."""
+
+    init: str | None = None  # the checkpoint the backbone starts from (--init, the SFT model)
+    margin: float = 0.0  # Bradley-Terry margin m (Llama 2, eq. 2); 0: plain Bradley-Terry
+    eval_pairs: PositiveInt = 1024  # held-out pairs for the pairwise accuracy at each evaluation
+    model: ModelConfig | None = None
+
+
+class SamplingConfig(BaseModel):
+    """How responses are drawn for rollouts, best-of-N and on-policy pairs (training/engine.py)."""
+
+    model_config = STRICT
+    temperature: float = 1.0  # 1: the policy's own distribution, which the policy gradient assumes
+    top_k: PositiveInt | None = None  # None: the whole vocabulary
+    response_tokens: PositiveInt = 128  # a response that has not ended by then is cut
+
+
+class RewardMix(BaseModel):
+    """Reward = checker·[check passes] + reward_model·(normalized reward-model score)."""
+
+    model_config = STRICT
+    checker: float = 1.0
+    reward_model: float = 0.0
+
+
+class AlignConfig(LoopConfig):
+    """What every method of `refinery train align` shares (training/align.py)."""
+
+    init: str | None = None  # the SFT checkpoint: the policy's start and the frozen reference
+    tasks: tuple[str, ...] | None = None  # train prompts of these tasks only; None: every task
+    eval_tasks: NonNegativeInt = 100  # held-out problems per task answered greedily per evaluation
+    max_new_tokens: PositiveInt = 128  # answer length limit in those evaluations
+    sampling: SamplingConfig = SamplingConfig()
+    model: ModelConfig | None = None
+
+
+class DpoConfig(AlignConfig):
+    beta: float = 0.1  # Rafailov et al. 2023's β: strength of the pull towards the reference
+    eval_pairs: PositiveInt = 512  # held-out pairs for the log-probability margin
+
+
+class RolloutConfig(AlignConfig):
+    """On-policy methods (GRPO, PPO): each rollout samples `prompts_per_rollout` train prompts
+    `group_size` times, and `epochs` passes of global_batch-sized optimizer steps go over it."""
+
+    prompts_per_rollout: PositiveInt = 16
+    group_size: PositiveInt = 8  # samples per prompt (GRPO's G)
+    epochs: PositiveInt = 1  # optimization passes over a rollout; 1 and one step each: exactly on-policy
+    clip_eps: float = 0.2  # PPO's ε for the probability ratio (Schulman et al. 2017)
+    kl_beta: float = 0.04
+    reward: RewardMix = RewardMix()
+
+    @property
+    def rollout_size(self) -> int:
+        return self.prompts_per_rollout * self.group_size
+
+    @property
+    def steps_per_rollout(self) -> int:
+        return self.epochs * self.rollout_size // self.global_batch
+
+    @pydantic.model_validator(mode="after")
+    def _whole_rollouts(self) -> "RolloutConfig":
+        if self.rollout_size % self.global_batch:
+            raise ValueError(f"a rollout of {self.rollout_size} sequences is not a multiple of global_batch")
+        per = self.steps_per_rollout
+        for name in ("steps", "save_every"):
+            if getattr(self, name) % per:
+                raise ValueError(f"{name} must be a multiple of the {per} optimizer steps per rollout")
+        return self
+
+
+class GrpoConfig(RolloutConfig):
+    scale_std: bool = True  # divide advantages by the group's std (DeepSeekMath); False: Dr. GRPO
+
+
+class PpoConfig(RolloutConfig):
+    prompts_per_rollout: PositiveInt = 32
+    group_size: PositiveInt = 2
+    epochs: PositiveInt = 2
+    kl_beta: float = 0.02  # per-token KL penalty in the reward (InstructGPT's β = 0.02)
+    reward: RewardMix = RewardMix(checker=0.0, reward_model=1.0)
+    gamma: float = 1.0  # discount; 1 for a response scored once at its end
+    lam: float = 0.95  # GAE λ (Schulman et al. 2016)
+    value_clip: float = 0.2  # ε of the clipped value loss, in normalized reward units
+    vf_coef: float = 0.5  # weight of the critic's loss (matters only through the shared grad clip)
+    whiten: bool = True  # advantages to mean 0, std 1 over the rollout (standard PPO practice)
+
+
+class RsConfig(AlignConfig):
+    """Rejection-sampling fine-tuning: best-of-`samples` by reward-model score, then SFT on winners."""
+
+    samples: PositiveInt = 8  # N responses per train prompt
+    prompts: PositiveInt | None = None  # train prompts per task to sample; None: all
+    min_score: float | None = None  # drop winners scoring below this (normalized); None: keep all
+
+
 # Fields that may differ between a checkpoint and the config it resumes with: they change how
 # the run is watched or executed, not the numbers it computes.
 RESUMABLE_CHANGES = {
     "compile", "threads", "log_every", "eval_every", "eval_windows", "save_every",
-    "eval_conversations", "eval_tasks", "max_new_tokens",
+    "eval_conversations", "eval_tasks", "max_new_tokens", "eval_pairs",
 }  # fmt: skip
 
 
-def load_yaml(path: str | Path, cls: type[BaseModel], overrides: dict[str, Any] | None = None) -> Any:
-    """Read YAML into `cls`; errors name the file and every bad key (as jobs/config.load_config)."""
+def load_yaml(
+    path: str | Path,
+    cls: type[BaseModel],
+    overrides: dict[str, Any] | None = None,
+    transform: Callable[[dict[str, Any], Path], dict[str, Any]] | None = None,
+) -> Any:
+    """Read YAML with `yaml.safe_load` into `cls`; errors name the file and every bad key.
+
+    `transform(raw, directory_of_the_file)` rewrites the mapping before validation (the pipeline
+    config resolves its relative paths with it); `overrides` replace top-level keys after that."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
@@ -126,6 +232,8 @@ def load_yaml(path: str | Path, cls: type[BaseModel], overrides: dict[str, Any] 
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: the top level must be a mapping, not {type(raw).__name__}")
+    if transform is not None:
+        raw = transform(raw, path.resolve().parent)
     raw.update(overrides or {})
     try:
         return cls.model_validate(raw)

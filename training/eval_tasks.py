@@ -42,24 +42,36 @@ def read_problems(path: str | Path, limit: int | None = None) -> list[dict[str, 
 def answer(
     model: torch.nn.Module, chat: ChatTokens, prompts: list[str], max_new_tokens: int, autocast=None
 ) -> list[str]:
-    """Greedy responses to single-turn user prompts, decoded without the stop token."""
-    responses = []
-    room = model.cfg.context_length
-    for start in range(0, len(prompts), BATCH):
-        rendered = [
-            render_for_generation([{"role": "user", "content": p}], chat)
-            for p in prompts[start : start + BATCH]
-        ]
-        budget = min(max_new_tokens, room - max(len(r) for r in rendered))
+    """Greedy responses to single-turn user prompts, decoded without the stop token.
+
+    Prompts are batched by rendered length, so a long prompt (a passage) does not shrink the room
+    a short one has to answer in: each batch gets `max_new_tokens` or what its longest prompt
+    leaves of the context, whichever is less."""
+    rendered = [render_for_generation([{"role": "user", "content": p}], chat) for p in prompts]
+    room = model.cfg.context_length - max_new_tokens
+    # Prompts that leave the full budget are batched apart from longer ones.
+    fits = sorted(
+        (i for i in range(len(prompts)) if len(rendered[i]) <= room), key=lambda i: len(rendered[i])
+    )
+    long = sorted((i for i in range(len(prompts)) if len(rendered[i]) > room), key=lambda i: len(rendered[i]))
+    batches = [group[k : k + BATCH] for group in (fits, long) for k in range(0, len(group), BATCH)]
+    responses = [""] * len(prompts)
+    for chosen in batches:
+        budget = min(max_new_tokens, model.cfg.context_length - max(len(rendered[i]) for i in chosen))
         if budget <= 0:
-            responses += [""] * len(rendered)
-            continue
+            continue  # no room to answer: counted as wrong
         with autocast or torch.autocast("cpu", enabled=False):
-            new = generate(model, rendered, budget, temperature=0.0, stop_ids=(IM_END_ID, END_OF_TEXT_ID))
-        for ids in new:
+            new = generate(
+                model,
+                [rendered[i] for i in chosen],
+                budget,
+                temperature=0.0,
+                stop_ids=(IM_END_ID, END_OF_TEXT_ID),
+            )
+        for i, ids in zip(chosen, new, strict=True):
             if ids and ids[-1] in (IM_END_ID, END_OF_TEXT_ID):
                 ids = ids[:-1]
-            responses.append(chat.tok.decode(ids))
+            responses[i] = chat.tok.decode(ids)
     return responses
 
 

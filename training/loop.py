@@ -186,25 +186,33 @@ def train_loop(
     quiet: bool = False,
     trainable_only: bool = False,
     meta_extra: dict[str, Any] | None = None,
+    weights: torch.nn.Module | None = None,
+    step_metrics: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and checkpoint; return the last step's train and validation figures.
 
     `trainable_only`: checkpoints hold only the parameters that require grad (LoRA adapters),
     and resuming loads them over the model as it was built.
+    `weights`: the module checkpoints hold and resume restores, when `model` is a loss wrapper
+    around it (DPO, GRPO: the policy, so an aligned checkpoint loads as a plain GPT); default `model`.
+    `step_metrics`: called at each log record, its figures join the record (alignment: reward,
+    KL and response length of the rollouts since the last record).
     """
+    weights = model if weights is None else weights
     out = Path(out)
     accum = cfg.global_batch // (cfg.micro_batch * rt.world)
     if accum * cfg.micro_batch * rt.world != cfg.global_batch:
         raise ValueError(
             f"global_batch {cfg.global_batch} is not a multiple of micro_batch × {rt.world} ranks"
         )
-    live = rt.is_main and not quiet and sys.stderr.isatty()
+    # REFINERY_QUIET: `refinery --quiet` (jobs/cli.py) turns the bar off for every training phase
+    live = rt.is_main and not quiet and not os.environ.get("REFINERY_QUIET") and sys.stderr.isatty()
 
     # --- resume: weights, optimizer, RNG, data position, step; later records dropped
     step, tokens, elapsed, train_loss, val = 0, 0, 0.0, float("nan"), {}
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
-        meta = load_checkpoint(checkpoint, model, optimizer, rank=rt.rank, strict=not trainable_only)
+        meta = load_checkpoint(checkpoint, weights, optimizer, rank=rt.rank, strict=not trainable_only)
         changes = _config_changes(meta["config"], cfg.model_dump(mode="json"))
         if changes:
             raise ValueError(f"{checkpoint}: the config differs from the checkpoint's: " + "; ".join(changes))
@@ -295,6 +303,8 @@ def train_loop(
             entry = {"step": step, "tokens": tokens, "loss": train_loss, "lr": lr, "tok_per_s": tok_per_s}
             if grad_norm is not None:
                 entry["grad_norm"] = grad_norm.item()
+            if step_metrics is not None:
+                entry |= step_metrics()
             record(entry)
             if live:
                 eta = (cfg.steps - step) * tokens_per_step / tok_per_s
@@ -320,7 +330,7 @@ def train_loop(
             save_checkpoint(
                 out,
                 step,
-                model,
+                weights,
                 optimizer,
                 meta,
                 tokenizer_path,

@@ -18,3 +18,139 @@ def next_token_nll(logits: torch.Tensor, targets: torch.Tensor, *, reduction: st
         logits.float().flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX, reduction=reduction
     )
     return nll.view(targets.shape) if reduction == "none" else nll
+
+
+# --- post-training: preference and policy-gradient losses ----------------------------------------
+# Token-level tensors are (B, T) over target positions: `mask` is 1 where the target is a response
+# token (the only positions with a policy action), 0 on prompt and padding. Per-token functions
+# return (B, T) so the caller picks the reduction (`masked_mean`), which the methods differ on.
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log π(target_t | prefix) (B, T) from logits (B, T, V), the softmax in float32 (as next_token_nll)."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    return logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, *, per_sequence: bool = False) -> torch.Tensor:
+    """Mean of `values` over masked tokens: over all of the batch's tokens (PPO implementations), or
+    per sequence first and then over sequences (`per_sequence`, DeepSeekMath eq. 3's 1/|o_i|)."""
+    mask = mask.to(values.dtype)
+    if per_sequence:
+        return ((values * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def bradley_terry_loss(
+    chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | float = 0.0
+) -> torch.Tensor:
+    """Reward-model loss −log σ(r(x, y_c) − r(x, y_r) − m), mean over pairs.
+
+    Ouyang et al. 2022 ("Training language models to follow instructions with human feedback"),
+    eq. 1, for one pair per prompt; the margin m is Llama 2's (Touvron et al. 2023, eq. 2), 0 = off.
+    `logsigmoid` keeps it finite for any score gap.
+    """
+    return -F.logsigmoid(chosen - rejected - margin).mean()
+
+
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """Direct Preference Optimization, −log σ(β[log π/π_ref(y_c) − log π/π_ref(y_r)]), mean over pairs.
+
+    Rafailov et al. 2023, eq. 7. Inputs are sequence log-probabilities (summed over response
+    tokens), (B,). β·log π/π_ref is the implicit reward; β sets how far from π_ref it may move.
+    """
+    logits = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    return -F.logsigmoid(beta * logits).mean()
+
+
+def clipped_surrogate(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """Per-token PPO policy loss −min(ρ·A, clip(ρ, 1−ε, 1+ε)·A), ρ = π/π_old (B, T).
+
+    Schulman et al. 2017 ("Proximal Policy Optimization Algorithms"), eq. 7, negated to minimize.
+    The min makes the objective a pessimistic bound: moving ρ beyond 1 ± ε in the direction the
+    advantage favours earns nothing, so one batch cannot push the policy far.
+    """
+    ratio = torch.exp(logp - old_logp)
+    return -torch.min(ratio * advantages, ratio.clamp(1 - eps, 1 + eps) * advantages)
+
+
+def clipped_value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """Per-token ½·max((V − R)², (V_old + clip(V − V_old, −ε, ε) − R)²) (B, T).
+
+    The squared error is Schulman et al. 2017 eq. 9's L^VF; clipping the value's move to ±ε of
+    the rollout's estimate is from their reference code (OpenAI baselines ppo2), so the critic is
+    as conservative as the policy. ε is in reward units.
+    """
+    clipped = old_values + (values - old_values).clamp(-eps, eps)
+    return 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2)
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimates and returns (A + V), each (B, T), 0 outside `mask`.
+
+    Schulman et al. 2016 ("High-Dimensional Continuous Control Using Generalized Advantage
+    Estimation"), eq. 16: A_t = Σ_l (γλ)^l δ_{t+l}, δ_t = r_t + γ·V_{t+1} − V_t, computed backwards.
+    A response is a contiguous run of masked positions; past its last one V = 0 (the episode ends).
+    """
+    mask = mask.to(values.dtype)
+    advantages = torch.zeros_like(values)
+    running = torch.zeros_like(values[:, 0])
+    next_value = torch.zeros_like(values[:, 0])
+    for t in reversed(range(values.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = (delta + gamma * lam * running) * mask[:, t]
+        advantages[:, t] = running
+        next_value = values[:, t] * mask[:, t]
+    return advantages, (advantages + values) * mask
+
+
+def group_advantages(rewards: torch.Tensor, *, scale: bool = True, eps: float = 1e-6) -> torch.Tensor:
+    """GRPO's outcome advantages (P, G): each reward minus its group's mean, over the group's std.
+
+    Shao et al. 2024 ("DeepSeekMath"), §4.1.2: Â_i = (r_i − mean(r)) / std(r) over the G samples of
+    one prompt; the population std here (TRL uses the sample std: ×√((G−1)/G)). A group whose
+    samples all score the same gets advantage 0: nothing to learn from it. `scale=False` drops the
+    division (Liu et al. 2025, "Understanding R1-Zero-Like Training"), which otherwise weighs
+    nearly-solved and nearly-failed prompts up.
+    """
+    centered = rewards - rewards.mean(dim=-1, keepdim=True)
+    if not scale:
+        return centered
+    return centered / (rewards.std(dim=-1, unbiased=False, keepdim=True) + eps)
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token estimate of KL(π ‖ π_ref) from tokens sampled from π: e^{Δ} − Δ − 1, Δ = log π_ref − log π.
+
+    Schulman 2020 ("Approximating KL Divergence") k3, used by DeepSeekMath eq. 4: unbiased like
+    −Δ (k1) but never negative, and of lower variance when π is near π_ref.
+    """
+    delta = ref_logp - logp
+    return torch.exp(delta) - delta - 1
+
+
+def kl_penalized_rewards(
+    score: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """Per-token PPO rewards (B, T): −β·(log π − log π_ref) at every response token, plus the
+    reward model's score (B,) at the last one.
+
+    Ouyang et al. 2022 eq. 2 (after Ziegler et al. 2019 and Stiennon et al. 2020) puts the KL
+    penalty in the reward; per token its sum is the k1 estimate of β·KL for the whole response.
+    """
+    mask = mask.to(logp.dtype)
+    rewards = -beta * (logp - ref_logp) * mask
+    last = (mask * torch.arange(mask.shape[1], device=mask.device)).argmax(dim=1)
+    return rewards.index_put((torch.arange(len(score), device=score.device), last), score, accumulate=True)

@@ -135,6 +135,14 @@ class GPT(nn.Module):
         reduction: str = "mean",
     ) -> torch.Tensor:
         """Logits (B, T, V) without targets; with them, the next-token loss (training/losses.py)."""
+        logits = self.lm_head(self.hidden(idx, kv_cache=kv_cache))
+        if targets is None:
+            return logits
+        return losses.next_token_nll(logits, targets, reduction=reduction)
+
+    def hidden(self, idx: torch.Tensor, *, kv_cache=None) -> torch.Tensor:
+        """The final normed hidden states (B, T, d_model) that the LM head reads; scalar heads (the
+        reward model's, PPO's critic) read them too (training/reward.py)."""
         T = idx.shape[1]
         if kv_cache is None:
             assert T <= self.cfg.context_length, f"sequence of {T} > context {self.cfg.context_length}"
@@ -147,10 +155,7 @@ class GPT(nn.Module):
             x = block(x, cos, sin, kv_cache, mask, causal)
         if kv_cache is not None:
             kv_cache.advance(T)
-        logits = self.lm_head(self.norm(x))
-        if targets is None:
-            return logits
-        return losses.next_token_nll(logits, targets, reduction=reduction)
+        return self.norm(x)
 
     def optimizer(self, cfg: OptimConfig, *, fused: bool | None = None) -> torch.optim.AdamW:
         """AdamW with weight decay on matrices (embeddings, projections) only, not on norm gains."""

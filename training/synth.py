@@ -138,6 +138,12 @@ def _synth_sft(args: argparse.Namespace) -> None:
     print(format_report(synthesize(cfg, args.run, args.out)))
 
 
+def _synth_preferences(args: argparse.Namespace) -> None:
+    from training.preferences import main
+
+    main(args)
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     synth = sub.add_parser("synth", help="synthesize post-training data").add_subparsers(
         dest="what", required=True
@@ -147,3 +153,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sft.add_argument("--out", required=True, help="output directory (train.jsonl, test.jsonl, report.json)")
     sft.add_argument("--config", default=str(DEFAULT_CONFIG))
     sft.set_defaults(func=_synth_sft)
+
+    prefs = synth.add_parser(
+        "preferences", help="preference pairs: on-policy (sampled, checker-graded) and rule-built"
+    )
+    prefs.add_argument("--init", required=True, help="the SFT checkpoint that samples on-policy responses")
+    prefs.add_argument(
+        "--data", required=True, help="`refinery synth sft` directory (train.jsonl, test.jsonl)"
+    )
+    prefs.add_argument("--out", required=True, help="output directory (train.jsonl, test.jsonl, report.json)")
+    prefs.add_argument("--config", default=str(DEFAULT_CONFIG.with_name("preferences.yaml")))
+    prefs.set_defaults(func=_synth_preferences)

@@ -28,6 +28,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from corpus.filters.checks import Check
+
 LOREM_IPSUM = "c4:lorem_ipsum"
 CURLY_BRACKET = "c4:curly_bracket"
 TOO_FEW_SENTENCES = "c4:too_few_sentences"
@@ -67,6 +69,11 @@ class C4Filter:
         "c4_curly_bracket": bool,
     }
     RULES: ClassVar[tuple[str, ...]] = (LOREM_IPSUM, CURLY_BRACKET, TOO_FEW_SENTENCES)
+    CHECKS: ClassVar[tuple[Check, ...]] = (  # the order of `decide`; see corpus/filters/checks.py
+        Check(LOREM_IPSUM, "c4_lorem_ipsum", "filter_lorem_ipsum", "flag"),
+        Check(CURLY_BRACKET, "c4_curly_bracket", "filter_curly_bracket", "flag"),
+        Check(TOO_FEW_SENTENCES, "c4_sentences", "min_num_sentences", "<"),
+    )
 
     def __init__(
         self,

@@ -28,6 +28,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from corpus.filters.checks import Check
+
 LINE_PUNCT_RATIO = "fineweb:line_punct_ratio"
 SHORT_LINE_RATIO = "fineweb:short_line_ratio"
 CHAR_DUP_RATIO = "fineweb:char_dup_ratio"
@@ -47,6 +49,18 @@ class FineWebFilter:
         "fineweb_list_ratio": float,  # newlines per word; None without words
     }
     RULES: ClassVar[tuple[str, ...]] = (LINE_PUNCT_RATIO, SHORT_LINE_RATIO, CHAR_DUP_RATIO, LIST_RATIO)
+    CHECKS: ClassVar[tuple[Check, ...]] = (  # the order of `decide`; see corpus/filters/checks.py
+        Check(
+            LINE_PUNCT_RATIO,
+            "fineweb_line_punct_ratio",
+            "line_punct_thr",
+            "<=",
+            zero_exempt="line_punct_exclude_zero",
+        ),
+        Check(SHORT_LINE_RATIO, "fineweb_short_line_ratio", "short_line_thr", ">="),
+        Check(CHAR_DUP_RATIO, "fineweb_char_dup_ratio", "char_duplicates_ratio", ">="),
+        Check(LIST_RATIO, "fineweb_list_ratio", "new_line_ratio", ">"),
+    )
 
     def __init__(
         self,

@@ -25,6 +25,8 @@ import string
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from corpus.filters.checks import Check
+
 TOO_FEW_WORDS = "gopher_quality:too_few_words"
 TOO_MANY_WORDS = "gopher_quality:too_many_words"
 MEAN_WORD_LENGTH = "gopher_quality:mean_word_length"
@@ -72,6 +74,18 @@ class GopherQualityFilter:
         TOO_MANY_ELLIPSIS_LINES,
         TOO_FEW_ALPHA_WORDS,
         TOO_FEW_STOP_WORDS,
+    )
+    CHECKS: ClassVar[tuple[Check, ...]] = (  # the order of `decide`; see corpus/filters/checks.py
+        Check(TOO_FEW_WORDS, "gopher_word_count", "min_doc_words", "<"),
+        Check(TOO_MANY_WORDS, "gopher_word_count", "max_doc_words", ">"),
+        Check(MEAN_WORD_LENGTH, "gopher_mean_word_length", "min_avg_word_length", "<"),
+        Check(MEAN_WORD_LENGTH, "gopher_mean_word_length", "max_avg_word_length", ">"),
+        Check(TOO_MANY_HASHES, "gopher_hash_ratio", "max_symbol_word_ratio", ">"),
+        Check(TOO_MANY_ELLIPSES, "gopher_ellipsis_ratio", "max_symbol_word_ratio", ">"),
+        Check(TOO_MANY_BULLET_LINES, "gopher_bullet_lines_ratio", "max_bullet_lines_ratio", ">"),
+        Check(TOO_MANY_ELLIPSIS_LINES, "gopher_ellipsis_lines_ratio", "max_ellipsis_lines_ratio", ">"),
+        Check(TOO_FEW_ALPHA_WORDS, "gopher_alpha_words_ratio", "min_alpha_words_ratio", "<"),
+        Check(TOO_FEW_STOP_WORDS, "gopher_stop_words", "min_stop_words", "<"),
     )
 
     def __init__(

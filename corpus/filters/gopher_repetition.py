@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from itertools import accumulate
 from typing import Any, ClassVar
 
+from corpus.filters.checks import Check
+
 DUP_PARAGRAPHS = "gopher_rep:dup_paragraphs"
 DUP_PARAGRAPH_CHARS = "gopher_rep:dup_paragraph_chars"
 DUP_LINES = "gopher_rep:dup_lines"
@@ -66,6 +68,11 @@ class GopherRepetitionFilter:
         DUP_LINE_CHARS,
         *TOP_NGRAM.values(),
         *DUP_NGRAM.values(),
+    )
+    # Signal `gopher_rep_X` is held to parameter `X`; see corpus/filters/checks.py.
+    CHECKS: ClassVar[tuple[Check, ...]] = tuple(
+        Check(rule, signal, signal.removeprefix("gopher_rep_"), ">")
+        for signal, rule in zip(SIGNALS, RULES, strict=True)
     )
 
     def __init__(

@@ -9,6 +9,8 @@ is an annotation computed before this filter (`classifiers/langid.py`).
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from corpus.filters.checks import Check
+
 NOT_ALLOWED = "lang:not_allowed"
 LOW_SCORE = "lang:score"
 
@@ -21,6 +23,11 @@ class LanguageFilter:
     name = "lang"
     SIGNALS: ClassVar[dict[str, type]] = {}  # lang and lang_score are top-level columns
     RULES: ClassVar[tuple[str, ...]] = (NOT_ALLOWED, LOW_SCORE)
+    CHECKS: ClassVar[tuple[Check, ...]] = (  # the order of `decide`; see corpus/filters/checks.py
+        Check(LOW_SCORE, "lang", "min_score", "missing"),
+        Check(NOT_ALLOWED, "lang", "languages", "not in"),
+        Check(LOW_SCORE, "lang_score", "min_score", "<", missing_fails=True, override=("min_scores", "lang")),
+    )
 
     def __init__(
         self,

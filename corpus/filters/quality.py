@@ -11,6 +11,8 @@ score itself (`quality`, a top-level column) is computed before this filter, on 
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from corpus.filters.checks import Check
+
 LOW = "quality:low"
 
 
@@ -21,6 +23,7 @@ class QualityFilter:
     name = "quality"
     SIGNALS: ClassVar[dict[str, type]] = {}  # quality is a top-level column
     RULES: ClassVar[tuple[str, ...]] = (LOW,)
+    CHECKS: ClassVar[tuple[Check, ...]] = (Check(LOW, "quality", "threshold", "<"),)  # filters/checks.py
 
     def __init__(self, *, threshold: float | None = None):
         self.threshold = threshold

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from corpus.filters.checks import Check
+
 BLOCKLIST = "url:blocklist"
 BANNED_WORD = "url:banned_word"
 SOFT_BANNED_WORDS = "url:soft_banned_words"
@@ -52,6 +54,12 @@ class UrlFilter:
         "url_banned_subword": str,  # the first (alphabetically) banned subword, else None
     }
     RULES: ClassVar[tuple[str, ...]] = (BLOCKLIST, BANNED_WORD, SOFT_BANNED_WORDS, BANNED_SUBWORD)
+    CHECKS: ClassVar[tuple[Check, ...]] = (  # the order of `decide`; see corpus/filters/checks.py
+        Check(BLOCKLIST, "url_blocklisted_domain", "blocklist_files", "found"),
+        Check(BANNED_WORD, "url_banned_word", "banned_words_files", "found"),
+        Check(SOFT_BANNED_WORDS, "url_soft_banned_words", "soft_word_threshold", ">="),
+        Check(BANNED_SUBWORD, "url_banned_subword", "banned_subwords_files", "found"),
+    )
 
     def __init__(
         self,

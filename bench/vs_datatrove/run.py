@@ -1,0 +1,228 @@
+"""Refinery against DataTrove on the same WARCs: speed, kept-document agreement, extraction F1.
+
+    .venv/bin/python bench/vs_datatrove/run.py                       # crawl-sample, 1 and 2 workers
+    .venv/bin/python bench/vs_datatrove/run.py --workers 2 --full    # also Refinery's default config
+
+Run with Refinery's venv. The first run creates DataTrove's own venv in bench/vs_datatrove/.venv
+(git-ignored) from requirements.txt; DataTrove is never a Refinery dependency.
+
+- DataTrove: datatrove_pipeline.py (WarcReader, Trafilatura, LanguageFilter on the same
+  lid.176.ftz, Gopher repetition and quality, C4 quality, FineWeb quality; DataTrove's
+  LocalPipelineExecutor, one task per WARC, W workers).
+- Refinery: `refinery run refinery.yaml --stages documents,annotated --master local[W]`, the same
+  steps (url rules, PII and the quality classifier off); `--full` adds a run of the default config.
+
+Speed: documents are the HTML pages each pipeline sends to extraction (DataTrove's reader also
+takes 404 pages and other non-200 HTML, Refinery only 200s). `doc/s/core` is documents per CPU
+second of the whole process tree (driver, JVM, Python workers, extraction sandboxes), read from
+/proc every POLL_S: the machine is shared, so CPU time is the fair clock; `wall doc/s/core` is
+documents / wall seconds / W, for reference. Agreement: Jaccard of the kept WARC-Record-IDs.
+Extraction: token F1 against the ScrapingHub gold and the trafilatura-eval snippet accuracy,
+from ../shared/tools/extraction_f1.py over every extracted page (kept or not).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+SHARED = REPO.parent / "shared"
+VENV = HERE / ".venv"
+POLL_S = 0.1
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def ensure_venv() -> Path:
+    python = VENV / "bin" / "python"
+    if not python.is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "-r", str(HERE / "requirements.txt")], check=True
+        )
+    return python
+
+
+def _tree_cpu(root: int, seen: dict[int, float]) -> None:
+    """Update `seen` (pid → CPU seconds, user + system) for `root` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        times[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        if pid in times:
+            seen[pid] = max(seen.get(pid, 0.0), times[pid])
+        stack += children.get(pid, [])
+
+
+def measured(command: list[str], log: Path, env: dict | None = None) -> dict[str, float]:
+    """Run `command`; return its wall seconds and the CPU seconds of its process tree."""
+    seen: dict[int, float] = {}
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        while proc.poll() is None:
+            _tree_cpu(proc.pid, seen)
+            time.sleep(POLL_S)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command[:3]}: exit status {proc.returncode}; see {log}")
+    return {"wall_s": wall, "cpu_s": sum(seen.values())}
+
+
+def read_jsonl(folder: Path) -> list[dict]:
+    return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.open()]
+
+
+def datatrove(python: Path, inputs: Path, workers: int, out: Path, lid: str) -> dict:
+    command = [str(python), str(HERE / "datatrove_pipeline.py"), "--input", str(inputs), "--out", str(out)]
+    figures = measured([*command, "--workers", str(workers), "--lid", lid], out.with_suffix(".log"))
+    stats = json.loads((out / "logs" / "stats.json").read_text())
+    extractor = next(s for s in stats if "Trafilatura" in s["name"])
+    extracted = read_jsonl(out / "extracted")
+    kept = read_jsonl(out / "kept")
+    return {
+        **figures,
+        "documents": extractor["stats"]["total"],
+        "kept_ids": sorted(d["id"] for d in kept),
+        "texts": [(d["metadata"].get("url"), d["id"], d["text"]) for d in extracted],
+    }
+
+
+def refinery(inputs: Path, workers: int, out: Path, config: str | None) -> dict:
+    import duckdb
+
+    command = [str(Path(sys.executable).parent / "refinery"), "run"] + ([config] if config else [])
+    command += ["--input", str(inputs / "*.warc.gz"), "--out", str(out), "--stages", "documents,annotated"]
+    figures = measured([*command, "--master", f"local[{workers}]"], out.with_suffix(".log"))
+    manifest = json.loads((out / "documents" / "manifest.json").read_text())
+    kept = duckdb.sql(f"SELECT warc_record_id FROM read_parquet('{out}/annotated/kept/*.parquet')").fetchall()
+    return {**figures, "documents": manifest["rows"]["in"], "kept_ids": sorted(r[0] for r in kept)}
+
+
+def extraction_scores(run_dir: Path) -> dict:
+    """extraction_f1.py's `run` mode over RUN/documents (every extracted page, kept or rejected)."""
+    tool = SHARED / "tools" / "extraction_f1.py"
+    labels = SHARED / "data" / "crawl-sample" / "labels.tsv"
+    result = subprocess.run(
+        [sys.executable, str(tool), "run", str(run_dir), str(labels), str(SHARED / "data")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def as_run_dir(texts: list[tuple[str, str, str]], folder: Path) -> Path:
+    """DataTrove's extracted pages as RUN/documents/part.parquet, the layout extraction_f1.py reads."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (folder / "documents").mkdir(parents=True)
+    url, rid, text = zip(*texts, strict=True) if texts else ((), (), ())
+    table = pa.table({"url": list(url), "warc_record_id": list(rid), "text": list(text)})
+    pq.write_table(table, folder / "documents" / "part-00000.parquet")
+    return folder
+
+
+def jaccard(a: list[str], b: list[str]) -> tuple[float, int]:
+    sa, sb = set(a), set(b)
+    return (len(sa & sb) / len(sa | sb) if sa | sb else 1.0), len(sa & sb)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--input", default=str(SHARED / "data" / "crawl-sample"), help="folder of *.warc.gz")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--full", action="store_true", help="also run Refinery's default config")
+    parser.add_argument("--out", help="keep outputs here (default: a temporary directory)")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(REPO))
+    from classifiers.langid import lid176_path
+
+    python = ensure_venv()
+    inputs, lid = Path(args.input), lid176_path()
+    work = Path(args.out or tempfile.mkdtemp(prefix="vs_datatrove-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows, quality = [], {}
+    for workers in args.workers:
+        dt = datatrove(python, inputs, workers, work / f"datatrove-w{workers}", lid)
+        ours = refinery(inputs, workers, work / f"refinery-w{workers}", str(HERE / "refinery.yaml"))
+        rows += [("DataTrove", workers, dt), ("Refinery", workers, ours)]
+        if not quality:
+            quality["DataTrove"] = extraction_scores(as_run_dir(dt["texts"], work / "datatrove-f1"))
+            quality["Refinery"] = extraction_scores(work / f"refinery-w{workers}")
+            quality["agreement"] = (
+                jaccard(dt["kept_ids"], ours["kept_ids"]),
+                len(dt["kept_ids"]),
+                len(ours["kept_ids"]),
+            )
+    if args.full:
+        workers = max(args.workers)
+        rows.append(("Refinery, default config", workers, refinery(inputs, workers, work / "full", None)))
+
+    print(f"inputs: {inputs} ({len(list(inputs.glob('*.warc.gz')))} files); outputs in {work}")
+    print("| pipeline | workers | documents | wall s | CPU s | doc/s/core (CPU) | wall doc/s/core | kept |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, workers, r in rows:
+        print(
+            f"| {name} | {workers} | {r['documents']:,} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} "
+            f"| {r['documents'] / r['cpu_s']:.1f} | {r['documents'] / r['wall_s'] / workers:.1f} "
+            f"| {len(r['kept_ids']):,} |"
+        )
+    for workers in args.workers:
+        dt, ours = (r for n, w, r in rows if w == workers and n in ("DataTrove", "Refinery"))
+        speed = (ours["documents"] / ours["cpu_s"]) / (dt["documents"] / dt["cpu_s"])
+        wall_speed = (ours["documents"] / ours["wall_s"]) / (dt["documents"] / dt["wall_s"])
+        print(
+            f"{workers} worker(s): Refinery/DataTrove doc/s/core {speed:.2f}x (CPU), {wall_speed:.2f}x (wall)"
+        )
+    (score, both), n_dt, n_ours = quality["agreement"]
+    print(f"kept documents: DataTrove {n_dt}, Refinery {n_ours}, both {both}, Jaccard {score:.3f}")
+    print(
+        "| extractor | ScrapingHub pages | precision | recall | F1 | trafilatura-eval snippets | accuracy |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name in ("DataTrove", "Refinery"):
+        sh, te = quality[name].get("scrapinghub", {}), quality[name].get("trafilatura-eval", {})
+        print(
+            f"| {name} | {sh.get('n')} | {sh.get('precision', 0):.3f} | {sh.get('recall', 0):.3f} "
+            f"| {sh.get('f1', 0):.3f} | {te.get('n_snippets')} | {te.get('snippet_accuracy', 0):.3f} |"
+        )
+    summary = {
+        "rows": [
+            {
+                "pipeline": n,
+                "workers": w,
+                **{k: v for k, v in r.items() if k in ("wall_s", "cpu_s", "documents")},
+            }
+            for n, w, r in rows
+        ],
+        "quality": {k: v for k, v in quality.items() if k != "agreement"},
+        "agreement": {"jaccard": score, "both": both, "datatrove": n_dt, "refinery": n_ours},
+    }
+    (work / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Checks `refinery run` makes before it starts Spark or writes anything to RUN.
+
+Every problem found here would otherwise surface minutes into a run, after earlier stages had
+written their outputs: a file that is not a WARC (the reader would count it as one long read
+error), a model or list file that does not exist (the annotated stage hashes it when it starts),
+a stage whose upstream stage never finished, or an output directory that holds another run.
+Each check raises `ValueError` or `FileNotFoundError` with one line naming the file or key and
+what is wrong; jobs/cli.py prints it and exits with status 2.
+"""
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from corpus.warc import GZIP_MAGIC, WARC_MAGIC
+from jobs.train_stages import STAGES as TRAIN_STAGES
+
+# Upstream stages each stage reads; one of them must be requested in the same run or finished
+# already (jobs/<stage>.py raises the same error later, after Spark has started).
+TRAIN_CONFIG_KEYS = {name: key for name, (_, key) in TRAIN_STAGES.items()}
+UPSTREAMS: dict[str, tuple[str, ...]] = {
+    "annotated": ("documents",),
+    "deduped": ("annotated",),
+    "mixed": ("deduped", "annotated"),
+    "tokenizer": ("mixed",),
+    "shards": ("mixed",),
+}
+REQUIRES_ALL: dict[str, tuple[str, ...]] = {"shards": ("tokenizer",)}  # besides its UPSTREAMS
+# run.json fields that identify a run: another value means another run's outputs. Spark settings
+# (master, memory) do not change what a stage writes, so they are left out of the comparison.
+IDENTITY = ("config", "inputs", "source")
+NOT_IDENTITY = ("spark",)
+HEAD_BYTES = 64
+
+
+def check_warc_file(path: str) -> None:
+    """The file starts like a WARC: `WARC/` or a gzip member whose content starts with `WARC/`.
+
+    A gzip member that does not inflate is let through: damage is the reader's business (it
+    counts the error and resynchronizes at the next member); only a file that is clearly
+    something else (HTML, JSON, a gzipped CSV, nothing at all) is refused here.
+    """
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if not head:
+        raise ValueError(f"--input {path}: empty file, not a WARC")
+    if head[:2] == GZIP_MAGIC[:2]:
+        try:
+            inner = zlib.decompressobj(wbits=31).decompress(head, HEAD_BYTES)
+        except zlib.error:
+            return
+        if len(inner) >= len(WARC_MAGIC) and not inner.startswith(WARC_MAGIC):
+            raise ValueError(
+                f"--input {path}: gzip file whose content starts {inner[:16]!r}, not a WARC record (WARC/...)"
+            )
+        return
+    if not head.startswith(WARC_MAGIC):
+        raise ValueError(f"--input {path}: not a WARC file (starts {head[:16]!r}; expected WARC/ or gzip)")
+
+
+def check_inputs(files: list[str]) -> None:
+    for path in files:
+        check_warc_file(path)
+
+
+def _must_exist(path: str | None, what: str) -> None:
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"{what}: {path}: no such file")
+
+
+def check_config_files(cfg: Any, stages: list[str]) -> None:
+    """Model and list files of the stages to run exist (the config names them by path)."""
+    if "annotated" in stages:
+        ann = cfg.annotated
+        _must_exist(ann.lid_model, "annotated.lid_model (fastText language-ID model)")
+        if ann.quality.enabled:
+            _must_exist(ann.quality.model, "annotated.quality.model (quality classifier)")
+            if ann.quality.model is None:
+                for p in ann.quality.positives_files:
+                    _must_exist(p, "annotated.quality.positives_files")
+        for section, params in ann:  # the filters' word and URL lists
+            if section == "quality" or not isinstance(params, BaseModel) or not params.enabled:
+                continue
+            for key, value in params:
+                if key.endswith("_files"):
+                    for p in value:
+                        _must_exist(p, f"annotated.{section}.{key}")
+    if "mixed" in stages:
+        for p in cfg.mixed.domain_list_files:
+            _must_exist(p, "mixed.domain_list_files")
+    for stage in stages:  # training stages name their configs (jobs/train_stages.py)
+        if stage in TRAIN_CONFIG_KEYS:
+            key = TRAIN_CONFIG_KEYS[stage]
+            _must_exist(getattr(cfg.train, key), f"train.{key}")
+
+
+def check_upstreams(run_dir: Path, stages: list[str]) -> None:
+    def ready(name: str) -> bool:
+        return name in stages or (run_dir / name / "manifest.json").is_file()
+
+    for stage in stages:
+        needed = UPSTREAMS.get(stage, ())
+        if needed and not any(ready(u) for u in needed):
+            raise FileNotFoundError(
+                f"--stages {stage}: {run_dir / needed[0]} is not finished; "
+                f"add `{needed[0]}` to --stages or run it first"
+            )
+        for upstream in REQUIRES_ALL.get(stage, ()):
+            if not ready(upstream):
+                raise FileNotFoundError(
+                    f"--stages {stage}: {run_dir / upstream} is not finished; "
+                    f"add `{upstream}` to --stages or run it first"
+                )
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ (nested dicts compared key by key). A key only one side has
+    is a config field another Refinery version added or removed, not another run."""
+    out = []
+    for key in sorted(set(old) & set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def check_run_dir(run_dir: Path, record: dict[str, Any], *, force: bool) -> None:
+    """RUN is new, empty, or holds this same run (same config, inputs and source): a rerun
+    resumes it. Another run's outputs are refused unless `force`; then the stages whose
+    config or input changed are redone (jobs/stage.py) and the others kept.
+
+    Inputs and source are compared only where both runs name them: `--stages annotated` alone
+    has no inputs, and neither changes what an earlier documents stage read.
+    """
+    if force or not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir}: exists and is not a directory")
+    previous = run_dir / "run.json"
+    if not previous.is_file():
+        if any(run_dir.iterdir()):
+            raise ValueError(
+                f"--out {run_dir}: not empty and has no run.json (not a run directory); "
+                "choose another --out, or pass --force to write into it"
+            )
+        return
+    try:
+        old = json.loads(previous.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{previous}: unreadable ({exc}); pass --force to overwrite it") from None
+    changed = []
+    for key in IDENTITY:
+        a, b = old.get(key), record.get(key)
+        if key != "config" and (not a or not b):
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            a, b = ({k: v for k, v in d.items() if k not in NOT_IDENTITY} for d in (a, b))
+            changed += [f"config.{k}" for k in _differences(a, b)]
+        elif a != b:
+            changed.append(key)
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" (+{len(changed) - 5} more)" if len(changed) > 5 else "")
+        raise ValueError(
+            f"--out {run_dir}: holds another run (run.json differs in {shown}); choose another --out, "
+            "or pass --force to rerun there (stages whose config or input changed are redone)"
+        )
+
+
+def check(
+    cfg: Any, stages: list[str], files: list[str], run_dir: Path, record: dict[str, Any], *, force: bool
+) -> None:
+    """All of the above, cheapest first; nothing is written."""
+    check_run_dir(run_dir, record, force=force)
+    check_config_files(cfg, stages)
+    check_upstreams(run_dir, stages)
+    check_inputs(files)

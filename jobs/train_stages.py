@@ -1,0 +1,112 @@
+"""The training stages of `refinery run`: pretrain → synth_sft → sft → eval, after the shards.
+
+They run when the config's `train` section names their configs (conf/full.yaml does; the
+default conf/pipeline.yaml stops at the shards). Outputs live in RUN/train/:
+
+    pretrain/   checkpoints, metrics.jsonl, loss.png        (training/pretrain.py)
+    sft_data/   train.jsonl, test.jsonl, report.json        (training/synth.py)
+    sft/        checkpoints, metrics.jsonl, loss.png        (training/sft.py)
+    eval.json   task accuracy of each model on the SFT test split (training/eval_tasks.py)
+
+Rerunning is resuming: a training phase continues from its latest checkpoint and does nothing
+when that checkpoint is its last step; a changed config is an error naming the changed keys
+(training/loop.py), since silently discarding a trained model is worse than asking. Synthesis
+and evaluation are skipped when their output records the same inputs.
+"""
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from corpus.manifest import fingerprint, read_json, write_json_atomic
+from jobs.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+TRAIN = "train"
+
+
+def pretrain_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
+    from training.config import load_pretrain_config
+    from training.pretrain import pretrain
+
+    train_cfg = load_pretrain_config(cfg.train.pretrain_config)
+    result = pretrain(train_cfg, run_dir / "shards", run_dir / TRAIN / "pretrain", resume=True)
+    return {"summary": result}
+
+
+def synth_sft_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
+    from training.config import load_yaml
+    from training.synth import SynthSftConfig, format_report, synthesize
+
+    synth_cfg = load_yaml(cfg.train.synth_config, SynthSftConfig)
+    out = run_dir / TRAIN / "sft_data"
+    inputs = {"config": synth_cfg.model_dump(mode="json"), "corpus": _curated_fingerprint(run_dir)}
+    report = out / "report.json"
+    if report.is_file() and read_json(report).get("inputs") == inputs:
+        log.info("synth_sft: up to date, skipped (%s)", out)
+        return {"summary": read_json(report)["tasks"]}
+    summary = synthesize(synth_cfg, run_dir, out)
+    write_json_atomic(report, {**read_json(report), "inputs": inputs})  # marks the output complete
+    log.info("synth_sft: wrote %s\n%s", out, format_report(summary))
+    return {"summary": summary}
+
+
+def sft_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
+    from training.config import SftConfig, load_yaml
+    from training.sft import sft
+
+    sft_cfg = load_yaml(cfg.train.sft_config, SftConfig)
+    train = run_dir / TRAIN
+    return {"summary": sft(sft_cfg, train / "pretrain", train / "sft_data", train / "sft", resume=True)}
+
+
+def eval_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
+    """Greedy task accuracy of every trained model on the SFT test split, side by side."""
+    from corpus.tokenizer import load as load_tokenizer
+    from training.chat import ChatTokens
+    from training.checkpoint import latest_checkpoint, load_model
+    from training.eval_tasks import format_table, read_problems, task_accuracy
+
+    train = run_dir / TRAIN
+    models = {name: latest_checkpoint(train / name) for name in ("pretrain", "sft")}
+    models = {name: path for name, path in models.items() if path is not None}
+    problems = read_problems(train / "sft_data" / "test.jsonl", limit=cfg.train.eval_limit)
+    key = fingerprint({"models": {n: str(p) for n, p in models.items()}, "problems": problems})
+    out = train / "eval.json"
+    if out.is_file() and read_json(out).get("key") == key:
+        log.info("eval: up to date, skipped (%s)", out)
+        return {"summary": read_json(out)["accuracy"]}
+    accuracy = {}
+    for name, path in models.items():
+        chat = ChatTokens(load_tokenizer(path / "tokenizer.json"))
+        accuracy[name] = task_accuracy(load_model(path), chat, problems)
+    counts = dict(sorted(Counter(p["task"] for p in problems).items()))
+    checkpoints = {n: str(p) for n, p in models.items()}
+    write_json_atomic(out, {"key": key, "checkpoints": checkpoints, "problems": counts, "accuracy": accuracy})
+    log.info("eval: task accuracy on the SFT test split\n%s", format_table(accuracy, counts))
+    return {"summary": accuracy}
+
+
+def _curated_fingerprint(run_dir: Path) -> str | None:
+    """The output fingerprint of the stage the corpus tasks read (training/corpus_tasks.py)."""
+    from training.corpus_tasks import CURATED_STAGES
+
+    for stage in CURATED_STAGES:
+        manifest = run_dir / stage / "manifest.json"
+        if manifest.is_file():
+            return read_json(manifest)["output_fingerprint"]
+    return None
+
+
+STAGES = {
+    "pretrain": (pretrain_stage, "pretrain_config"),
+    "synth_sft": (synth_sft_stage, "synth_config"),
+    "sft": (sft_stage, "sft_config"),
+    "eval": (eval_stage, "sft_config"),
+}
+
+
+def enabled(cfg: PipelineConfig, name: str) -> bool:
+    """A training stage runs when the config names the config file it needs."""
+    return getattr(cfg.train, STAGES[name][1]) is not None

@@ -1,0 +1,322 @@
+"""Preference synthesis, reward model and the alignment methods on the tiny model (seconds each)."""
+
+import json
+import math
+import random
+import shutil
+
+import pytest
+import torch
+
+from corpus.tokenizer import load as load_tokenizer
+from training.align import align, compare, heldout_figures
+from training.chat import ChatTokens
+from training.checkpoint import latest_checkpoint, load_model
+from training.config import (
+    DpoConfig,
+    GrpoConfig,
+    PpoConfig,
+    RewardConfig,
+    RsConfig,
+    SamplingConfig,
+    SftConfig,
+    load_yaml,
+)
+from training.pairs import PairBatches
+from training.preferences import SynthPreferencesConfig, answer_first, corrupt, synthesize
+from training.reward import load_reward_model, train_reward
+from training.rollout import RolloutBatches, exact_kl, pad_responses, sample
+from training.sft import sft
+from training.tasks import check, make_split
+
+LOOP = {"dtype": "float32", "threads": 1, "log_every": 1, "keep_checkpoints": 5}
+ALIGN = LOOP | {"eval_tasks": 12, "max_new_tokens": 20, "sampling": {"response_tokens": 20}}
+GRPO = GrpoConfig(
+    steps=4, global_batch=32, micro_batch=16, eval_every=2, save_every=2, prompts_per_rollout=8, group_size=4,
+    optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
+)  # fmt: skip
+
+
+def problem(a: int, b: int) -> dict:
+    prompt, solution = f"add {a} and {b}", f"{a} + {b} = {a + b}\n#### {a + b}"
+    return {
+        "task": "arithmetic",
+        "prompt": prompt,
+        "solution": solution,
+        "answer": str(a + b),
+        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": solution}],
+    }
+
+
+@pytest.fixture(scope="module")
+def sft_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("add_data")
+    pairs = [(a, b) for a in range(10) for b in range(10)]
+    random.Random(0).shuffle(pairs)
+    for name, chosen in (("train.jsonl", pairs[:80]), ("test.jsonl", pairs[80:])):
+        (folder / name).write_text("".join(json.dumps(problem(a, b)) + "\n" for a, b in chosen))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sft_checkpoint(tiny_checkpoint, sft_data, tmp_path_factory):
+    cfg = SftConfig(
+        steps=120, global_batch=8, micro_batch=8, eval_every=0, save_every=0, eval_conversations=8,
+        optim={"lr": 3e-3, "warmup_steps": 3, "weight_decay": 0.0}, **LOOP,
+    )  # fmt: skip
+    out = tmp_path_factory.mktemp("add_sft")
+    sft(cfg, tiny_checkpoint, sft_data, out, quiet=True)
+    return latest_checkpoint(out)
+
+
+@pytest.fixture(scope="module")
+def chat(tiny_checkpoint):
+    return ChatTokens(load_tokenizer(tiny_checkpoint / "tokenizer.json"))
+
+
+@pytest.fixture(scope="module")
+def prefs(sft_checkpoint, sft_data, tmp_path_factory):
+    cfg = SynthPreferencesConfig(
+        train_prompts=40, test_prompts=20, samples=6, sampling={"temperature": 1.0, "response_tokens": 20}
+    )
+    out = tmp_path_factory.mktemp("prefs")
+    report = synthesize(cfg, sft_checkpoint, sft_data, out)
+    return out, report
+
+
+@pytest.fixture(scope="module")
+def reward_model(sft_checkpoint, prefs, tmp_path_factory):
+    cfg = RewardConfig(
+        steps=30, global_batch=16, micro_batch=16, eval_every=30, save_every=0,
+        optim={"lr": 1e-3, "warmup_steps": 2, "weight_decay": 0.0}, **LOOP,
+    )  # fmt: skip
+    out = tmp_path_factory.mktemp("rm")
+    return out, train_reward(cfg, sft_checkpoint, prefs[0], out, quiet=True)
+
+
+def records(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+# --- preference synthesis --------------------------------------------------------------------
+
+
+def test_corrupted_arithmetic_carries_the_slip_to_a_wrong_final_answer():
+    rng = random.Random(0)
+    for p in make_split("arithmetic", 30, seed=5):
+        wrong = corrupt({"task": p.task, "solution": p.solution, "answer": p.answer}, rng)
+        assert wrong is not None and not check("arithmetic", wrong, p.answer)
+        changed = [(a, b) for a, b in zip(p.solution.split("\n"), wrong.split("\n"), strict=True) if a != b]
+        assert len(changed) >= 2  # at least the slipped step and the final line
+
+
+def test_corrupted_letter_tasks_fail_the_checker():
+    rng = random.Random(1)
+    for task in ("count_letters", "spell"):
+        for p in make_split(task, 20, seed=2):
+            wrong = corrupt({"task": task, "solution": p.solution, "answer": p.answer}, rng)
+            assert wrong is not None and not check(task, wrong, p.answer)
+
+
+def test_answer_first_moves_the_final_line_to_the_front():
+    assert answer_first("2 + 3 = 5\nso 5\n#### 5") == "#### 5\n2 + 3 = 5\nso 5"
+
+
+def test_on_policy_pairs_put_a_correct_sample_over_an_incorrect_one(prefs):
+    out, report = prefs
+    pairs = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    sources = {p["source"] for p in pairs}
+    assert sources == {"on_policy", "answer_first", "corrupted"}
+    for p in pairs:
+        assert p["chosen"] != p["rejected"]
+        if p["source"] in ("on_policy", "corrupted"):
+            assert check(p["task"], p["chosen"], p["answer"]) and not check(
+                p["task"], p["rejected"], p["answer"]
+            )
+    assert report["train"]["answer_first"]["chosen_longer"] == 0.0  # the same tokens, reordered
+    assert 0 < report["on_policy_train"]["prompts_mixed"] <= 1
+
+
+def test_held_out_pairs_come_from_test_problems_only(prefs, sft_data):
+    out, _ = prefs
+    train_prompts = {
+        json.loads(line)["prompt"] for line in (sft_data / "train.jsonl").read_text().splitlines()
+    }
+    test_pairs = [json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()]
+    assert test_pairs and not {p["prompt"] for p in test_pairs} & train_prompts
+
+
+# --- reward model ----------------------------------------------------------------------------
+
+
+def test_reward_model_reads_the_last_response_token_only(reward_model, prefs, chat):
+    rm = load_reward_model(reward_model[0])
+    pairs = PairBatches([json.loads(open(prefs[0] / "test.jsonl").readline())], chat, 64, shuffle=False)
+    ids, mask, *_ = pairs.batch([0])
+    longer = torch.cat([ids, torch.full((1, 5), 7)], dim=1)  # tokens after the end: padding
+    longer_mask = torch.cat([mask, torch.zeros(1, 5)], dim=1)
+    assert torch.allclose(rm.score(ids, mask), rm.score(longer, longer_mask), atol=1e-5)
+
+
+def test_reward_model_learns_the_held_out_preferences(reward_model):
+    out, result = reward_model
+    first = records(out)[0]
+    assert first["val_loss"] == pytest.approx(math.log(2))  # zero head: every score 0
+    assert result["val_acc"] > 0.6 and result["val_acc_answer_first"] > 0.9
+    assert result["val_loss"] < first["val_loss"]
+
+
+def test_loaded_reward_model_is_normalized_on_held_out_scores(reward_model, prefs, chat):
+    rm, raw = load_reward_model(reward_model[0]), load_reward_model(reward_model[0], normalized=False)
+    meta = json.loads((latest_checkpoint(reward_model[0]) / "meta.json").read_text())
+    pairs = PairBatches([json.loads(line) for line in open(prefs[0] / "test.jsonl")], chat, 64, shuffle=False)
+    ids, mask, *_ = pairs.batch(range(len(pairs)))
+    expected = (raw.score(ids, mask) - meta["val_score_mean"]) / meta["val_score_std"]
+    assert torch.allclose(rm.score(ids, mask), expected, atol=1e-4)
+
+
+# --- rollouts --------------------------------------------------------------------------------
+
+
+def test_response_mask_marks_the_targets_that_are_response_tokens():
+    ids, mask = pad_responses([([5, 6, 7], [8, 3]), ([5], [9, 9, 3])])
+    assert ids.tolist() == [[5, 6, 7, 8, 3], [5, 9, 9, 3, 0]]
+    # target t is ids[t + 1]: row 0's response targets are positions 2, 3; row 1's are 0, 1, 2
+    assert mask.tolist() == [[0, 0, 1, 1], [1, 1, 1, 0]]
+
+
+def test_samples_come_back_in_prompt_order_whatever_their_lengths(sft_checkpoint, chat):
+    model, greedy = load_model(sft_checkpoint), SamplingConfig(temperature=0.0, response_tokens=20)
+    prompts = ["add 3 and 4 and then add 5 and 6 and 7", "add 1 and 2", "add 9 and 9 and 9"]
+    together = sample(model, chat, prompts, 2, greedy, seed=0)
+    alone = [sample(model, chat, [p], 1, greedy, seed=0)[0] for p in prompts]
+    assert together == [row for row in alone for _ in range(2)]
+
+
+def test_rollouts_are_collected_once_and_served_for_each_epoch():
+    calls = []
+
+    def collect(index):
+        calls.append(index)
+        return (torch.arange(8) + 100 * index,)
+
+    batches = RolloutBatches(collect, rollout_size=8, epochs=2, seed=0)
+    served = [batches.next_batch(4)[0] for _ in range(4)]
+    assert calls == [0]
+    assert sorted(torch.cat(served[:2]).tolist()) == sorted(torch.cat(served[2:]).tolist()) == list(range(8))
+    batches.next_batch(4)
+    assert calls == [0, 1]
+
+
+def test_kl_of_a_model_to_itself_is_zero(sft_checkpoint):
+    model = load_model(sft_checkpoint)
+    ids, mask = pad_responses([([0, 1, 2], [7, 8, 3])])
+    assert exact_kl(model, model, ids, mask).abs().max() < 1e-5
+
+
+def test_rollout_config_keeps_checkpoints_at_rollout_boundaries():
+    with pytest.raises(ValueError, match="save_every must be a multiple of the 2 optimizer steps"):
+        GrpoConfig(steps=4, save_every=3, global_batch=64, prompts_per_rollout=16, group_size=8)
+
+
+@pytest.mark.parametrize("method", ["dpo", "grpo", "ppo", "rs"])
+def test_shipped_align_config_lists_every_option(method):
+    import yaml
+
+    from training.align import CONFIGS
+
+    shipped = yaml.safe_load(open(f"conf/train/{method}.yaml"))
+    assert set(shipped) == set(CONFIGS[method]().model_dump())
+    load_yaml(f"conf/train/{method}.yaml", CONFIGS[method])
+
+
+# --- alignment methods -----------------------------------------------------------------------
+
+
+def test_grpo_logs_rollout_figures_and_saves_a_plain_gpt(sft_checkpoint, sft_data, tmp_path):
+    result = align("grpo", GRPO, sft_checkpoint, sft_data, tmp_path, quiet=True)
+    logged = [r for r in records(tmp_path) if "loss" in r]
+    assert len(logged) == 4 and all(
+        {"reward", "correct", "kl", "length", "zero_adv"} <= set(r) for r in logged
+    )
+    assert {"val_acc", "val_kl", "val_length"} <= set(result) and result["val_kl"] > 0
+    load_model(latest_checkpoint(tmp_path))  # the policy alone: loads as any GPT checkpoint
+    assert (tmp_path / "align.png").is_file()
+
+
+def test_grpo_moves_the_policy_and_resumes_bitwise(sft_checkpoint, sft_data, tmp_path):
+    align("grpo", GRPO, sft_checkpoint, sft_data, tmp_path / "straight", quiet=True)
+    align("grpo", GRPO, sft_checkpoint, sft_data, tmp_path / "cut", quiet=True)
+    shutil.rmtree(latest_checkpoint(tmp_path / "cut"))  # back to step 2, then on to 4 again
+    align("grpo", GRPO, sft_checkpoint, sft_data, tmp_path / "cut", resume=True, quiet=True)
+    a = torch.load(latest_checkpoint(tmp_path / "straight") / "model.pt", weights_only=True)
+    b = torch.load(latest_checkpoint(tmp_path / "cut") / "model.pt", weights_only=True)
+    start = torch.load(sft_checkpoint / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["lm_head.weight"], start["lm_head.weight"])
+
+
+def test_grpo_with_the_reward_model_in_the_reward_logs_its_score(
+    sft_checkpoint, sft_data, reward_model, tmp_path
+):
+    cfg = GrpoConfig.model_validate(
+        GRPO.model_dump() | {"steps": 2, "save_every": 2, "reward": {"checker": 0.5, "reward_model": 0.5}}
+    )
+    result = align("grpo", cfg, sft_checkpoint, sft_data, tmp_path, reward=reward_model[0], quiet=True)
+    assert "rm" in records(tmp_path)[1] and "val_rm_score" in result
+
+
+def test_ppo_trains_policy_and_critic_from_the_reward_model(sft_checkpoint, sft_data, reward_model, tmp_path):
+    cfg = PpoConfig(
+        steps=4, global_batch=16, micro_batch=8, eval_every=4, save_every=4, prompts_per_rollout=8,
+        group_size=2, epochs=2, optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
+    )  # fmt: skip
+    result = align("ppo", cfg, sft_checkpoint, sft_data, tmp_path, reward=reward_model[0], quiet=True)
+    logged = [r for r in records(tmp_path) if "loss" in r]
+    assert all({"policy_loss", "value_loss", "clip_frac"} <= set(r) for r in logged)
+    # rollout figures come with the step that collected the rollout: every 2nd (2 steps per rollout)
+    collected = [r for r in logged if "reward" in r]
+    assert [r["step"] for r in collected] == [1, 3]
+    assert all({"rm", "correct", "kl", "length"} <= set(r) for r in collected)
+    assert collected[-1]["kl"] != 0 and "val_rm_score" in result
+    with pytest.raises(ValueError, match="does not resume"):
+        align("ppo", cfg, sft_checkpoint, sft_data, tmp_path, reward=reward_model[0], resume=True)
+
+
+def test_dpo_starts_at_ln2_and_raises_the_held_out_margin(sft_checkpoint, sft_data, prefs, tmp_path):
+    cfg = DpoConfig(
+        steps=10, global_batch=16, micro_batch=16, eval_every=10, save_every=10, beta=0.1,
+        optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
+    )  # fmt: skip
+    result = align("dpo", cfg, sft_checkpoint, sft_data, tmp_path, pairs=prefs[0], quiet=True)
+    first = records(tmp_path)[0]
+    assert first["val_dpo_loss"] == pytest.approx(math.log(2), abs=1e-4)
+    assert result["val_margin"] > first["val_margin"] and result["val_dpo_loss"] < first["val_dpo_loss"]
+
+
+def test_rs_fine_tunes_on_the_best_scored_sample(sft_checkpoint, sft_data, reward_model, tmp_path):
+    cfg = RsConfig(
+        steps=4, global_batch=8, micro_batch=8, eval_every=4, save_every=4, samples=4, prompts=16,
+        optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
+    )  # fmt: skip
+    align("rs", cfg, sft_checkpoint, sft_data, tmp_path, reward=reward_model[0], quiet=True)
+    winners = [json.loads(line) for line in (tmp_path / "winners.jsonl").read_text().splitlines()]
+    selection = json.loads((tmp_path / "selection.json").read_text())
+    assert len(winners) == 16 and selection["winner_score_mean"] >= selection["score_mean"]
+    assert not torch.equal(
+        load_model(latest_checkpoint(tmp_path)).lm_head.weight, load_model(sft_checkpoint).lm_head.weight
+    )
+
+
+def test_compare_reports_zero_kl_for_the_reference_itself(sft_checkpoint, sft_data, reward_model, chat):
+    results = compare(
+        [str(sft_checkpoint)], sft_data / "test.jsonl", ref=sft_checkpoint, reward=reward_model[0], limit=8,
+        max_new_tokens=20,
+    )  # fmt: skip
+    figures = results[str(sft_checkpoint)]
+    assert figures["kl"] == pytest.approx(0.0, abs=1e-5) and {"acc_arithmetic", "rm_score", "length"} <= set(
+        figures
+    )
+    problems = [json.loads(line) for line in (sft_data / "test.jsonl").read_text().splitlines()][:8]
+    direct = heldout_figures(load_model(sft_checkpoint), chat, problems, 20)
+    assert direct["acc_arithmetic"] == figures["acc_arithmetic"]

@@ -1,0 +1,323 @@
+"""Alignment from an SFT checkpoint: `refinery train align --method ppo|grpo|dpo|rs`.
+
+    refinery train align --method grpo --init SFT --data SFT_DATA --out OUT [--config conf/train/grpo.yaml]
+    refinery train align --method ppo  --init SFT --data SFT_DATA --reward RM --out OUT
+    refinery train align --method dpo  --init SFT --data SFT_DATA --pairs PREFS --out OUT
+    refinery train align --method rs   --init SFT --data SFT_DATA --reward RM --out OUT
+
+Every method starts the policy from the SFT checkpoint and keeps a frozen copy of it as the
+reference π_ref. One file per method, its setup and objective in view, all on the shared loop
+(training/loop.py): checkpoints hold the policy alone, so they load with `load_model` like any
+GPT checkpoint (`refinery eval tasks`, `refinery eval compare`, a further `--init`).
+
+| method | file | learns from | reward | KL to π_ref |
+|---|---|---|---|---|
+| dpo | dpo.py | PREFS pairs, offline | implicit: β·log π/π_ref | through β |
+| grpo | grpo.py | G samples per prompt | checker, reward model, or a mix | k3 term in the loss |
+| ppo | ppo.py | samples and a critic | reward model (or a mix) | penalty in the reward |
+| rs | rs.py | best of N, then SFT | reward model, to select | none (SFT stays near) |
+
+SFT_DATA is the `refinery synth sft` directory: train.jsonl gives the prompts (their solutions
+are never used by the on-policy methods) and test.jsonl the held-out problems.
+
+Validation, the same for every method and for `refinery eval compare` (`heldout_figures`): greedy
+answers to `eval_tasks` held-out problems per task, graded by the checker: `val_acc_<task>` and
+`val_acc` (their mean over tasks), `val_length` (response tokens, the stop token included),
+`val_kl` (KL to the reference along those answers, exact over the vocabulary and summed over the
+response's tokens), and `val_rm_score` (mean normalized reward-model score) when a reward model is
+given. OUT/align.png plots them over steps with the training rollouts' own figures.
+"""
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from corpus.tokenizer import load as load_tokenizer
+from training.chat import ChatTokens
+from training.checkpoint import load_model, read_meta
+from training.config import (
+    AlignConfig,
+    DpoConfig,
+    GrpoConfig,
+    ModelConfig,
+    PpoConfig,
+    RewardMix,
+    RsConfig,
+    SamplingConfig,
+)
+from training.eval_tasks import read_problems
+from training.loop import METRICS, Runtime, runtime
+from training.model import GPT
+from training.reward import RewardModel, load_reward_model
+from training.rollout import SCORE_BATCH, decode, exact_kl, pad_responses, sample, user_prompt
+from training.sft import resolve_checkpoint
+from training.tasks import check
+
+PLOT = "align.png"
+# A prompt must leave this much of the context to answer in (a demo arithmetic solution is ~40
+# tokens, a title choice ~20); longer prompts are skipped, in training and validation alike.
+MIN_RESPONSE_TOKENS = 32
+
+
+@dataclass
+class Setup:
+    """What every method starts from."""
+
+    cfg: Any  # the method's config, `init` and `model` filled in from the checkpoint
+    rt: Runtime
+    chat: ChatTokens
+    tokenizer_path: Path
+    policy: GPT  # trains
+    ref: GPT  # frozen copy of the initial policy
+    train: list[dict[str, Any]]  # train problems (their prompts)
+    heldout: list[dict[str, Any]]  # test problems for validation
+    scorer: RewardModel | None  # the normalized, frozen reward model, when one is given
+
+
+def frozen(model: torch.nn.Module) -> torch.nn.Module:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def prepare(cfg: AlignConfig, init: str | Path, data: str | Path, reward: str | Path | None = None) -> Setup:
+    init, data = resolve_checkpoint(init), Path(data)
+    rt = runtime(cfg)
+    if rt.world > 1:
+        raise ValueError("alignment runs in one process (rollouts are not sharded across ranks)")
+    cfg = cfg.model_copy(
+        update={"init": str(init), "model": ModelConfig.model_validate(read_meta(init)["config"]["model"])}
+    )
+    tokenizer_path = init / "tokenizer.json"
+    chat = ChatTokens(load_tokenizer(tokenizer_path))
+    room = cfg.model.context_length - MIN_RESPONSE_TOKENS
+
+    def fits(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        chosen = [p for p in problems if not cfg.tasks or p["task"] in cfg.tasks]
+        return [p for p in chosen if len(user_prompt(chat, p["prompt"])) <= room]
+
+    heldout = fits(read_problems(data / "test.jsonl", limit=cfg.eval_tasks)) if cfg.eval_tasks else []
+    return Setup(
+        cfg=cfg,
+        rt=rt,
+        chat=chat,
+        tokenizer_path=tokenizer_path,
+        policy=load_model(init, rt.device).train(),
+        ref=frozen(load_model(init, rt.device)),
+        train=fits(read_problems(data / "train.jsonl")),
+        heldout=heldout,
+        scorer=frozen(load_reward_model(reward, rt.device)) if reward else None,
+    )
+
+
+@torch.no_grad()
+def reward_scores(scorer: RewardModel, ids: torch.Tensor, mask: torch.Tensor, autocast: Any = None):
+    """Normalized reward-model scores (B,) of response rows (training/rollout.py layout)."""
+    out = []
+    for start in range(0, len(ids), SCORE_BATCH):
+        with autocast or torch.autocast("cpu", enabled=False):
+            out.append(scorer.score(ids[start : start + SCORE_BATCH], mask[start : start + SCORE_BATCH]))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def heldout_figures(
+    policy: GPT,
+    chat: ChatTokens,
+    problems: list[dict[str, Any]],
+    max_new_tokens: int,
+    *,
+    ref: GPT | None = None,
+    scorer: RewardModel | None = None,
+    autocast: Any = None,
+) -> dict[str, float]:
+    """Greedy answers to `problems`: checker accuracy per task and overall, length, KL, RM score."""
+    if not problems:
+        return {}
+    greedy = SamplingConfig(temperature=0.0, response_tokens=max_new_tokens)
+    rows = sample(policy, chat, [p["prompt"] for p in problems], 1, greedy, seed=0, autocast=autocast)
+    right, total = defaultdict(int), defaultdict(int)
+    for p, (_, response) in zip(problems, rows, strict=True):
+        total[p["task"]] += 1
+        right[p["task"]] += check(p["task"], decode(chat, response), p["answer"])
+    figures = {f"acc_{task}": right[task] / total[task] for task in sorted(total)}
+    figures["acc"] = sum(figures.values()) / len(figures)
+    figures["length"] = sum(len(r) for _, r in rows) / len(rows)
+    ids, mask = pad_responses(rows)
+    ids, mask = ids.to(policy.lm_head.weight.device), mask.to(policy.lm_head.weight.device)
+    if ref is not None:
+        figures["kl"] = exact_kl(policy, ref, ids, mask).mean().item()
+    if scorer is not None:
+        figures["rm_score"] = reward_scores(scorer, ids, mask, autocast).mean().item()
+    return figures
+
+
+def score_rollouts(
+    setup: Setup,
+    problems: list[dict[str, Any]],
+    rows: list[tuple[list[int], list[int]]],
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    mix: RewardMix,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(reward, checker verdict, normalized RM score or None) per rollout row (B,), with
+    reward = mix.checker·verdict + mix.reward_model·score. The verdict is computed whatever the mix:
+    it is how a reward-model-only run is watched for reward hacking."""
+    correct = torch.tensor(
+        [
+            check(p["task"], decode(setup.chat, r), p["answer"])
+            for p, (_, r) in zip(problems, rows, strict=True)
+        ],
+        dtype=torch.float,
+    )
+    reward = mix.checker * correct
+    rm = None
+    if setup.scorer is not None:
+        rm = reward_scores(setup.scorer, ids, mask, setup.rt.autocast).cpu()
+        reward = reward + mix.reward_model * rm
+    elif mix.reward_model:
+        raise ValueError("the reward mixes in the reward model (reward.reward_model > 0): give --reward")
+    return reward, correct, rm
+
+
+def validation(setup: Setup, extra: Callable[[], dict[str, float]] | None = None) -> Callable[[], dict]:
+    """The validate() of a method: held-out figures of the policy now, plus the method's own."""
+
+    def validate() -> dict[str, float]:
+        figures = extra() if extra is not None else {}
+        figures |= heldout_figures(
+            setup.policy,
+            setup.chat,
+            setup.heldout,
+            setup.cfg.max_new_tokens,
+            ref=setup.ref,
+            scorer=setup.scorer,
+            autocast=setup.rt.autocast,
+        )
+        setup.policy.train()
+        return figures
+
+    return validate
+
+
+# --- plot --------------------------------------------------------------------------------------
+
+PANELS = (  # (title, [(metrics key, label)])
+    ("reward", [("reward", "rollouts"), ("rm", "rollouts: RM score"), ("val_rm_score", "held-out RM score")]),
+    ("KL to reference (nats per response)", [("kl", "rollouts (k1)"), ("val_kl", "held-out (exact)")]),
+    ("response length (tokens)", [("length", "rollouts"), ("val_length", "held-out")]),
+    ("checker accuracy", [("correct", "rollouts"), ("val_acc", "held-out")]),
+)
+
+
+def plot_alignment(metrics_path: Path, png_path: Path) -> None:
+    """Reward, KL, length and accuracy over steps, written atomically as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for ax, (title, series) in zip(axes.flat, PANELS, strict=True):
+        for key, label in series:
+            points = [(r["step"], r[key]) for r in records if key in r]
+            if points:
+                ax.plot(
+                    *zip(*points, strict=True), label=label, marker="o" if key.startswith("val_") else None
+                )
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.tight_layout()
+    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+# --- dispatch ----------------------------------------------------------------------------------
+
+CONFIGS: dict[str, type[AlignConfig]] = {
+    "dpo": DpoConfig,
+    "grpo": GrpoConfig,
+    "ppo": PpoConfig,
+    "rs": RsConfig,
+}
+
+
+def align(
+    method: str,
+    cfg: AlignConfig,
+    init: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    reward: str | Path | None = None,
+    pairs: str | Path | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run one method; write OUT/align.png; return the last step's figures."""
+    from training import dpo, grpo, ppo, rs
+
+    methods = {"dpo": dpo.dpo, "grpo": grpo.grpo, "ppo": ppo.ppo, "rs": rs.rs}
+    if method not in methods:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(methods)}")
+    if not isinstance(cfg, CONFIGS[method]):
+        raise ValueError(f"method {method} takes a {CONFIGS[method].__name__}, not {type(cfg).__name__}")
+    result = methods[method](cfg, init, data, out, reward=reward, pairs=pairs, resume=resume, quiet=quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        plot_alignment(Path(out) / METRICS, Path(out) / PLOT)
+    return result
+
+
+# --- side by side: `refinery eval compare` ------------------------------------------------------
+
+
+def compare(
+    checkpoints: list[str],
+    data: str | Path,
+    *,
+    ref: str | Path,
+    reward: str | Path | None = None,
+    limit: int | None = None,
+    max_new_tokens: int = 128,
+) -> dict[str, dict[str, float]]:
+    """heldout_figures of each checkpoint against the same reference and reward model."""
+    ref_path = resolve_checkpoint(ref)
+    chat = ChatTokens(load_tokenizer(ref_path / "tokenizer.json"))
+    reference = frozen(load_model(ref_path))
+    scorer = frozen(load_reward_model(reward)) if reward else None
+    problems = read_problems(data, limit=limit)
+    return {
+        name: heldout_figures(
+            frozen(load_model(resolve_checkpoint(name))),
+            chat,
+            problems,
+            max_new_tokens,
+            ref=reference,
+            scorer=scorer,
+        )
+        for name in checkpoints
+    }
+
+
+def format_compare(results: dict[str, dict[str, float]]) -> str:
+    """Figures as rows, checkpoints as columns."""
+    columns = list(results)
+    keys = sorted({k for r in results.values() for k in r if k.startswith("acc_")})
+    keys += [k for k in ("acc", "rm_score", "kl", "length") if any(k in r for r in results.values())]
+    lines = [f"{'figure':<22}" + "".join(f"{c[-16:]:>18}" for c in columns)]
+    for key in keys:
+        cells = "".join(f"{results[c][key]:>18.3f}" if key in results[c] else f"{'-':>18}" for c in columns)
+        lines.append(f"{key:<22}" + cells)
+    return "\n".join(lines)

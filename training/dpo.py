@@ -1,0 +1,125 @@
+"""DPO: `refinery train align --method dpo --init SFT --data SFT_DATA --pairs PREFS --out OUT`.
+
+Direct Preference Optimization (Rafailov et al. 2023) trains the policy on preference pairs
+with the loss of their eq. 7 (`training.losses.dpo_loss`): no reward model and no sampling. The
+reference model's log-probabilities of every pair's chosen and rejected response are computed
+once, before training: the reference is frozen, so recomputing them each step would double the
+forward passes to get the same numbers. They ride along in the batches (training/pairs.py).
+
+Validation adds, on PREFS/test.jsonl (pairs from held-out problems): `val_margin`, the mean
+log π(chosen) − log π(rejected) summed over response tokens, the quantity DPO pushes up;
+`val_reward_acc`, how often the implicit reward β·log π/π_ref ranks the chosen response first;
+and `val_dpo_loss`. At step 0 these are the SFT model's (the loss is ln 2 there exactly).
+The training records add the same `margin` and `reward_acc` over the steps since the last one.
+
+DPO learns only from the responses in PREFS. Lowering log π(rejected) is as good for the loss
+as raising log π(chosen), and it often does both go down (Pal et al. 2024, "Smaug"); the
+held-out checker accuracy in validation is the check that the model's own answers did not
+suffer.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from training.align import prepare, validation
+from training.config import DpoConfig
+from training.loop import train_loop
+from training.losses import dpo_loss
+from training.model import GPT
+from training.pairs import PairBatches, read_pairs, sequence_logprobs
+from training.rollout import Averager
+
+
+class DpoObjective(nn.Module):
+    """The policy's DPO loss on a batch of pairs with their reference log-probabilities."""
+
+    def __init__(self, policy: GPT, beta: float, stats: Averager):
+        super().__init__()
+        self.policy, self.beta, self.stats = policy, beta, stats
+
+    def forward(self, chosen, chosen_mask, rejected, rejected_mask, ref_chosen, ref_rejected) -> torch.Tensor:
+        logp = sequence_logprobs(
+            self.policy, torch.cat([chosen, rejected]), torch.cat([chosen_mask, rejected_mask])
+        )
+        policy_chosen, policy_rejected = logp.chunk(2)
+        with torch.no_grad():
+            implicit = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+            self.stats.add(
+                margin=(policy_chosen - policy_rejected).mean(), reward_acc=(implicit > 0).float().mean()
+            )
+        return dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, self.beta)
+
+
+@torch.no_grad()
+def pair_logprobs(model: GPT, pairs: PairBatches, batch_size: int, autocast: Any = None) -> torch.Tensor:
+    """Sequence log-probabilities (N, 2) of every pair's chosen and rejected response, in order."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for _, (chosen, chosen_mask, rejected, rejected_mask, *_) in pairs.eval_batches(batch_size):
+        with autocast or torch.autocast("cpu", enabled=False):
+            logp = sequence_logprobs(
+                model, torch.cat([chosen, rejected]), torch.cat([chosen_mask, rejected_mask])
+            )
+        out.append(torch.stack(logp.chunk(2), dim=1))
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def dpo(
+    cfg: DpoConfig,
+    init: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    reward: str | Path | None = None,
+    pairs: str | Path | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    if pairs is None:
+        raise ValueError("dpo trains on preference pairs: give --pairs (a `refinery synth preferences` DIR)")
+    s = prepare(cfg, init, data, reward)
+    cfg, T = s.cfg, s.cfg.model.context_length
+
+    # --- pairs, each with the reference's log-probabilities, computed once
+    train = PairBatches(read_pairs(Path(pairs) / "train.jsonl"), s.chat, T, seed=cfg.seed)
+    held_out = PairBatches(read_pairs(Path(pairs) / "test.jsonl", cfg.eval_pairs), s.chat, T, shuffle=False)
+    for batches in (train, held_out):
+        batches.extras = pair_logprobs(s.ref, batches, cfg.micro_batch, s.rt.autocast)
+
+    def pair_figures() -> dict[str, float]:
+        logp, ref = pair_logprobs(s.policy, held_out, cfg.micro_batch, s.rt.autocast), held_out.extras
+        implicit = (logp[:, 0] - ref[:, 0]) - (logp[:, 1] - ref[:, 1])
+        margin = logp[:, 0] - logp[:, 1]
+        figures = {
+            "margin": margin.mean().item(),
+            "reward_acc": (implicit > 0).float().mean().item(),
+            "dpo_loss": dpo_loss(logp[:, 0], logp[:, 1], ref[:, 0], ref[:, 1], cfg.beta).item(),
+            "chosen_logp": logp[:, 0].mean().item(),  # both may fall while the margin rises
+        }
+        for source in sorted({p["source"] for p in held_out.pairs}):
+            rows = torch.tensor([p["source"] == source for p in held_out.pairs])
+            figures[f"margin_{source}"] = margin[rows].mean().item()
+        return figures
+
+    stats = Averager()
+    return train_loop(
+        cfg,
+        s.rt,
+        DpoObjective(s.policy, cfg.beta, stats),
+        s.policy.optimizer(cfg.optim, fused=True),
+        train,
+        validation(s, pair_figures),
+        out,
+        s.tokenizer_path,
+        tokens_per_step=cfg.global_batch * 2 * T,
+        resume=resume,
+        quiet=quiet,
+        meta_extra={"method": "dpo", "train_pairs": len(train), "dropped_pairs": train.dropped},
+        weights=s.policy,
+        step_metrics=stats.pop,
+    )

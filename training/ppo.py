@@ -1,0 +1,147 @@
+"""PPO: `refinery train align --method ppo --init SFT --data SFT_DATA --reward RM --out OUT`.
+
+InstructGPT's RL step (Ouyang et al. 2022, §3.5, after Stiennon et al. 2020): the policy samples
+responses to train prompts, the reward model scores each complete response once, at its end, and
+every token pays a KL penalty −β·(log π − log π_ref) to the frozen SFT model (their eq. 2;
+`training.losses.kl_penalized_rewards`). A critic estimates the value of each prefix;
+advantages and returns come from GAE over the response's tokens (Schulman et al. 2016), are
+whitened over the rollout, and the policy and critic minimize the clipped losses of Schulman et
+al. 2017 over `epochs` passes (training/losses.py). The default reward is the reward model only
+(`reward.checker: 0`): the checker's verdict is still computed and logged (`correct`) so the
+run shows whether optimizing the reward model's score also raises true accuracy, or hacks it.
+
+Critic: a separate network of the reward model's shape (GPT backbone + scalar head, every
+position read: `RewardModel.values`), initialized from the reward model as InstructGPT does. A
+separate critic costs a second forward and backward per micro-batch, but its loss cannot pull
+the policy's features (a value head on the policy trunk would share them, trading the two losses
+through `vf_coef`). The reward model is normalized on load (training/reward.py), so scores, the
+critic's values and `value_clip` are all in units of the reward model's held-out std.
+
+Checkpoints hold the policy alone (so they load as a plain GPT); the critic is not saved, so a
+PPO run does not resume.
+
+Records per log: `reward` (score + KL penalty, per response), `rm` (score alone), `correct`,
+`kl` (k1 per response), `length`, `clip_frac`, `value_loss`, `policy_loss`.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from training.align import prepare, score_rollouts, validation
+from training.config import PpoConfig
+from training.loop import train_loop
+from training.losses import (
+    clipped_surrogate,
+    clipped_value_loss,
+    gae,
+    kl_penalized_rewards,
+    masked_mean,
+    token_logprobs,
+)
+from training.model import GPT
+from training.reward import RewardModel, adamw, load_reward_model
+from training.rollout import Averager, PromptStream, RolloutBatches, logprobs, pad_responses, sample
+
+
+class PpoObjective(nn.Module):
+    """Clipped policy loss + vf_coef × clipped value loss on a batch of rollout rows."""
+
+    def __init__(self, policy: GPT, critic: RewardModel, cfg: PpoConfig, stats: Averager):
+        super().__init__()
+        self.policy, self.critic, self.cfg, self.stats = policy, critic, cfg, stats
+
+    def forward(self, ids, mask, old_logp, advantages, returns, old_values) -> torch.Tensor:
+        inputs, targets = ids[:, :-1], ids[:, 1:]
+        logp = token_logprobs(self.policy(inputs), targets) * mask
+        values = self.critic.values(inputs)
+        policy_loss = masked_mean(clipped_surrogate(logp, old_logp, advantages, self.cfg.clip_eps), mask)
+        value_loss = masked_mean(clipped_value_loss(values, old_values, returns, self.cfg.value_clip), mask)
+        with torch.no_grad():
+            ratio = torch.exp(logp - old_logp)
+            self.stats.add(
+                policy_loss=policy_loss,
+                value_loss=value_loss,
+                clip_frac=masked_mean(((ratio - 1).abs() > self.cfg.clip_eps).float(), mask),
+            )
+        return policy_loss + self.cfg.vf_coef * value_loss
+
+
+def whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean 0, std 1 over the masked entries; 0 elsewhere."""
+    mean = masked_mean(values, mask)
+    var = masked_mean((values - mean) ** 2, mask)
+    return (values - mean) * torch.rsqrt(var + 1e-8) * mask
+
+
+def ppo(
+    cfg: PpoConfig,
+    init: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    reward: str | Path | None = None,
+    pairs: str | Path | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    if reward is None:
+        raise ValueError("ppo needs a reward model: give --reward (a `refinery train reward` checkpoint)")
+    if resume:
+        raise ValueError("ppo does not resume: its checkpoints hold the policy, not the critic")
+    s = prepare(cfg, init, data, reward)
+    cfg, P, G, device = s.cfg, s.cfg.prompts_per_rollout, s.cfg.group_size, s.rt.device
+    critic = load_reward_model(reward, device).train()  # initialized from the reward model; trains
+    prompts, stats = PromptStream(s.train, cfg.seed), Averager()
+    objective = PpoObjective(s.policy, critic, cfg, stats)
+
+    def collect(index: int) -> tuple[torch.Tensor, ...]:
+        """Rollout `index`: samples, per-token rewards, values, GAE advantages and returns."""
+        problems = prompts.take(index, P)
+        rows = sample(
+            s.policy,
+            s.chat,
+            [p["prompt"] for p in problems],
+            G,
+            cfg.sampling,
+            cfg.seed * 1_000_000 + index,
+            s.rt.autocast,
+        )
+        ids, mask = (t.to(device) for t in pad_responses(rows))
+        score, correct, rm = score_rollouts(
+            s, [p for p in problems for _ in range(G)], rows, ids, mask, cfg.reward
+        )
+        old_logp = logprobs(s.policy, ids, mask, s.rt.autocast)
+        ref_logp = logprobs(s.ref, ids, mask, s.rt.autocast)
+        with torch.no_grad(), s.rt.autocast:
+            values = critic.values(ids[:, :-1]) * mask
+        rewards = kl_penalized_rewards(score.to(device), old_logp, ref_logp, mask, cfg.kl_beta)
+        advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten:
+            advantages = whiten(advantages, mask)
+        stats.add(
+            reward=rewards.sum(1).mean(),
+            correct=correct.mean(),
+            kl=((old_logp - ref_logp) * mask).sum(1).mean(),
+            length=mask.sum(1).mean(),
+            **({"rm": rm.mean()} if rm is not None else {}),
+        )
+        return ids, mask, old_logp, advantages, returns, values
+
+    return train_loop(
+        cfg,
+        s.rt,
+        objective,
+        adamw(objective, cfg.optim),
+        RolloutBatches(collect, cfg.rollout_size, cfg.epochs, cfg.seed),
+        validation(s),
+        out,
+        s.tokenizer_path,
+        tokens_per_step=cfg.global_batch * cfg.model.context_length,
+        quiet=quiet,
+        meta_extra={"method": "ppo", "train_prompts": len(s.train)},
+        weights=s.policy,
+        step_metrics=stats.pop,
+    )

@@ -1,0 +1,186 @@
+"""Reward model: `refinery train reward --config conf/train/reward.yaml --init SFT --data PREFS --out OUT`.
+
+The SFT checkpoint's GPT (every weight trains) with a scalar head on its final hidden state at
+the last token of the response, the `<|im_end|>` that closes the assistant turn: by then the
+causal backbone has read the prompt and the whole response (Ouyang et al. 2022, §3.5, read the
+final token the same way). Trained with the Bradley-Terry loss (training/losses.py) on PREFS/
+train.jsonl of `refinery synth preferences`; validation scores PREFS/test.jsonl, pairs built from
+held-out problems, and reports pairwise accuracy overall and per source (`val_acc`,
+`val_acc_<source>`), the Bradley-Terry loss, and `val_prefers_longer`: how often the higher
+score goes to the longer response, a length-bias check.
+
+Scores are only defined up to a constant (the loss sees differences), so the head's bias never
+trains. The last validation's mean and standard deviation of held-out scores (chosen and
+rejected together) are saved in the checkpoint (`val_score_mean`, `val_score_std`), and
+`load_reward_model` folds them into the head: a loaded reward model scores held-out responses
+with mean 0 and std 1, the scale the alignment methods' β and clip ranges are set for (as
+InstructGPT normalizes its reward model with a bias before RL).
+"""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from corpus.tokenizer import load as load_tokenizer
+from training.chat import ChatTokens
+from training.checkpoint import load_model, read_meta
+from training.config import ModelConfig, OptimConfig, RewardConfig
+from training.loop import runtime, train_loop
+from training.losses import bradley_terry_loss
+from training.model import GPT
+from training.pairs import PairBatches, read_pairs
+from training.sft import resolve_checkpoint
+
+KIND = "reward_model"  # meta.json "kind" of a reward-model checkpoint
+
+
+def last_index(mask: torch.Tensor) -> torch.Tensor:
+    """Index in ids of each row's last response token, from the target mask (B, L−1)."""
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    return (mask * positions).argmax(dim=1) + 1
+
+
+class RewardModel(nn.Module):
+    """GPT backbone + linear head to one scalar per position; the score is the last response token's."""
+
+    def __init__(self, backbone: GPT, margin: float = 0.0):
+        super().__init__()
+        self.backbone, self.margin = backbone, margin
+        self.head = nn.Linear(backbone.cfg.d_model, 1)
+        # Zero: every score starts at 0 and the loss at ln 2; the backbone's features decide the rest.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def values(self, ids: torch.Tensor) -> torch.Tensor:
+        """The head at every position (B, T), float32: PPO's critic reads all of them."""
+        return self.head(self.backbone.hidden(ids)).squeeze(-1).float()
+
+    def score(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One score per row (B,), read at its last response token."""
+        return self.values(ids).gather(1, last_index(mask)[:, None]).squeeze(1)
+
+    def forward(
+        self,
+        chosen: torch.Tensor,
+        chosen_mask: torch.Tensor,
+        rejected: torch.Tensor,
+        rejected_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Bradley-Terry loss of a batch of pairs (training/pairs.py), both halves in one pass."""
+        scores = self.score(torch.cat([chosen, rejected]), torch.cat([chosen_mask, rejected_mask]))
+        better, worse = scores.chunk(2)
+        return bradley_terry_loss(better, worse, self.margin)
+
+    @torch.no_grad()
+    def normalize_(self, mean: float, std: float) -> "RewardModel":
+        """Fold (score − mean) / std into the head."""
+        self.head.weight.div_(std)
+        self.head.bias.sub_(mean).div_(std)
+        return self
+
+
+def adamw(module: nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over a module's trainable parameters, decay on matrices only (as GPT.optimizer)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": optim.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps, fused=True)
+
+
+def load_reward_model(path: str | Path, device: str | torch.device = "cpu", *, normalized: bool = True):
+    """A reward-model checkpoint, eval mode; `normalized` folds the saved held-out mean and std in."""
+    path = resolve_checkpoint(path)
+    meta = read_meta(path)
+    if meta.get("kind") != KIND:
+        raise ValueError(f"{path}: not a reward-model checkpoint (written by `refinery train reward`)")
+    model = RewardModel(GPT(ModelConfig.model_validate(meta["config"]["model"])), meta["config"]["margin"])
+    model.load_state_dict(torch.load(path / "model.pt", map_location=device, weights_only=True))
+    model.to(device).eval()
+    if normalized:
+        model.normalize_(meta["val_score_mean"], max(meta["val_score_std"], 1e-6))
+    return model
+
+
+@torch.no_grad()
+def pair_scores(
+    model: RewardModel, pairs: PairBatches, batch_size: int, autocast: Any = None
+) -> torch.Tensor:
+    """Scores (N, 2) of every pair's chosen and rejected response, in file order."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for _, (chosen, chosen_mask, rejected, rejected_mask, *_) in pairs.eval_batches(batch_size):
+        with autocast or torch.autocast("cpu", enabled=False):
+            scores = model.score(torch.cat([chosen, rejected]), torch.cat([chosen_mask, rejected_mask]))
+        out.append(torch.stack(scores.chunk(2), dim=1))
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def pair_figures(scores: torch.Tensor, pairs: PairBatches, margin: float = 0.0) -> dict[str, float]:
+    """Pairwise accuracy (overall and per source), loss, score mean/std and the length check."""
+    right = scores[:, 0] > scores[:, 1]
+    figures = {
+        "loss": bradley_terry_loss(scores[:, 0], scores[:, 1], margin).item(),
+        "acc": right.float().mean().item(),
+        "score_mean": scores.mean().item(),
+        "score_std": scores.std().item(),
+    }
+    for source in sorted({p["source"] for p in pairs.pairs}):
+        rows = torch.tensor([p["source"] == source for p in pairs.pairs])
+        figures[f"acc_{source}"] = right[rows].float().mean().item()
+    lengths = torch.tensor([[len(c[0]), len(r[0])] for c, r in pairs.items])
+    differ = lengths[:, 0] != lengths[:, 1]
+    if differ.any():
+        longer_wins = (scores[:, 0] > scores[:, 1]) == (lengths[:, 0] > lengths[:, 1])
+        figures["prefers_longer"] = longer_wins[differ].float().mean().item()
+    return figures
+
+
+def train_reward(
+    cfg: RewardConfig,
+    init: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Train the reward model on DATA/train.jsonl from the checkpoint `init`; return the last figures."""
+    init, data = resolve_checkpoint(init), Path(data)
+    rt = runtime(cfg)
+    cfg = cfg.model_copy(
+        update={"init": str(init), "model": ModelConfig.model_validate(read_meta(init)["config"]["model"])}
+    )
+    tokenizer_path = init / "tokenizer.json"
+    chat = ChatTokens(load_tokenizer(tokenizer_path))
+    T = cfg.model.context_length
+
+    model = RewardModel(load_model(init, rt.device), cfg.margin).to(rt.device).train()
+    optimizer = adamw(model, cfg.optim)
+    train = PairBatches(
+        read_pairs(data / "train.jsonl"), chat, T, seed=cfg.seed, rank=rt.rank, world_size=rt.world
+    )
+    held_out = PairBatches(read_pairs(data / "test.jsonl", cfg.eval_pairs), chat, T, shuffle=False)
+
+    def validate() -> dict[str, float]:
+        return pair_figures(pair_scores(model, held_out, cfg.micro_batch, rt.autocast), held_out, cfg.margin)
+
+    return train_loop(
+        cfg,
+        rt,
+        model,
+        optimizer,
+        train,
+        validate,
+        out,
+        tokenizer_path,
+        tokens_per_step=cfg.global_batch * 2 * T,
+        resume=resume,
+        quiet=quiet,
+        meta_extra={"kind": KIND, "train_pairs": len(train), "dropped_pairs": train.dropped},
+    )

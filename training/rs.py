@@ -1,0 +1,122 @@
+"""Rejection sampling: `refinery train align --method rs --init SFT --data SFT_DATA --reward RM --out OUT`.
+
+Best-of-N, then SFT on the winners (Touvron et al. 2023, Llama 2 §3.2.3; Dubey et al. 2024,
+Llama 3 §4.2.2): the SFT model samples `samples` (N) responses to each train prompt, the reward
+model scores them, and the highest-scoring response of each prompt becomes the assistant turn of
+a new SFT conversation. The policy is then fine-tuned on those conversations with SFT's pieces
+(training/sft_data.py's ChatBatches: assistant tokens only, packed rows) on the shared loop.
+The reward model only selects; the checker is never consulted for training, so the winners'
+checker accuracy (OUT/selection.json, against the samples' own) measures how well the reward
+model picks. One round; a second would start from this run's checkpoint.
+
+OUT/winners.jsonl holds the chosen responses (prompt, response, score, correct, task) and
+OUT/selection.json the selection figures: mean score of all samples and of the winners, checker
+accuracy of both, mean lengths. A resumed run reads the winners back instead of sampling again.
+"""
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from corpus.manifest import write_json_atomic
+from training.align import prepare, reward_scores, validation
+from training.config import RsConfig
+from training.loop import train_loop
+from training.rollout import decode, pad_responses, sample
+from training.sft_data import ChatBatches
+from training.tasks import check
+
+WINNERS = "winners.jsonl"
+SELECTION = "selection.json"
+
+
+def best_of_n(s, problems: list[dict[str, Any]], cfg: RsConfig) -> tuple[list[dict], dict[str, float]]:
+    """The highest-scoring of N samples per problem, and the selection figures."""
+    N = cfg.samples
+    rows = sample(s.policy, s.chat, [p["prompt"] for p in problems], N, cfg.sampling, cfg.seed, s.rt.autocast)
+    ids, mask = (t.to(s.rt.device) for t in pad_responses(rows))
+    scores = reward_scores(s.scorer, ids, mask, s.rt.autocast).view(len(problems), N).cpu()
+    texts = [decode(s.chat, r) for _, r in rows]
+    correct = [check(problems[i // N]["task"], t, problems[i // N]["answer"]) for i, t in enumerate(texts)]
+    winners = []
+    for i, p in enumerate(problems):
+        best = i * N + int(scores[i].argmax())
+        if cfg.min_score is None or scores[i].max() >= cfg.min_score:
+            winners.append(
+                {
+                    "task": p["task"],
+                    "prompt": p["prompt"],
+                    "response": texts[best],
+                    "score": scores[i].max().item(),
+                }
+                | {"correct": correct[best], "tokens": len(rows[best][1])}
+            )
+    figures = {
+        "prompts": len(problems),
+        "winners": len(winners),
+        "score_mean": scores.mean().item(),
+        "winner_score_mean": statistics.fmean(w["score"] for w in winners) if winners else float("nan"),
+        "sample_accuracy": sum(correct) / len(correct),
+        "winner_accuracy": statistics.fmean(w["correct"] for w in winners) if winners else float("nan"),
+        "sample_tokens_mean": statistics.fmean(len(r) for _, r in rows),
+        "winner_tokens_mean": statistics.fmean(w["tokens"] for w in winners) if winners else float("nan"),
+    }
+    return winners, figures
+
+
+def rs(
+    cfg: RsConfig,
+    init: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    reward: str | Path | None = None,
+    pairs: str | Path | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    if reward is None:
+        raise ValueError("rs selects by reward model: give --reward (a `refinery train reward` checkpoint)")
+    s = prepare(cfg, init, data, reward)
+    cfg, out = s.cfg, Path(out)
+
+    # --- best-of-N with the SFT model, once (a resumed run reads the winners back)
+    if resume and (out / WINNERS).is_file():
+        winners = [json.loads(line) for line in (out / WINNERS).read_text().splitlines() if line]
+    else:
+        problems, seen = [], defaultdict(int)
+        for p in s.train:  # the first `prompts` of each task
+            if cfg.prompts is None or seen[p["task"]] < cfg.prompts:
+                seen[p["task"]] += 1
+                problems.append(p)
+        winners, figures = best_of_n(s, problems, cfg)
+        if not winners:
+            raise ValueError(f"no sample scored min_score {cfg.min_score} or more")
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / SELECTION, figures)
+        tmp = out / f".{WINNERS}.tmp"
+        tmp.write_text("".join(json.dumps(w, ensure_ascii=False) + "\n" for w in winners))
+        tmp.replace(out / WINNERS)
+
+    # --- SFT on the winners: the policy starts from the SFT model, the loop is SFT's
+    conversations = [
+        [{"role": "user", "content": w["prompt"]}, {"role": "assistant", "content": w["response"]}]
+        for w in winners
+    ]
+    T = cfg.model.context_length
+    return train_loop(
+        cfg,
+        s.rt,
+        s.policy,
+        s.policy.optimizer(cfg.optim, fused=True),
+        ChatBatches(conversations, s.chat, T, seed=cfg.seed),
+        validation(s),
+        out,
+        s.tokenizer_path,
+        tokens_per_step=cfg.global_batch * T,
+        resume=resume,
+        quiet=quiet,
+        meta_extra={"method": "rs", "winners": len(winners)},
+    )
