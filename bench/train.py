@@ -7,10 +7,11 @@ does: learned position embeddings, LayerNorm, one fused qkv matmul, a 4·d GELU 
 tied embeddings, random-offset batches from a memory-mapped token array, AdamW (decay on
 matrices), clipping at 1.0, and float32 on CPU, as nanoGPT runs there. Ours is the real loop:
 shard reader, packed windows, schedule, clipping, fused AdamW, logging. Both get the same
-width, depth, heads, context, vocabulary and batch. Every measurement runs in a fresh process
-(so process-wide settings such as the denormal flush do not leak between them), in alternating
-rounds, and the median counts. tokens/s excludes the first `WARMUP` steps (allocator warm-up,
-and compilation for the `+compile` variants).
+width, depth, heads, context, vocabulary and batch. The `minimal` variants put our model into
+the reference's loop, which separates what the loop costs from what the architecture costs.
+Every measurement runs in a fresh process (so process-wide settings such as the denormal flush
+do not leak between them), in alternating rounds, and the median counts. tokens/s excludes the
+first `WARMUP` steps (allocator warm-up, and compilation for the `+compile` variants).
 
 `--clock cpu` (the default) times steps by the process's CPU time instead of the wall clock: on
 a shared machine the wall clock measures whoever else is running, and with one thread per
@@ -31,7 +32,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 WARMUP = 5
-VARIANTS = ("reference", "reference-bfloat16", "float32", "bfloat16", "float32+compile", "bfloat16+compile")
+VARIANTS = (
+    "reference",
+    "reference-bfloat16",
+    "minimal",
+    "minimal-bfloat16",
+    "float32",
+    "bfloat16",
+    "float32+compile",
+    "bfloat16+compile",
+)
 
 
 def clock(name: str):
@@ -88,7 +98,36 @@ def reference(args, shards: Path, bf16: bool) -> float:
             return F.cross_entropy(logits.view(-1, V), targets.view(-1))
 
     torch.manual_seed(0)
-    model = GPT()
+    return minimal_loop(args, GPT(), data, T, bf16)
+
+
+def minimal(args, shards: Path, bf16: bool) -> float:
+    """Our GPT in the reference's loop: what our loop costs or saves, with the architecture equal."""
+    import numpy as np
+    import torch
+
+    from corpus.shards import read_manifest
+    from training.config import ModelConfig
+    from training.model import GPT
+
+    torch.set_num_threads(args.threads)
+    manifest = read_manifest(shards)
+    data = np.memmap(shards / manifest["splits"]["train"][0]["bin"], dtype=np.uint16, mode="r")
+    cfg = ModelConfig(
+        vocab_size=manifest["tokenizer"]["vocab_size"],
+        context_length=args.context,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        d_model=args.d_model,
+    )
+    return minimal_loop(args, GPT(cfg), data, args.context, bf16)
+
+
+def minimal_loop(args, model, data, T: int, bf16: bool) -> float:
+    """nanoGPT's train.py step, trimmed: random-offset batches, AdamW (foreach), clipping; tokens/s."""
+    import numpy as np
+    import torch
+
     params = [p for p in model.parameters()]
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},
@@ -169,6 +208,8 @@ def main() -> None:
         shards = Path(args.shards)
         if args.worker.startswith("reference"):
             rate = reference(args, shards, bf16=args.worker.endswith("bfloat16"))
+        elif args.worker.startswith("minimal"):
+            rate = minimal(args, shards, bf16=args.worker.endswith("bfloat16"))
         else:
             rate = ours(args, shards, args.worker)
         print(json.dumps({"tok_per_s": rate}))
@@ -199,8 +240,9 @@ def main() -> None:
     print("| loop | dtype | tok/s (median) | all rounds | vs reference |")
     print("|---|---|---|---|---|")
     for name, rates in runs.items():
-        loop = "nanoGPT-style reference" if name.startswith("reference") else "refinery"
-        dtype = name.removeprefix("reference").removeprefix("-") or "float32"
+        loops = {"reference": "nanoGPT model, minimal loop", "minimal": "our model, minimal loop"}
+        loop = next((v for k, v in loops.items() if name.startswith(k)), "our model, refinery loop")
+        dtype = name.removeprefix("reference").removeprefix("minimal").removeprefix("-") or "float32"
         dtype = dtype.replace("bfloat16", "bfloat16 autocast")
         median = statistics.median(rates)
         all_rounds = ", ".join(f"{r:,.0f}" for r in rates)

@@ -9,7 +9,7 @@ import inspect
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
@@ -227,6 +227,10 @@ class TrainStagesConfig(BaseModel):
     pretrain_config: str | None = None  # a conf/train YAML for `pretrain`
     synth_config: str | None = None  # a conf/synth YAML for `synth_sft`
     sft_config: str | None = None  # a conf/train YAML for `sft` (and `eval`)
+    preferences_config: str | None = None  # a conf/synth YAML for `synth_prefs`
+    reward_config: str | None = None  # a conf/train YAML for `reward`
+    align_config: str | None = None  # a conf/train YAML for `align`, of `align_method`
+    align_method: Literal["grpo", "ppo", "dpo", "rs"] = "grpo"
     eval_limit: int | None = 100  # test problems per task in `eval`; None: all
 
 

@@ -16,11 +16,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from corpus.warc import GZIP_MAGIC, WARC_MAGIC
-from jobs.train_stages import STAGES as TRAIN_STAGES
+from jobs import train_stages
 
 # Upstream stages each stage reads; one of them must be requested in the same run or finished
 # already (jobs/<stage>.py raises the same error later, after Spark has started).
-TRAIN_CONFIG_KEYS = {name: key for name, (_, key) in TRAIN_STAGES.items()}
 UPSTREAMS: dict[str, tuple[str, ...]] = {
     "annotated": ("documents",),
     "deduped": ("annotated",),
@@ -92,9 +91,10 @@ def check_config_files(cfg: Any, stages: list[str]) -> None:
         for p in cfg.mixed.domain_list_files:
             _must_exist(p, "mixed.domain_list_files")
     for stage in stages:  # training stages name their configs (jobs/train_stages.py)
-        if stage in TRAIN_CONFIG_KEYS:
-            key = TRAIN_CONFIG_KEYS[stage]
+        if stage in train_stages.STAGES:
+            key = train_stages.STAGES[stage][1]
             _must_exist(getattr(cfg.train, key), f"train.{key}")
+            train_stages.load_stage_config(cfg, stage)  # a bad key fails now, not after curation
 
 
 def check_upstreams(run_dir: Path, stages: list[str]) -> None:

@@ -95,7 +95,8 @@ def run(
     preflight.check(cfg, names, files, run_dir, record, force=force)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "run.json", record)
-    spark = spark_session(cfg.spark, master)
+    # Training stages alone need no Spark (and no JVM start-up).
+    spark = spark_session(cfg.spark, master) if any(n in CURATION for n in names) else None
     manifests = {}
     for name in names:
         if name == "documents":

@@ -1,4 +1,5 @@
-"""The training stages of `refinery run`: pretrain → synth_sft → sft → eval, after the shards.
+"""The training stages of `refinery run`, after the shards: pretrain → synth_sft → sft →
+synth_prefs → reward → align → eval.
 
 They run when the config's `train` section names their configs (conf/full.yaml does; the
 default conf/pipeline.yaml stops at the shards). Outputs live in RUN/train/:
@@ -6,6 +7,9 @@ default conf/pipeline.yaml stops at the shards). Outputs live in RUN/train/:
     pretrain/   checkpoints, metrics.jsonl, loss.png        (training/pretrain.py)
     sft_data/   train.jsonl, test.jsonl, report.json        (training/synth.py)
     sft/        checkpoints, metrics.jsonl, loss.png        (training/sft.py)
+    prefs/      preference pairs and their report            (training/preferences.py)
+    reward/     the reward model                             (training/reward.py)
+    align/      the aligned model, metrics, align.png        (training/align.py, `align_method`)
     eval.json   task accuracy of each model on the SFT test split (training/eval_tasks.py)
 
 Rerunning is resuming: a training phase continues from its latest checkpoint and does nothing
@@ -27,19 +31,17 @@ TRAIN = "train"
 
 
 def pretrain_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
-    from training.config import load_pretrain_config
     from training.pretrain import pretrain
 
-    train_cfg = load_pretrain_config(cfg.train.pretrain_config)
+    train_cfg = load_stage_config(cfg, "pretrain")
     result = pretrain(train_cfg, run_dir / "shards", run_dir / TRAIN / "pretrain", resume=True)
     return {"summary": result}
 
 
 def synth_sft_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
-    from training.config import load_yaml
-    from training.synth import SynthSftConfig, format_report, synthesize
+    from training.synth import format_report, synthesize
 
-    synth_cfg = load_yaml(cfg.train.synth_config, SynthSftConfig)
+    synth_cfg = load_stage_config(cfg, "synth_sft")
     out = run_dir / TRAIN / "sft_data"
     inputs = {"config": synth_cfg.model_dump(mode="json"), "corpus": _curated_fingerprint(run_dir)}
     report = out / "report.json"
@@ -53,12 +55,70 @@ def synth_sft_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def sft_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
-    from training.config import SftConfig, load_yaml
     from training.sft import sft
 
-    sft_cfg = load_yaml(cfg.train.sft_config, SftConfig)
+    sft_cfg = load_stage_config(cfg, "sft")
     train = run_dir / TRAIN
     return {"summary": sft(sft_cfg, train / "pretrain", train / "sft_data", train / "sft", resume=True)}
+
+
+def synth_prefs_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
+    """Preference pairs from the SFT model (on-policy) and from rules, for `reward` and DPO."""
+    from training.checkpoint import latest_checkpoint
+    from training.preferences import format_report, synthesize
+
+    prefs_cfg = load_stage_config(cfg, "synth_prefs")
+    train = run_dir / TRAIN
+    sft = latest_checkpoint(train / "sft")
+    if sft is None:
+        raise FileNotFoundError(f"synth_prefs: no SFT checkpoint in {train / 'sft'}; run the sft stage")
+    data, out = train / "sft_data", train / "prefs"
+    inputs = {
+        "config": prefs_cfg.model_dump(mode="json"),
+        "sft": str(sft),
+        "data": read_json(data / "report.json").get("inputs"),
+    }
+    report = out / "report.json"
+    if report.is_file() and read_json(report).get("inputs") == inputs:
+        log.info("synth_prefs: up to date, skipped (%s)", out)
+        return {"summary": _pair_counts(read_json(report))}
+    summary = synthesize(prefs_cfg, sft, data, out)
+    write_json_atomic(report, {**summary, "inputs": inputs})  # marks the output complete
+    log.info("synth_prefs: wrote %s\n%s", out, format_report(summary))
+    return {"summary": _pair_counts(summary)}
+
+
+def _pair_counts(report: dict[str, Any]) -> dict[str, int]:
+    return {split: sum(r["pairs"] for r in report[split].values()) for split in ("train", "test")}
+
+
+def reward_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
+    from training.reward import train_reward
+
+    train = run_dir / TRAIN
+    reward_cfg = load_stage_config(cfg, "reward")
+    result = train_reward(reward_cfg, train / "sft", train / "prefs", train / "reward", resume=True)
+    return {"summary": result}
+
+
+def align_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
+    """`train.align_method` from the SFT model; the reward model and pairs when they exist."""
+    from training.align import align
+
+    train = run_dir / TRAIN
+    method = cfg.train.align_method
+    reward, pairs = train / "reward", train / "prefs"
+    result = align(
+        method,
+        load_stage_config(cfg, "align"),
+        train / "sft",
+        train / "sft_data",
+        train / "align",
+        reward=reward if enabled(cfg, "reward") else None,
+        pairs=pairs if enabled(cfg, "synth_prefs") else None,
+        resume=True,
+    )
+    return {"summary": {"method": method, **result}}
 
 
 def eval_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
@@ -69,7 +129,7 @@ def eval_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     from training.eval_tasks import format_table, read_problems, task_accuracy
 
     train = run_dir / TRAIN
-    models = {name: latest_checkpoint(train / name) for name in ("pretrain", "sft")}
+    models = {name: latest_checkpoint(train / name) for name in ("pretrain", "sft", "align")}
     models = {name: path for name, path in models.items() if path is not None}
     problems = read_problems(train / "sft_data" / "test.jsonl", limit=cfg.train.eval_limit)
     key = fingerprint({"models": {n: str(p) for n, p in models.items()}, "problems": problems})
@@ -99,14 +159,63 @@ def _curated_fingerprint(run_dir: Path) -> str | None:
     return None
 
 
+def _pretrain_config(cfg: PipelineConfig, path: str):
+    from training.config import load_pretrain_config
+
+    return load_pretrain_config(path)
+
+
+def _synth_config(cfg: PipelineConfig, path: str):
+    from training.config import load_yaml
+    from training.synth import SynthSftConfig
+
+    return load_yaml(path, SynthSftConfig)
+
+
+def _sft_config(cfg: PipelineConfig, path: str):
+    from training.config import SftConfig, load_yaml
+
+    return load_yaml(path, SftConfig)
+
+
+def _prefs_config(cfg: PipelineConfig, path: str):
+    from training.config import load_yaml
+    from training.preferences import SynthPreferencesConfig
+
+    return load_yaml(path, SynthPreferencesConfig)
+
+
+def _reward_config(cfg: PipelineConfig, path: str):
+    from training.config import RewardConfig, load_yaml
+
+    return load_yaml(path, RewardConfig)
+
+
+def _align_config(cfg: PipelineConfig, path: str):
+    from training.align import CONFIGS
+    from training.config import load_yaml
+
+    return load_yaml(path, CONFIGS[cfg.train.align_method])
+
+
+# name -> (the stage, the `train:` key naming its config file, that file's loader)
 STAGES = {
-    "pretrain": (pretrain_stage, "pretrain_config"),
-    "synth_sft": (synth_sft_stage, "synth_config"),
-    "sft": (sft_stage, "sft_config"),
-    "eval": (eval_stage, "sft_config"),
+    "pretrain": (pretrain_stage, "pretrain_config", _pretrain_config),
+    "synth_sft": (synth_sft_stage, "synth_config", _synth_config),
+    "sft": (sft_stage, "sft_config", _sft_config),
+    "synth_prefs": (synth_prefs_stage, "preferences_config", _prefs_config),
+    "reward": (reward_stage, "reward_config", _reward_config),
+    "align": (align_stage, "align_config", _align_config),
+    "eval": (eval_stage, "sft_config", _sft_config),
 }
 
 
 def enabled(cfg: PipelineConfig, name: str) -> bool:
     """A training stage runs when the config names the config file it needs."""
     return getattr(cfg.train, STAGES[name][1]) is not None
+
+
+def load_stage_config(cfg: PipelineConfig, name: str):
+    """The validated config of a training stage, from the file the pipeline config names."""
+    _, key, load = STAGES[name]
+    return load(cfg, getattr(cfg.train, key))

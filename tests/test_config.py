@@ -55,3 +55,14 @@ def test_list_files_are_relative_to_the_config_file(tmp_path):
     (tmp_path / "mine.txt").write_text("example.org\n")
     cfg = load_config(write(tmp_path, "annotated:\n  url:\n    blocklist_files: [mine.txt]\n"))
     assert cfg.annotated.url.blocklist_files == (str(tmp_path / "mine.txt"),)
+
+
+def test_full_config_enables_every_training_stage_and_its_configs_load():
+    """conf/full.yaml is the one-command run: each training config it names must validate."""
+    from jobs import train_stages
+    from jobs.run import parse_stages
+
+    full = load_config(DEFAULT_CONFIG.with_name("full.yaml"))
+    assert parse_stages(None, full)[-len(train_stages.STAGES) :] == list(train_stages.STAGES)
+    for name in train_stages.STAGES:
+        assert train_stages.load_stage_config(full, name) is not None, name
