@@ -3,8 +3,15 @@
 trafilatura has no time limit of its own, and a few pathological pages (deeply nested tables,
 megabytes of inline JSON) take seconds each, so one page could stall a whole Spark task.
 `Extractor` caps the input size before parsing and interrupts a parse that runs past its
-deadline with SIGALRM, which is only possible in the main thread; elsewhere (a thread pool)
+deadline with a signal, which is only possible in the main thread; elsewhere (a thread pool)
 the size cap is the only bound.
+
+The deadline counts the process's CPU time (ITIMER_PROF), not wall time: on a shared machine a
+page that waits for a core is not a slow page, and with a wall-clock deadline the output
+depended on the load (at load 6-8 on 2 cores, 1-2 of crawl-sample's 1,225 pages, one of them
+0.04 CPU s of work, were rejected as `extract:timeout` in one run and kept in the next;
+bench/RESULTS.md, "Refinery against DataTrove"). Extraction does no I/O, so a stuck page burns
+CPU; WALL_BACKSTOP times the deadline in wall time still ends one that somehow waits.
 """
 
 import re
@@ -43,6 +50,9 @@ class Extracted:
     error: str | None = None
 
 
+WALL_BACKSTOP = 10  # wall-clock limit, in deadlines: only a page that waits without computing hits it
+
+
 class _Timeout(Exception):
     pass
 
@@ -56,13 +66,16 @@ def _deadline(seconds: float | None) -> Iterator[None]:
     def on_alarm(signum, frame):
         raise _Timeout
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = {sig: signal.signal(sig, on_alarm) for sig in (signal.SIGPROF, signal.SIGALRM)}
+    signal.setitimer(signal.ITIMER_PROF, seconds)  # CPU seconds of the process
+    signal.setitimer(signal.ITIMER_REAL, seconds * WALL_BACKSTOP)
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _decodes(payload: bytes, charset: str) -> str | None:
@@ -108,8 +121,8 @@ def title_and_date(tree, url: str | None) -> tuple[str | None, str | None]:
     """The title and date `bare_extraction(with_metadata=True)` finds, and nothing else.
 
     trafilatura's `extract_metadata` also looks for author, site name, categories, tags and
-    license, which the document row has no column for: 40% of the extraction time on the crawl
-    sample (31.5 → 21.5 ms a page), for the same title, date and text on all 307 pages compared
+    license, which the document row has no column for: a fifth of the extraction time on the crawl
+    sample (27.7 → 22.4 CPU ms a page), for the same title, date and text on all 307 pages compared
     (bench/RESULTS.md, "Refinery against DataTrove"). These are the same calls in the same order
     (meta tags, then JSON-LD, then the <title>/<h1> heuristics; the date from htmldate with the
     URL they found), so the tree that the text extraction sees afterwards is unchanged.
@@ -130,7 +143,7 @@ class Extractor:
     Defaults: `favor_precision=True` as DataTrove's Trafilatura step uses, so navigation and
     comment blocks are left out at some cost in recall; 2 MB of HTML covers the
     99.9th percentile of Common Crawl HTML responses (which CC itself truncates at 1 MiB
-    of payload since 2019), and 5 s is a hundred times the median parse time measured on
+    of payload since 2019), and 5 CPU s is a hundred times the median parse time measured on
     the crawl sample (bench/RESULTS.md).
     """
 
@@ -168,7 +181,7 @@ class Extractor:
                     return Extracted(None, None, None, EMPTY)
                 doc = trafilatura.bare_extraction(tree, url=url, with_metadata=False, **self.options)
         except _Timeout:
-            return Extracted(None, None, None, TIMEOUT, f"no result after {self.timeout_s} s")
+            return Extracted(None, None, None, TIMEOUT, f"no result after {self.timeout_s} CPU s")
         except Exception as exc:  # trafilatura and lxml raise many types on broken markup
             return Extracted(None, None, None, FAILED, f"{type(exc).__name__}: {exc}"[:500])
         if doc is None:

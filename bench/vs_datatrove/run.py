@@ -16,7 +16,8 @@ Speed: documents are the HTML pages each pipeline sends to extraction (DataTrove
 takes 404 pages and other non-200 HTML, Refinery only 200s). `doc/s/core` is documents per CPU
 second of the whole process tree (driver, JVM, Python workers, extraction sandboxes), read from
 /proc every POLL_S: the machine is shared, so CPU time is the fair clock; `wall doc/s/core` is
-documents / wall seconds / W, for reference. Agreement: Jaccard of the kept WARC-Record-IDs.
+documents / wall seconds / W, for reference; `load` is the 1-minute load average before and
+after the run. Agreement: Jaccard of the kept WARC-Record-IDs.
 Extraction: token F1 against the ScrapingHub gold and the trafilatura-eval snippet accuracy,
 from ../shared/tools/extraction_f1.py over every extracted page (kept or not).
 """
@@ -39,13 +40,17 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def ensure_venv() -> Path:
-    python = VENV / "bin" / "python"
-    if not python.is_file():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    """DataTrove's venv, created from requirements.txt on first use. The marker is written last, so
+    an install that failed halfway (no registry, no libmagic) is retried on the next run."""
+    python, installed = VENV / "bin" / "python", VENV / ".installed"
+    if not installed.is_file():
+        if not python.is_file():
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "-r", str(HERE / "requirements.txt")], check=True
         )
+        installed.touch()
     return python
 
 
@@ -75,6 +80,7 @@ def _tree_cpu(root: int, seen: dict[int, float]) -> None:
 def measured(command: list[str], log: Path, env: dict | None = None) -> dict[str, float]:
     """Run `command`; return its wall seconds and the CPU seconds of its process tree."""
     seen: dict[int, float] = {}
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
@@ -84,7 +90,7 @@ def measured(command: list[str], log: Path, env: dict | None = None) -> dict[str
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{command[:3]}: exit status {proc.returncode}; see {log}")
-    return {"wall_s": wall, "cpu_s": sum(seen.values())}
+    return {"wall_s": wall, "cpu_s": sum(seen.values()), "load": (load_before, os.getloadavg()[0])}
 
 
 def read_jsonl(folder: Path) -> list[dict]:
@@ -182,13 +188,14 @@ def main() -> None:
         rows.append(("Refinery, default config", workers, refinery(inputs, workers, work / "full", None)))
 
     print(f"inputs: {inputs} ({len(list(inputs.glob('*.warc.gz')))} files); outputs in {work}")
-    print("| pipeline | workers | documents | wall s | CPU s | doc/s/core (CPU) | wall doc/s/core | kept |")
-    print("|---|---|---|---|---|---|---|---|")
+    columns = ("pipeline", "workers", "documents", "wall s", "CPU s", "doc/s/core (CPU)", "wall doc/s/core")
+    print("| " + " | ".join((*columns, "kept", "load")) + " |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, workers, r in rows:
         print(
             f"| {name} | {workers} | {r['documents']:,} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} "
             f"| {r['documents'] / r['cpu_s']:.1f} | {r['documents'] / r['wall_s'] / workers:.1f} "
-            f"| {len(r['kept_ids']):,} |"
+            f"| {len(r['kept_ids']):,} | {r['load'][0]:.1f}-{r['load'][1]:.1f} |"
         )
     for workers in args.workers:
         dt, ours = (r for n, w, r in rows if w == workers and n in ("DataTrove", "Refinery"))
@@ -214,7 +221,7 @@ def main() -> None:
             {
                 "pipeline": n,
                 "workers": w,
-                **{k: v for k, v in r.items() if k in ("wall_s", "cpu_s", "documents")},
+                **{k: v for k, v in r.items() if k in ("wall_s", "cpu_s", "documents", "load")},
             }
             for n, w, r in rows
         ],
