@@ -214,6 +214,24 @@ def test_kl_of_a_model_to_itself_is_zero(sft_checkpoint):
     assert exact_kl(model, model, ids, mask).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("advantage", [1.0, -1.0])
+def test_grpo_step_moves_a_response_log_probability_with_its_advantage(sft_checkpoint, chat, advantage):
+    from training.grpo import GrpoObjective
+    from training.rollout import Averager, logprobs
+
+    policy = load_model(sft_checkpoint).train()
+    ids, mask = pad_responses(
+        sample(policy, chat, ["add 3 and 4"], 1, SamplingConfig(temperature=0.0), seed=0)
+    )
+    before = logprobs(policy, ids, mask).sum()
+    cfg = GrpoConfig(global_batch=128, kl_beta=0.0)  # one step per rollout: on-policy, ratio 1
+    GrpoObjective(policy, cfg, Averager())(
+        ids, mask, torch.zeros_like(mask), torch.zeros_like(mask), torch.tensor([advantage])
+    ).backward()
+    torch.optim.SGD(policy.parameters(), lr=1e-3).step()
+    assert (logprobs(policy, ids, mask).sum() - before) * advantage > 0
+
+
 def test_rollout_config_keeps_checkpoints_at_rollout_boundaries():
     with pytest.raises(ValueError, match="save_every must be a multiple of the 2 optimizer steps"):
         GrpoConfig(steps=4, save_every=3, global_batch=64, prompts_per_rollout=16, group_size=8)
@@ -320,3 +338,15 @@ def test_compare_reports_zero_kl_for_the_reference_itself(sft_checkpoint, sft_da
     problems = [json.loads(line) for line in (sft_data / "test.jsonl").read_text().splitlines()][:8]
     direct = heldout_figures(load_model(sft_checkpoint), chat, problems, 20)
     assert direct["acc_arithmetic"] == figures["acc_arithmetic"]
+
+
+def test_compare_skips_problems_whose_prompt_leaves_no_room_to_answer(sft_checkpoint, sft_data, tmp_path):
+    context = load_model(sft_checkpoint).cfg.context_length
+    long = problem(1, 2) | {"prompt": "add 1 and 2 " * context}  # more tokens than the context
+    data = tmp_path / "test.jsonl"
+    data.write_text(json.dumps(long) + "\n" + (sft_data / "test.jsonl").read_text())
+    results = compare([str(sft_checkpoint)], data, ref=sft_checkpoint, limit=4, max_new_tokens=20)
+    direct = compare(
+        [str(sft_checkpoint)], sft_data / "test.jsonl", ref=sft_checkpoint, limit=3, max_new_tokens=20
+    )
+    assert results == direct  # the long problem was dropped, the 3 others answered as without it

@@ -40,29 +40,40 @@ import torch
 
 from corpus.tokenizer import load as load_tokenizer
 from training.chat import ChatTokens
-from training.checkpoint import load_model, read_meta
+from training.checkpoint import load_model
 from training.config import (
     AlignConfig,
     DpoConfig,
     GrpoConfig,
-    ModelConfig,
     PpoConfig,
-    RewardMix,
     RsConfig,
     SamplingConfig,
 )
 from training.eval_tasks import read_problems
-from training.loop import METRICS, Runtime, runtime
+from training.loop import METRICS, Runtime, runtime, save_figure
 from training.model import GPT
 from training.reward import RewardModel, load_reward_model
-from training.rollout import SCORE_BATCH, decode, exact_kl, pad_responses, sample, user_prompt
-from training.sft import resolve_checkpoint
+from training.rollout import SCORE_BATCH, PromptStream, decode, exact_kl, pad_responses, sample, user_prompt
+from training.sft import from_checkpoint, resolve_checkpoint
 from training.tasks import check
 
 PLOT = "align.png"
 # A prompt must leave this much of the context to answer in (a demo arithmetic solution is ~40
 # tokens, a title choice ~20); longer prompts are skipped, in training and validation alike.
 MIN_RESPONSE_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class Run:
+    """Where a method reads and writes: the paths and flags of `refinery train align`."""
+
+    init: Path  # the SFT checkpoint, or a training directory (its latest checkpoint)
+    data: Path  # SFT_DATA
+    out: Path
+    reward: Path | None = None  # reward-model checkpoint (ppo, rs; grpo with reward.reward_model > 0)
+    pairs: Path | None = None  # `refinery synth preferences` directory (dpo)
+    resume: bool = False
+    quiet: bool = False
 
 
 @dataclass
@@ -80,27 +91,29 @@ class Setup:
     scorer: RewardModel | None  # the normalized, frozen reward model, when one is given
 
 
+def answerable(problems: list[dict[str, Any]], chat: ChatTokens, context_length: int) -> list[dict[str, Any]]:
+    """The problems whose prompt leaves MIN_RESPONSE_TOKENS of the context to answer in."""
+    room = context_length - MIN_RESPONSE_TOKENS
+    return [p for p in problems if len(user_prompt(chat, p["prompt"])) <= room]
+
+
 def frozen(model: torch.nn.Module) -> torch.nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
 
 
-def prepare(cfg: AlignConfig, init: str | Path, data: str | Path, reward: str | Path | None = None) -> Setup:
-    init, data = resolve_checkpoint(init), Path(data)
+def prepare(cfg: AlignConfig, run: Run) -> Setup:
     rt = runtime(cfg)
     if rt.world > 1:
         raise ValueError("alignment runs in one process (rollouts are not sharded across ranks)")
-    cfg = cfg.model_copy(
-        update={"init": str(init), "model": ModelConfig.model_validate(read_meta(init)["config"]["model"])}
-    )
+    cfg, chat = from_checkpoint(cfg, run.init)
+    init, data = Path(cfg.init), run.data
     tokenizer_path = init / "tokenizer.json"
-    chat = ChatTokens(load_tokenizer(tokenizer_path))
-    room = cfg.model.context_length - MIN_RESPONSE_TOKENS
 
     def fits(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
         chosen = [p for p in problems if not cfg.tasks or p["task"] in cfg.tasks]
-        return [p for p in chosen if len(user_prompt(chat, p["prompt"])) <= room]
+        return answerable(chosen, chat, cfg.model.context_length)
 
     heldout = fits(read_problems(data / "test.jsonl", limit=cfg.eval_tasks)) if cfg.eval_tasks else []
     return Setup(
@@ -112,7 +125,7 @@ def prepare(cfg: AlignConfig, init: str | Path, data: str | Path, reward: str | 
         ref=frozen(load_model(init, rt.device)),
         train=fits(read_problems(data / "train.jsonl")),
         heldout=heldout,
-        scorer=frozen(load_reward_model(reward, rt.device)) if reward else None,
+        scorer=frozen(load_reward_model(run.reward, rt.device)) if run.reward else None,
     )
 
 
@@ -158,32 +171,49 @@ def heldout_figures(
     return figures
 
 
-def score_rollouts(
-    setup: Setup,
-    problems: list[dict[str, Any]],
-    rows: list[tuple[list[int], list[int]]],
-    ids: torch.Tensor,
-    mask: torch.Tensor,
-    mix: RewardMix,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(reward, checker verdict, normalized RM score or None) per rollout row (B,), with
-    reward = mix.checker·verdict + mix.reward_model·score. The verdict is computed whatever the mix:
-    it is how a reward-model-only run is watched for reward hacking."""
+@dataclass
+class Rollout:
+    ids: torch.Tensor  # (B, L) prompt + response rows on the device (training/rollout.py layout)
+    mask: torch.Tensor  # (B, L−1) response targets
+    reward: torch.Tensor  # (B,) on the CPU
+    figures: dict[str, float]  # `correct`, `length` and `rm` (with a reward model), for the records
+
+
+def roll_out(setup: Setup, prompts: PromptStream, index: int) -> Rollout:
+    """Rollout `index` of an on-policy method (GRPO, PPO): `prompts_per_rollout` train prompts ×
+    `group_size` samples from the policy as it is now, rewarded per response with
+    reward = cfg.reward.checker·verdict + cfg.reward.reward_model·normalized RM score, prompt-major
+    (rows i·G … i·G+G−1 answer prompt i). The checker's verdict is computed whatever the mix: it is
+    how a reward-model-only run is watched for reward hacking."""
+    cfg, G = setup.cfg, setup.cfg.group_size
+    problems = prompts.take(index, cfg.prompts_per_rollout)
+    rows = sample(
+        setup.policy,
+        setup.chat,
+        [p["prompt"] for p in problems],
+        G,
+        cfg.sampling,
+        cfg.seed * 1_000_000 + index,
+        setup.rt.autocast,
+    )
+    ids, mask = (t.to(setup.rt.device) for t in pad_responses(rows))
+    answered = [p for p in problems for _ in range(G)]
     correct = torch.tensor(
         [
             check(p["task"], decode(setup.chat, r), p["answer"])
-            for p, (_, r) in zip(problems, rows, strict=True)
+            for p, (_, r) in zip(answered, rows, strict=True)
         ],
         dtype=torch.float,
     )
-    reward = mix.checker * correct
-    rm = None
+    reward = cfg.reward.checker * correct
+    figures = {"correct": correct.mean().item(), "length": mask.sum(1).mean().item()}
     if setup.scorer is not None:
         rm = reward_scores(setup.scorer, ids, mask, setup.rt.autocast).cpu()
-        reward = reward + mix.reward_model * rm
-    elif mix.reward_model:
+        reward = reward + cfg.reward.reward_model * rm
+        figures["rm"] = rm.mean().item()
+    elif cfg.reward.reward_model:
         raise ValueError("the reward mixes in the reward model (reward.reward_model > 0): give --reward")
-    return reward, correct, rm
+    return Rollout(ids, mask, reward, figures)
 
 
 def validation(setup: Setup, extra: Callable[[], dict[str, float]] | None = None) -> Callable[[], dict]:
@@ -237,11 +267,7 @@ def plot_alignment(metrics_path: Path, png_path: Path) -> None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
-    fig.tight_layout()
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    save_figure(fig, png_path)
 
 
 # --- dispatch ----------------------------------------------------------------------------------
@@ -274,7 +300,16 @@ def align(
         raise ValueError(f"unknown method {method!r}; expected one of {sorted(methods)}")
     if not isinstance(cfg, CONFIGS[method]):
         raise ValueError(f"method {method} takes a {CONFIGS[method].__name__}, not {type(cfg).__name__}")
-    result = methods[method](cfg, init, data, out, reward=reward, pairs=pairs, resume=resume, quiet=quiet)
+    run = Run(
+        Path(init),
+        Path(data),
+        Path(out),
+        reward=Path(reward) if reward else None,
+        pairs=Path(pairs) if pairs else None,
+        resume=resume,
+        quiet=quiet,
+    )
+    result = methods[method](cfg, run)
     if int(os.environ.get("RANK", "0")) == 0:
         plot_alignment(Path(out) / METRICS, Path(out) / PLOT)
     return result
@@ -292,12 +327,13 @@ def compare(
     limit: int | None = None,
     max_new_tokens: int = 128,
 ) -> dict[str, dict[str, float]]:
-    """heldout_figures of each checkpoint against the same reference and reward model."""
+    """heldout_figures of each checkpoint against the same reference and reward model, on the
+    problems of `data` whose prompt leaves room to answer (`answerable`, as validation takes them)."""
     ref_path = resolve_checkpoint(ref)
     chat = ChatTokens(load_tokenizer(ref_path / "tokenizer.json"))
     reference = frozen(load_model(ref_path))
     scorer = frozen(load_reward_model(reward)) if reward else None
-    problems = read_problems(data, limit=limit)
+    problems = answerable(read_problems(data, limit=limit), chat, reference.cfg.context_length)
     return {
         name: heldout_figures(
             frozen(load_model(resolve_checkpoint(name))),

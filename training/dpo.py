@@ -18,13 +18,12 @@ held-out checker accuracy in validation is the check that the model's own answer
 suffer.
 """
 
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from training.align import prepare, validation
+from training.align import Run, prepare, validation
 from training.config import DpoConfig
 from training.loop import train_loop
 from training.losses import dpo_loss
@@ -69,25 +68,15 @@ def pair_logprobs(model: GPT, pairs: PairBatches, batch_size: int, autocast: Any
     return torch.cat(out)
 
 
-def dpo(
-    cfg: DpoConfig,
-    init: str | Path,
-    data: str | Path,
-    out: str | Path,
-    *,
-    reward: str | Path | None = None,
-    pairs: str | Path | None = None,
-    resume: bool = False,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    if pairs is None:
+def dpo(cfg: DpoConfig, run: Run) -> dict[str, Any]:
+    if run.pairs is None:
         raise ValueError("dpo trains on preference pairs: give --pairs (a `refinery synth preferences` DIR)")
-    s = prepare(cfg, init, data, reward)
+    s = prepare(cfg, run)
     cfg, T = s.cfg, s.cfg.model.context_length
 
     # --- pairs, each with the reference's log-probabilities, computed once
-    train = PairBatches(read_pairs(Path(pairs) / "train.jsonl"), s.chat, T, seed=cfg.seed)
-    held_out = PairBatches(read_pairs(Path(pairs) / "test.jsonl", cfg.eval_pairs), s.chat, T, shuffle=False)
+    train = PairBatches(read_pairs(run.pairs / "train.jsonl"), s.chat, T, seed=cfg.seed)
+    held_out = PairBatches(read_pairs(run.pairs / "test.jsonl", cfg.eval_pairs), s.chat, T, shuffle=False)
     for batches in (train, held_out):
         batches.extras = pair_logprobs(s.ref, batches, cfg.micro_batch, s.rt.autocast)
 
@@ -114,11 +103,11 @@ def dpo(
         s.policy.optimizer(cfg.optim, fused=True),
         train,
         validation(s, pair_figures),
-        out,
+        run.out,
         s.tokenizer_path,
         tokens_per_step=cfg.global_batch * 2 * T,
-        resume=resume,
-        quiet=quiet,
+        resume=run.resume,
+        quiet=run.quiet,
         meta_extra={"method": "dpo", "train_pairs": len(train), "dropped_pairs": train.dropped},
         weights=s.policy,
         step_metrics=stats.pop,

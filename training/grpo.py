@@ -24,18 +24,17 @@ when one is loaded), `kl` (k1 per response, Σ log π/π_ref over its tokens), `
 as in the loss), `length`, `zero_adv`, `clip_frac`.
 """
 
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from training.align import prepare, score_rollouts, validation
+from training.align import Run, prepare, roll_out, validation
 from training.config import GrpoConfig
 from training.loop import train_loop
 from training.losses import clipped_surrogate, group_advantages, kl_k3, masked_mean, token_logprobs
 from training.model import GPT
-from training.rollout import Averager, PromptStream, RolloutBatches, logprobs, pad_responses, sample
+from training.rollout import Averager, PromptStream, RolloutBatches, logprobs
 
 
 class GrpoObjective(nn.Module):
@@ -60,18 +59,8 @@ class GrpoObjective(nn.Module):
         return masked_mean(surrogate + self.cfg.kl_beta * kl, mask, per_sequence=True)
 
 
-def grpo(
-    cfg: GrpoConfig,
-    init: str | Path,
-    data: str | Path,
-    out: str | Path,
-    *,
-    reward: str | Path | None = None,
-    pairs: str | Path | None = None,
-    resume: bool = False,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    s = prepare(cfg, init, data, reward)
+def grpo(cfg: GrpoConfig, run: Run) -> dict[str, Any]:
+    s = prepare(cfg, run)
     cfg, P, G = s.cfg, s.cfg.prompts_per_rollout, s.cfg.group_size
     prompts, stats = PromptStream(s.train, cfg.seed), Averager()
     objective = GrpoObjective(s.policy, cfg, stats)
@@ -79,31 +68,20 @@ def grpo(
 
     def collect(index: int) -> tuple[torch.Tensor, ...]:
         """Rollout `index`: P prompts × G samples, rewarded, with group advantages."""
-        problems = prompts.take(index, P)
-        rows = sample(
-            s.policy,
-            s.chat,
-            [p["prompt"] for p in problems],
-            G,
-            cfg.sampling,
-            cfg.seed * 1_000_000 + index,
-            s.rt.autocast,
+        r = roll_out(s, prompts, index)
+        advantages = group_advantages(r.reward.view(P, G), scale=cfg.scale_std)
+        ref_logp = logprobs(s.ref, r.ids, r.mask, s.rt.autocast)
+        old_logp = (
+            torch.zeros_like(ref_logp)
+            if objective.on_policy
+            else logprobs(s.policy, r.ids, r.mask, s.rt.autocast)
         )
-        ids, mask = (t.to(device) for t in pad_responses(rows))
-        rewards, correct, rm = score_rollouts(
-            s, [p for p in problems for _ in range(G)], rows, ids, mask, cfg.reward
-        )
-        advantages = group_advantages(rewards.view(P, G), scale=cfg.scale_std)
-        ref_logp = logprobs(s.ref, ids, mask, s.rt.autocast)
-        old_logp = torch.zeros_like(ref_logp) if objective.on_policy else logprobs(s.policy, ids, mask)
         stats.add(
-            reward=rewards.mean(),
-            correct=correct.mean(),
-            length=mask.sum(1).mean(),
+            reward=r.reward.mean(),
             zero_adv=(advantages.abs().amax(dim=1) < 1e-6).float().mean(),
-            **({"rm": rm.mean()} if rm is not None else {}),
+            **r.figures,
         )
-        return ids, mask, old_logp, ref_logp, advantages.flatten().to(device)
+        return r.ids, r.mask, old_logp, ref_logp, advantages.flatten().to(device)
 
     return train_loop(
         cfg,
@@ -112,11 +90,11 @@ def grpo(
         s.policy.optimizer(cfg.optim, fused=True),
         RolloutBatches(collect, cfg.rollout_size, cfg.epochs, cfg.seed),
         validation(s),
-        out,
+        run.out,
         s.tokenizer_path,
         tokens_per_step=cfg.global_batch * cfg.model.context_length,
-        resume=resume,
-        quiet=quiet,
+        resume=run.resume,
+        quiet=run.quiet,
         meta_extra={"method": "grpo", "train_prompts": len(s.train)},
         weights=s.policy,
         step_metrics=stats.pop,

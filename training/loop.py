@@ -164,6 +164,13 @@ def plot_metrics(metrics_path: Path, png_path: Path) -> None:
     ax.set_ylabel("loss (nats/token)")
     ax.grid(alpha=0.3)
     ax.legend()
+    save_figure(fig, png_path)
+
+
+def save_figure(fig, png_path: Path) -> None:
+    """Write a matplotlib figure to `png_path` atomically (a reader never sees half a PNG) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = png_path.with_name(f".{png_path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)

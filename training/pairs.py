@@ -24,6 +24,7 @@ import torch
 from training.chat import ChatTokens, render
 from training.engine import END_OF_TEXT_ID
 from training.losses import token_logprobs
+from training.sft_data import saved_position
 
 
 def read_pairs(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
@@ -115,12 +116,7 @@ class PairBatches:
         return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed, "items": len(self.items)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["items"] != len(self.items) or state["seed"] != self.seed:
-            raise ValueError(
-                f"data position was saved for {state['items']} pairs and seed {state['seed']}, "
-                f"this data has {len(self.items)} and seed {self.seed}"
-            )
-        self.epoch, self.cursor = state["epoch"], state["cursor"]
+        self.epoch, self.cursor = saved_position(state, len(self.items), self.seed, "pairs")
 
 
 def sequence_logprobs(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

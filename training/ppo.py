@@ -24,13 +24,12 @@ Records per log: `reward` (score + KL penalty, per response), `rm` (score alone)
 `kl` (k1 per response), `length`, `clip_frac`, `value_loss`, `policy_loss`.
 """
 
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from training.align import prepare, score_rollouts, validation
+from training.align import Run, prepare, roll_out, validation
 from training.config import PpoConfig
 from training.loop import train_loop
 from training.losses import (
@@ -43,7 +42,7 @@ from training.losses import (
 )
 from training.model import GPT
 from training.reward import RewardModel, adamw, load_reward_model
-from training.rollout import Averager, PromptStream, RolloutBatches, logprobs, pad_responses, sample
+from training.rollout import Averager, PromptStream, RolloutBatches, logprobs
 
 
 class PpoObjective(nn.Module):
@@ -76,58 +75,30 @@ def whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
-def ppo(
-    cfg: PpoConfig,
-    init: str | Path,
-    data: str | Path,
-    out: str | Path,
-    *,
-    reward: str | Path | None = None,
-    pairs: str | Path | None = None,
-    resume: bool = False,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    if reward is None:
+def ppo(cfg: PpoConfig, run: Run) -> dict[str, Any]:
+    if run.reward is None:
         raise ValueError("ppo needs a reward model: give --reward (a `refinery train reward` checkpoint)")
-    if resume:
+    if run.resume:
         raise ValueError("ppo does not resume: its checkpoints hold the policy, not the critic")
-    s = prepare(cfg, init, data, reward)
-    cfg, P, G, device = s.cfg, s.cfg.prompts_per_rollout, s.cfg.group_size, s.rt.device
-    critic = load_reward_model(reward, device).train()  # initialized from the reward model; trains
+    s = prepare(cfg, run)
+    cfg, device = s.cfg, s.rt.device
+    critic = load_reward_model(run.reward, device).train()  # initialized from the reward model; trains
     prompts, stats = PromptStream(s.train, cfg.seed), Averager()
     objective = PpoObjective(s.policy, critic, cfg, stats)
 
     def collect(index: int) -> tuple[torch.Tensor, ...]:
         """Rollout `index`: samples, per-token rewards, values, GAE advantages and returns."""
-        problems = prompts.take(index, P)
-        rows = sample(
-            s.policy,
-            s.chat,
-            [p["prompt"] for p in problems],
-            G,
-            cfg.sampling,
-            cfg.seed * 1_000_000 + index,
-            s.rt.autocast,
-        )
-        ids, mask = (t.to(device) for t in pad_responses(rows))
-        score, correct, rm = score_rollouts(
-            s, [p for p in problems for _ in range(G)], rows, ids, mask, cfg.reward
-        )
+        r = roll_out(s, prompts, index)
+        ids, mask = r.ids, r.mask
         old_logp = logprobs(s.policy, ids, mask, s.rt.autocast)
         ref_logp = logprobs(s.ref, ids, mask, s.rt.autocast)
         with torch.no_grad(), s.rt.autocast:
             values = critic.values(ids[:, :-1]) * mask
-        rewards = kl_penalized_rewards(score.to(device), old_logp, ref_logp, mask, cfg.kl_beta)
+        rewards = kl_penalized_rewards(r.reward.to(device), old_logp, ref_logp, mask, cfg.kl_beta)
         advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
         if cfg.whiten:
             advantages = whiten(advantages, mask)
-        stats.add(
-            reward=rewards.sum(1).mean(),
-            correct=correct.mean(),
-            kl=((old_logp - ref_logp) * mask).sum(1).mean(),
-            length=mask.sum(1).mean(),
-            **({"rm": rm.mean()} if rm is not None else {}),
-        )
+        stats.add(reward=rewards.sum(1).mean(), kl=((old_logp - ref_logp) * mask).sum(1).mean(), **r.figures)
         return ids, mask, old_logp, advantages, returns, values
 
     return train_loop(
@@ -137,10 +108,10 @@ def ppo(
         adamw(objective, cfg.optim),
         RolloutBatches(collect, cfg.rollout_size, cfg.epochs, cfg.seed),
         validation(s),
-        out,
+        run.out,
         s.tokenizer_path,
         tokens_per_step=cfg.global_batch * cfg.model.context_length,
-        quiet=quiet,
+        quiet=run.quiet,
         meta_extra={"method": "ppo", "train_prompts": len(s.train)},
         weights=s.policy,
         step_metrics=stats.pop,

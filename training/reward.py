@@ -23,15 +23,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from corpus.tokenizer import load as load_tokenizer
-from training.chat import ChatTokens
 from training.checkpoint import load_model, read_meta
 from training.config import ModelConfig, OptimConfig, RewardConfig
 from training.loop import runtime, train_loop
 from training.losses import bradley_terry_loss
 from training.model import GPT
 from training.pairs import PairBatches, read_pairs
-from training.sft import resolve_checkpoint
+from training.sft import from_checkpoint, resolve_checkpoint
 
 KIND = "reward_model"  # meta.json "kind" of a reward-model checkpoint
 
@@ -151,13 +149,10 @@ def train_reward(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Train the reward model on DATA/train.jsonl from the checkpoint `init`; return the last figures."""
-    init, data = resolve_checkpoint(init), Path(data)
     rt = runtime(cfg)
-    cfg = cfg.model_copy(
-        update={"init": str(init), "model": ModelConfig.model_validate(read_meta(init)["config"]["model"])}
-    )
+    cfg, chat = from_checkpoint(cfg, init)
+    init, data = Path(cfg.init), Path(data)
     tokenizer_path = init / "tokenizer.json"
-    chat = ChatTokens(load_tokenizer(tokenizer_path))
     T = cfg.model.context_length
 
     model = RewardModel(load_model(init, rt.device), cfg.margin).to(rt.device).train()

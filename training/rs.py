@@ -17,11 +17,10 @@ accuracy of both, mean lengths. A resumed run reads the winners back instead of 
 import json
 import statistics
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from corpus.manifest import write_json_atomic
-from training.align import prepare, reward_scores, validation
+from training.align import Run, Setup, prepare, reward_scores, validation
 from training.config import RsConfig
 from training.loop import train_loop
 from training.rollout import decode, pad_responses, sample
@@ -32,7 +31,7 @@ WINNERS = "winners.jsonl"
 SELECTION = "selection.json"
 
 
-def best_of_n(s, problems: list[dict[str, Any]], cfg: RsConfig) -> tuple[list[dict], dict[str, float]]:
+def best_of_n(s: Setup, problems: list[dict[str, Any]], cfg: RsConfig) -> tuple[list[dict], dict[str, float]]:
     """The highest-scoring of N samples per problem, and the selection figures."""
     N = cfg.samples
     rows = sample(s.policy, s.chat, [p["prompt"] for p in problems], N, cfg.sampling, cfg.seed, s.rt.autocast)
@@ -66,24 +65,14 @@ def best_of_n(s, problems: list[dict[str, Any]], cfg: RsConfig) -> tuple[list[di
     return winners, figures
 
 
-def rs(
-    cfg: RsConfig,
-    init: str | Path,
-    data: str | Path,
-    out: str | Path,
-    *,
-    reward: str | Path | None = None,
-    pairs: str | Path | None = None,
-    resume: bool = False,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    if reward is None:
+def rs(cfg: RsConfig, run: Run) -> dict[str, Any]:
+    if run.reward is None:
         raise ValueError("rs selects by reward model: give --reward (a `refinery train reward` checkpoint)")
-    s = prepare(cfg, init, data, reward)
-    cfg, out = s.cfg, Path(out)
+    s = prepare(cfg, run)
+    cfg, out = s.cfg, run.out
 
     # --- best-of-N with the SFT model, once (a resumed run reads the winners back)
-    if resume and (out / WINNERS).is_file():
+    if run.resume and (out / WINNERS).is_file():
         winners = [json.loads(line) for line in (out / WINNERS).read_text().splitlines() if line]
     else:
         problems, seen = [], defaultdict(int)
@@ -116,7 +105,7 @@ def rs(
         out,
         s.tokenizer_path,
         tokens_per_step=cfg.global_batch * T,
-        resume=resume,
-        quiet=quiet,
+        resume=run.resume,
+        quiet=run.quiet,
         meta_extra={"method": "rs", "winners": len(winners)},
     )

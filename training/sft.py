@@ -17,9 +17,10 @@ metrics.jsonl holds the accuracy curve over steps.
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from pydantic import BaseModel
 
 from corpus.tokenizer import load as load_tokenizer
 from training.chat import ChatTokens
@@ -32,6 +33,8 @@ from training.loop import runtime, train_loop
 from training.lora import add_lora, trainable_fraction
 from training.sft_data import ChatBatches
 
+C = TypeVar("C", bound=BaseModel)
+
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint directory, or a training output directory (its latest checkpoint)."""
@@ -42,6 +45,15 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if latest is None:
         raise FileNotFoundError(f"{path}: neither a checkpoint nor a training directory with checkpoints")
     return latest.resolve()
+
+
+def from_checkpoint(cfg: C, init: str | Path) -> tuple[C, ChatTokens]:
+    """How fine-tuning phases start: `cfg` with `init` resolved to a checkpoint directory and
+    `model` set to that checkpoint's architecture, and the chat tokens of its tokenizer."""
+    init = resolve_checkpoint(init)
+    model = ModelConfig.model_validate(read_meta(init)["config"]["model"])
+    cfg = cfg.model_copy(update={"init": str(init), "model": model})
+    return cfg, ChatTokens(load_tokenizer(init / "tokenizer.json"))
 
 
 def read_conversations(path: Path) -> list[list[dict[str, Any]]]:
@@ -60,12 +72,10 @@ def sft(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune the checkpoint `init` on DATA/train.jsonl; return the last step's figures."""
-    init, data = resolve_checkpoint(init), Path(data)
     rt = runtime(cfg)
-    base_cfg = ModelConfig.model_validate(read_meta(init)["config"]["model"])
-    cfg = cfg.model_copy(update={"init": str(init), "model": base_cfg})
+    cfg, chat = from_checkpoint(cfg, init)
+    init, data = Path(cfg.init), Path(data)
     tokenizer_path = init / "tokenizer.json"
-    chat = ChatTokens(load_tokenizer(tokenizer_path))
 
     # --- model: the checkpoint's weights; adapters on top when LoRA
     model = load_model(init, rt.device).train()

@@ -107,12 +107,18 @@ class ChatBatches:
         return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed, "items": len(self.items)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["items"] != len(self.items) or state["seed"] != self.seed:
-            raise ValueError(
-                f"data position was saved for {state['items']} conversations and seed {state['seed']}, "
-                f"this data has {len(self.items)} and seed {self.seed}"
-            )
-        self.epoch, self.cursor, self._rows = state["epoch"], state["cursor"], None
+        self.epoch, self.cursor = saved_position(state, len(self.items), self.seed, "conversations")
+        self._rows = None
+
+
+def saved_position(state: dict[str, Any], items: int, seed: int, noun: str) -> tuple[int, int]:
+    """(epoch, cursor) of a state_dict, checked to be saved for data of `items` items and this seed."""
+    if state["items"] != items or state["seed"] != seed:
+        raise ValueError(
+            f"data position was saved for {state['items']} {noun} and seed {state['seed']}, "
+            f"this data has {items} and seed {seed}"
+        )
+    return state["epoch"], state["cursor"]
 
 
 def _inputs_targets(ids: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
