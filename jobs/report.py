@@ -25,6 +25,7 @@ from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from corpus.manifest import fingerprint, read_json  # noqa: E402
 from jobs.stats import ROW_STAGES, connect, finished_stages, funnel_rows  # noqa: E402
+from jobs.train_stages import STAGES  # noqa: E402
 
 DPI = 110
 WIDTH = 6  # inches: a chart of 660 pixels, two side by side on the page
@@ -270,12 +271,20 @@ def _panel(key: str) -> str:
     return {"correct": "acc"}.get(base, base)  # alignment rollouts' `correct` is held-out `val_acc`
 
 
+def _pipeline_order(path: Path) -> tuple[int, str]:
+    """Training phases in the order `refinery run` trains them (pretrain, sft, reward, align),
+    then any other training directory by name."""
+    order = list(STAGES)
+    name = path.parent.name
+    return (order.index(name) if name in order else len(order)), str(path)
+
+
 def training_curves(page: Page) -> str | None:
     """Every metrics.jsonl under RUN/train (pretrain, sft, reward, align, ...): each series
     (losses, val_bpb, reward, KL, accuracy, ...) against the step, related ones in one panel."""
     train = page.run_dir / "train"
     parts = []
-    for path in sorted(train.glob("**/metrics.jsonl")) if train.is_dir() else []:
+    for path in sorted(train.glob("**/metrics.jsonl"), key=_pipeline_order) if train.is_dir() else []:
         series = _curves(path)
         if not series:
             continue

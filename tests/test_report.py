@@ -137,6 +137,7 @@ def test_report_shows_clusters_buckets_curves_and_evaluation(tmp_path):
     # every series of both phases, bookkeeping (lr, tokens) left out
     assert "loss 3.1, val_bpb 1.4, val_loss 3.2" in page
     assert "kl 0.09, loss 0.7, reward 0.9" in page and "lr 0.01" not in page
+    assert page.index("train_pretrain.png") < page.index("train_align.png"), "phases in training order"
     # the evaluation table: a row per task, a column per checkpoint
     assert "<th>align/step_50</th><th>sft/step_200</th>" in page
     assert "<td>arithmetic</td><td>40</td><td>0.375</td><td>0.250</td>" in page

@@ -78,27 +78,41 @@ def test_packed_rows_hold_several_conversations_and_resume_exactly(chat):
     assert all(torch.equal(a, b) for a, b in zip(again.next_batch(4), expected, strict=True))
 
 
-def test_lora_starts_from_the_base_model_and_trains_a_small_fraction():
+@pytest.mark.parametrize("embeddings", [False, True])
+def test_lora_starts_from_the_base_model_and_trains_a_small_fraction(embeddings):
     model = GPT(TINY)
     idx = torch.randint(0, 512, (2, 16))
     before = model(idx)
-    add_lora(model, rank=2, alpha=4.0)
+    add_lora(model, rank=2, alpha=4.0, embeddings=embeddings)
     assert torch.equal(model(idx), before)
     assert trainable_fraction(model) < 0.05
+    trained = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trained and all(".lora_" in name for name in trained)
+    assert any(name.startswith("wte.") for name in trained) == embeddings
 
 
-def test_merged_lora_gives_the_logits_of_base_plus_adapters():
-    model = add_lora(GPT(TINY), rank=4, alpha=8.0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("lora_b"):
-                p.normal_(0, 0.02)
+@pytest.mark.parametrize("embeddings", [False, True])
+def test_merged_lora_gives_the_logits_of_base_plus_adapters(embeddings):
+    model = GPT(TINY)
     idx = torch.randint(0, 512, (2, 16))
     with torch.no_grad():
+        base = model(idx)
+    add_lora(model, rank=4, alpha=8.0, embeddings=embeddings)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:  # both factors non-zero, so every adapter changes the output
+                p.normal_(0, 0.02)
         adapted = model(idx)
+        assert not torch.allclose(adapted, base, atol=1e-4)
         merged = merge_lora(model)(idx)
     assert (adapted - merged).abs().max() < 1e-5
     assert not any("lora" in name for name, _ in model.named_parameters())
+    assert set(model.state_dict()) == set(GPT(TINY).state_dict())  # a plain GPT again
+
+
+def test_lora_on_tied_embeddings_is_refused():
+    with pytest.raises(ValueError, match="untied"):
+        add_lora(GPT(TINY.model_copy(update={"tie_embeddings": True})), rank=2, alpha=4.0, embeddings=True)
 
 
 def test_full_sft_lowers_the_held_out_loss(tiny_checkpoint, sft_data, tmp_path):
@@ -109,9 +123,10 @@ def test_full_sft_lowers_the_held_out_loss(tiny_checkpoint, sft_data, tmp_path):
     assert "val_acc_arithmetic" in result and (tmp_path / "loss.png").is_file()
 
 
-def test_lora_sft_checkpoint_holds_adapters_and_loads_merged(tiny_checkpoint, sft_data, tmp_path):
+@pytest.mark.parametrize("embeddings", [False, True])
+def test_lora_sft_checkpoint_holds_adapters_and_loads_merged(tiny_checkpoint, sft_data, tmp_path, embeddings):
     result = sft(
-        CFG.model_copy(update={"lora_rank": 2, "lora_alpha": 8.0}),
+        CFG.model_copy(update={"lora_rank": 2, "lora_alpha": 8.0, "lora_embeddings": embeddings}),
         tiny_checkpoint,
         sft_data,
         tmp_path,

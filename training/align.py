@@ -163,7 +163,8 @@ def heldout_figures(
     figures["acc"] = sum(figures.values()) / len(figures)
     figures["length"] = sum(len(r) for _, r in rows) / len(rows)
     ids, mask = pad_responses(rows)
-    ids, mask = ids.to(policy.lm_head.weight.device), mask.to(policy.lm_head.weight.device)
+    device = next(policy.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
     if ref is not None:
         figures["kl"] = exact_kl(policy, ref, ids, mask).mean().item()
     if scorer is not None:

@@ -154,7 +154,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> GPT:
     config = read_meta(path)["config"]
     weights = torch.load(path / "model.pt", map_location=device, weights_only=True)
     if config.get("lora_rank"):
-        model = add_lora(load_model(config["init"], device), config["lora_rank"], config["lora_alpha"])
+        base = load_model(config["init"], device)
+        model = add_lora(
+            base, config["lora_rank"], config["lora_alpha"], embeddings=config.get("lora_embeddings", False)
+        )
         missing, unexpected = model.load_state_dict(weights, strict=False)
         assert not unexpected and not any(".lora_" in k for k in missing), f"{path}: adapters do not fit"
         return merge_lora(model).eval()

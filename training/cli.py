@@ -29,6 +29,8 @@ def _sft(args: argparse.Namespace) -> None:
     from training.sft import sft
 
     overrides = {"lora_rank": args.lora_rank} if args.lora_rank is not None else {}
+    if args.lora_embeddings:
+        overrides["lora_embeddings"] = True
     cfg = load_yaml(args.config, SftConfig, overrides)
     result = sft(cfg, args.init, args.data, args.out, resume=args.resume, quiet=args.quiet)
     if os.environ.get("RANK", "0") == "0":
@@ -143,6 +145,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sft.add_argument("--data", required=True, help="directory with train.jsonl and test.jsonl")
     sft.add_argument("--out", required=True, help="output directory (checkpoints, metrics.jsonl, loss.png)")
     sft.add_argument("--lora-rank", type=int, help="train rank-R LoRA adapters instead of all weights")
+    sft.add_argument(
+        "--lora-embeddings", action="store_true", help="adapt the token embedding and output layer too"
+    )
     sft.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     sft.add_argument("--quiet", action="store_true", help="no progress bar, only evaluation log lines")
     sft.set_defaults(func=_sft)

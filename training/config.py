@@ -104,6 +104,7 @@ class SftConfig(LoopConfig):
     init: str | None = None  # the checkpoint to start from (--init); recorded resolved
     lora_rank: NonNegativeInt = 0  # 0: full fine-tuning; R: rank-R adapters, base frozen
     lora_alpha: float = 16.0  # adapter scale alpha / rank (training/lora.py)
+    lora_embeddings: bool = False  # adapt the token embedding and output layer too
     eval_conversations: PositiveInt = 256  # held-out conversations for the validation loss
     eval_tasks: NonNegativeInt = 0  # test problems per task answered at each evaluation; 0: none
     max_new_tokens: PositiveInt = 128  # answer length limit in those evaluations

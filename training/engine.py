@@ -113,7 +113,7 @@ def generate(
             f"prompt of {longest} + {max_new_tokens} new tokens exceeds the context of "
             f"{model.cfg.context_length}"
         )
-    device = model.lm_head.weight.device
+    device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     stops = set(stop_ids)
     B = len(prompts)

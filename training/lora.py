@@ -6,10 +6,19 @@ Each adapted `nn.Linear` W (out × in) gains A (rank × in) and B (out × rank) 
 draws it) and B is zero, so training starts exactly from the base model (§4.1). The base weights
 are frozen: only A and B train, well under 5% of the parameters at small ranks. `merge` folds
 B·A into W for export and fast sampling; `adapter_state` is what a LoRA checkpoint stores.
+
+With `embeddings=True` the token embedding and the output layer are adapted too (PEFT's
+`target_modules` may name them; the reference code has `lora.Embedding`). A small model's
+pretraining barely shapes the rows of tokens its crawl text rarely holds (numbers, the chat
+tokens), and SFT has to rebuild them: frozen, they cost LoRA most of its word-problem accuracy
+(bench/RESULTS.md, "SFT at demo scale"). For the embedding, A is the looked-up side (vocab ×
+rank) and starts at zero, B (rank × d_model) is Gaussian, as in the reference code, so the delta
+again starts at zero.
 """
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from training.model import GPT
 
@@ -37,10 +46,32 @@ class LoRALinear(nn.Module):
         return out
 
 
-def add_lora(model: GPT, rank: int, alpha: float, seed: int = 0) -> GPT:
-    """Freeze `model` and wrap every target projection with an adapter, in place."""
+class LoRAEmbedding(nn.Module):
+    def __init__(self, base: nn.Embedding, rank: int, alpha: float, generator: torch.Generator):
+        super().__init__()
+        self.base = base
+        self.scale = alpha / rank
+        b = torch.empty(rank, base.embedding_dim).normal_(0.0, 1.0 / rank, generator=generator)
+        self.lora_a = nn.Parameter(torch.zeros(base.num_embeddings, rank, device=base.weight.device))
+        self.lora_b = nn.Parameter(b.to(base.weight.device))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.base(idx) + self.scale * (F.embedding(idx, self.lora_a) @ self.lora_b)
+
+    @torch.no_grad()
+    def merged(self) -> nn.Embedding:
+        out = nn.Embedding(self.base.num_embeddings, self.base.embedding_dim, device=self.base.weight.device)
+        out.weight.copy_(self.base.weight + self.scale * self.lora_a @ self.lora_b)
+        return out
+
+
+def add_lora(model: GPT, rank: int, alpha: float, seed: int = 0, *, embeddings: bool = False) -> GPT:
+    """Freeze `model` and wrap every target projection with an adapter, in place; with
+    `embeddings`, the token embedding and the output layer as well."""
     if rank <= 0:
         raise ValueError(f"LoRA rank must be positive, got {rank}")
+    if embeddings and model.cfg.tie_embeddings:
+        raise ValueError("LoRA on the embeddings needs untied input and output embeddings")
     for p in model.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(seed)
@@ -49,6 +80,9 @@ def add_lora(model: GPT, rank: int, alpha: float, seed: int = 0) -> GPT:
             child = getattr(module, attr, None)
             if isinstance(child, nn.Linear) and f"{name.split('.')[-1]}.{attr}" in TARGETS:
                 setattr(module, attr, LoRALinear(child, rank, alpha, generator))
+    if embeddings:
+        model.wte = LoRAEmbedding(model.wte, rank, alpha, generator)
+        model.lm_head = LoRALinear(model.lm_head, rank, alpha, generator)
     return model
 
 
@@ -56,7 +90,7 @@ def merge_lora(model: GPT) -> GPT:
     """Replace every adapter by its merged linear layer, in place: a plain GPT again."""
     for module in list(model.modules()):
         for attr, child in list(module.named_children()):
-            if isinstance(child, LoRALinear):
+            if isinstance(child, LoRALinear | LoRAEmbedding):
                 setattr(module, attr, child.merged())
     for p in model.parameters():
         p.requires_grad_(True)

@@ -80,7 +80,7 @@ def sft(
     # --- model: the checkpoint's weights; adapters on top when LoRA
     model = load_model(init, rt.device).train()
     if cfg.lora_rank:
-        add_lora(model, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed)
+        add_lora(model, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed, embeddings=cfg.lora_embeddings)
     optimizer = model.optimizer(cfg.optim, fused=True)
     T = model.cfg.context_length
 
