@@ -89,3 +89,24 @@ def test_resuming_with_a_changed_config_is_an_error(straight, text_shards, tmp_p
     changed = CFG.model_copy(update={"optim": CFG.optim.model_copy(update={"lr": 0.02})})
     with pytest.raises(ValueError, match=r"optim\.lr: 0\.01 -> 0\.02"):
         pretrain(changed, text_shards, tmp_path, resume=True, quiet=True)
+
+
+def _drop_from_meta(checkpoint, section, key):
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    del meta["config"][section][key]
+    (checkpoint / "meta.json").write_text(json.dumps(meta))
+
+
+def test_an_option_newer_than_the_checkpoint_resumes_only_at_its_default(straight, text_shards, tmp_path):
+    # A checkpoint written before an option existed does not name it: at its default (the old
+    # behaviour) the run resumes, set to anything else it is a change like any other.
+    older = tmp_path / "older" / CHECKPOINTS / "step_000010"
+    shutil.copytree(step_dir(straight, 10), older)
+    _drop_from_meta(older, "optim", "cooldown_frac")  # tiny.yaml leaves it at its default
+    assert pretrain(CFG, text_shards, tmp_path / "older", resume=True, quiet=True)["step"] == STEPS
+
+    changed = tmp_path / "changed" / CHECKPOINTS / "step_000010"
+    shutil.copytree(step_dir(straight, 10), changed)
+    _drop_from_meta(changed, "optim", "warmup_steps")  # tiny.yaml sets 10, the default is 100
+    with pytest.raises(ValueError, match=r"optim\.warmup_steps: None -> 10"):
+        pretrain(CFG, text_shards, tmp_path / "changed", resume=True, quiet=True)

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
+from pydantic import BaseModel
 
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import RESUMABLE_CHANGES, LoopConfig, OptimConfig
@@ -110,15 +111,31 @@ def lr_multiplier(step: int, total: int, optim: OptimConfig) -> float:
     return 1.0 - (1.0 - floor) * (step - decay_start + 1) / cooldown
 
 
-def _config_changes(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+def _config_changes(saved: dict[str, Any], current: BaseModel, prefix: str = "") -> list[str]:
+    """The options of `current` that differ from the checkpoint's `saved` config. An option the
+    checkpoint does not name is newer than it; new options default to the old behaviour, so
+    one left at its default is no change."""
+    dumped = current.model_dump(mode="json")
+    fields = type(current).model_fields
     changes = []
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changes += _config_changes(a, b, f"{prefix}{key}.")
+    for key in sorted(set(saved) | set(dumped)):
+        a, b = saved.get(key), dumped.get(key)
+        value = getattr(current, key, None)
+        if isinstance(a, dict) and isinstance(value, BaseModel):
+            changes += _config_changes(a, value, f"{prefix}{key}.")
+        elif (
+            key not in saved
+            and key in fields
+            and b == _dump(fields[key].get_default(call_default_factory=True))
+        ):
+            continue
         elif a != b and key not in RESUMABLE_CHANGES:
             changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return changes
+
+
+def _dump(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -220,7 +237,7 @@ def train_loop(
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
         meta = load_checkpoint(checkpoint, weights, optimizer, rank=rt.rank, strict=not trainable_only)
-        changes = _config_changes(meta["config"], cfg.model_dump(mode="json"))
+        changes = _config_changes(meta["config"], cfg)
         if changes:
             raise ValueError(f"{checkpoint}: the config differs from the checkpoint's: " + "; ".join(changes))
         data.load_state_dict(meta["data"])
