@@ -37,13 +37,8 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + self.scale * ((x @ self.lora_a.t().to(x.dtype)) @ self.lora_b.t().to(x.dtype))
 
-    @torch.no_grad()
-    def merged(self) -> nn.Linear:
-        out = nn.Linear(
-            self.base.in_features, self.base.out_features, bias=False, device=self.base.weight.device
-        )
-        out.weight.copy_(self.base.weight + self.scale * self.lora_b @ self.lora_a)
-        return out
+    def delta(self) -> torch.Tensor:
+        return self.scale * self.lora_b @ self.lora_a
 
 
 class LoRAEmbedding(nn.Module):
@@ -58,11 +53,8 @@ class LoRAEmbedding(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.base(idx) + self.scale * (F.embedding(idx, self.lora_a) @ self.lora_b)
 
-    @torch.no_grad()
-    def merged(self) -> nn.Embedding:
-        out = nn.Embedding(self.base.num_embeddings, self.base.embedding_dim, device=self.base.weight.device)
-        out.weight.copy_(self.base.weight + self.scale * self.lora_a @ self.lora_b)
-        return out
+    def delta(self) -> torch.Tensor:
+        return self.scale * self.lora_a @ self.lora_b
 
 
 def add_lora(model: GPT, rank: int, alpha: float, seed: int = 0, *, embeddings: bool = False) -> GPT:
@@ -87,11 +79,13 @@ def add_lora(model: GPT, rank: int, alpha: float, seed: int = 0, *, embeddings: 
 
 
 def merge_lora(model: GPT) -> GPT:
-    """Replace every adapter by its merged linear layer, in place: a plain GPT again."""
+    """Fold every adapter into the layer it wraps and put that layer back, in place: a plain GPT again."""
     for module in list(model.modules()):
         for attr, child in list(module.named_children()):
             if isinstance(child, LoRALinear | LoRAEmbedding):
-                setattr(module, attr, child.merged())
+                with torch.no_grad():
+                    child.base.weight.add_(child.delta())
+                setattr(module, attr, child.base)
     for p in model.parameters():
         p.requires_grad_(True)
     return model
