@@ -10,8 +10,8 @@ B·A into W for export and fast sampling; `adapter_state` is what a LoRA checkpo
 With `embeddings=True` the token embedding and the output layer are adapted too (PEFT's
 `target_modules` may name them; the reference code has `lora.Embedding`). A small model's
 pretraining barely shapes the rows of tokens its crawl text rarely holds (numbers, the chat
-tokens), and SFT has to rebuild them: frozen, they cost LoRA most of its word-problem accuracy
-(bench/RESULTS.md, "SFT at demo scale"). For the embedding, A is the looked-up side (vocab ×
+tokens), and SFT has to rebuild them: with them frozen, rank-8 adapters fit the demo SFT data
+far worse (bench/RESULTS.md, "SFT at demo scale"). For the embedding, A is the looked-up side (vocab ×
 rank) and starts at zero, B (rank × d_model) is Gaussian, as in the reference code, so the delta
 again starts at zero.
 """
@@ -25,14 +25,21 @@ from training.model import GPT
 TARGETS = ("attn.qkv", "attn.proj", "mlp.gate_up", "mlp.down")
 
 
-class LoRALinear(nn.Module):
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, generator: torch.Generator):
+class Adapter(nn.Module):
+    """A frozen layer `base` plus `scale` times the low-rank product of `lora_a` and `lora_b`."""
+
+    def __init__(self, base: nn.Module, rank: int, alpha: float, a: torch.Tensor, b: torch.Tensor):
         super().__init__()
         self.base = base
         self.scale = alpha / rank
-        a = torch.empty(rank, base.in_features).normal_(0.0, 1.0 / rank, generator=generator)
         self.lora_a = nn.Parameter(a.to(base.weight.device))
-        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank, device=base.weight.device))
+        self.lora_b = nn.Parameter(b.to(base.weight.device))
+
+
+class LoRALinear(Adapter):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, generator: torch.Generator):
+        a = torch.empty(rank, base.in_features).normal_(0.0, 1.0 / rank, generator=generator)
+        super().__init__(base, rank, alpha, a, torch.zeros(base.out_features, rank))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + self.scale * ((x @ self.lora_a.t().to(x.dtype)) @ self.lora_b.t().to(x.dtype))
@@ -41,14 +48,10 @@ class LoRALinear(nn.Module):
         return self.scale * self.lora_b @ self.lora_a
 
 
-class LoRAEmbedding(nn.Module):
+class LoRAEmbedding(Adapter):
     def __init__(self, base: nn.Embedding, rank: int, alpha: float, generator: torch.Generator):
-        super().__init__()
-        self.base = base
-        self.scale = alpha / rank
         b = torch.empty(rank, base.embedding_dim).normal_(0.0, 1.0 / rank, generator=generator)
-        self.lora_a = nn.Parameter(torch.zeros(base.num_embeddings, rank, device=base.weight.device))
-        self.lora_b = nn.Parameter(b.to(base.weight.device))
+        super().__init__(base, rank, alpha, torch.zeros(base.num_embeddings, rank), b)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.base(idx) + self.scale * (F.embedding(idx, self.lora_a) @ self.lora_b)
@@ -82,7 +85,7 @@ def merge_lora(model: GPT) -> GPT:
     """Fold every adapter into the layer it wraps and put that layer back, in place: a plain GPT again."""
     for module in list(model.modules()):
         for attr, child in list(module.named_children()):
-            if isinstance(child, LoRALinear | LoRAEmbedding):
+            if isinstance(child, Adapter):
                 with torch.no_grad():
                     child.base.weight.add_(child.delta())
                 setattr(module, attr, child.base)
