@@ -312,6 +312,18 @@ def test_dpo_starts_at_ln2_and_raises_the_held_out_margin(sft_checkpoint, sft_da
     assert result["val_margin"] > first["val_margin"] and result["val_dpo_loss"] < first["val_dpo_loss"]
 
 
+def test_dpo_nll_keeps_the_chosen_responses_likelier_than_plain_dpo(sft_checkpoint, sft_data, prefs, tmp_path):
+    cfg = DpoConfig(
+        steps=10, global_batch=16, micro_batch=16, eval_every=10, save_every=10, beta=0.1,
+        optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
+    )  # fmt: skip
+    plain = align("dpo", cfg, sft_checkpoint, sft_data, tmp_path / "plain", pairs=prefs[0], quiet=True)
+    cfg = cfg.model_copy(update={"nll_weight": 1.0})
+    nll = align("dpo", cfg, sft_checkpoint, sft_data, tmp_path / "nll", pairs=prefs[0], quiet=True)
+    assert nll["val_chosen_logp"] > plain["val_chosen_logp"]
+    assert nll["val_margin"] > records(tmp_path / "nll")[0]["val_margin"]
+
+
 def test_rs_fine_tunes_on_the_best_scored_sample(sft_checkpoint, sft_data, reward_model, tmp_path):
     cfg = RsConfig(
         steps=4, global_batch=8, micro_batch=8, eval_every=4, save_every=4, samples=4, prompts=16,

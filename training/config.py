@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt
+from pydantic import BaseModel, ConfigDict, NonNegativeFloat, NonNegativeInt, PositiveInt
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
 # SwiGLU with hidden width 8/3·d has the parameter count of a 4·d GELU MLP (Shazeer 2020,
@@ -150,6 +150,7 @@ class AlignConfig(LoopConfig):
 
 class DpoConfig(AlignConfig):
     beta: float = 0.1  # Rafailov et al. 2023's β: strength of the pull towards the reference
+    nll_weight: NonNegativeFloat = 0.0  # α of DPO+NLL (Pang et al. 2024 use 1); 0: plain DPO
     eval_pairs: PositiveInt = 512  # held-out pairs for the log-probability margin
 
 

@@ -15,7 +15,8 @@ The training records add the same `margin` and `reward_acc` over the steps since
 DPO learns only from the responses in PREFS. Lowering log π(rejected) is as good for the loss
 as raising log π(chosen), and it often does both go down (Pal et al. 2024, "Smaug"); the
 held-out checker accuracy in validation is the check that the model's own answers did not
-suffer.
+suffer. `nll_weight` adds the chosen responses' likelihood to the loss (DPO+NLL, Pang et al.
+2024), the remedy those authors found for it on reasoning tasks.
 """
 
 from typing import Any
@@ -35,9 +36,9 @@ from training.rollout import Averager
 class DpoObjective(nn.Module):
     """The policy's DPO loss on a batch of pairs with their reference log-probabilities."""
 
-    def __init__(self, policy: GPT, beta: float, stats: Averager):
+    def __init__(self, policy: GPT, beta: float, nll_weight: float, stats: Averager):
         super().__init__()
-        self.policy, self.beta, self.stats = policy, beta, stats
+        self.policy, self.beta, self.nll_weight, self.stats = policy, beta, nll_weight, stats
 
     def forward(self, chosen, chosen_mask, rejected, rejected_mask, ref_chosen, ref_rejected) -> torch.Tensor:
         logp = sequence_logprobs(
@@ -49,7 +50,15 @@ class DpoObjective(nn.Module):
             self.stats.add(
                 margin=(policy_chosen - policy_rejected).mean(), reward_acc=(implicit > 0).float().mean()
             )
-        return dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, self.beta)
+        return dpo_loss(
+            policy_chosen,
+            policy_rejected,
+            ref_chosen,
+            ref_rejected,
+            self.beta,
+            self.nll_weight,
+            chosen_tokens=chosen_mask.sum(-1),
+        )
 
 
 @torch.no_grad()
@@ -99,7 +108,7 @@ def dpo(cfg: DpoConfig, run: Run) -> dict[str, Any]:
     return train_loop(
         cfg,
         s.rt,
-        DpoObjective(s.policy, cfg.beta, stats),
+        DpoObjective(s.policy, cfg.beta, cfg.nll_weight, stats),
         s.policy.optimizer(cfg.optim, fused=True),
         train,
         validation(s, pair_figures),

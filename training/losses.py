@@ -59,14 +59,26 @@ def dpo_loss(
     ref_chosen: torch.Tensor,
     ref_rejected: torch.Tensor,
     beta: float,
+    nll_weight: float = 0.0,
+    chosen_tokens: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Direct Preference Optimization, −log σ(β[log π/π_ref(y_c) − log π/π_ref(y_r)]), mean over pairs.
 
     Rafailov et al. 2023, eq. 7. Inputs are sequence log-probabilities (summed over response
     tokens), (B,). β·log π/π_ref is the implicit reward; β sets how far from π_ref it may move.
+
+    With `nll_weight` α > 0 it adds α times the chosen responses' negative log-likelihood per
+    token, −log π(y_c) / |y_c| (`chosen_tokens` gives |y_c|): the DPO+NLL loss of Pang et al. 2024
+    ("Iterative Reasoning Preference Optimization", eq. 3, α = 1), which keeps DPO from lowering
+    the probability of correct reasoning along with that of the rejected one.
     """
     logits = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
-    return -F.logsigmoid(beta * logits).mean()
+    loss = -F.logsigmoid(beta * logits).mean()
+    if nll_weight:
+        if chosen_tokens is None:
+            raise ValueError("dpo_loss with nll_weight needs chosen_tokens")
+        loss = loss - nll_weight * (policy_chosen / chosen_tokens).mean()
+    return loss
 
 
 def clipped_surrogate(
