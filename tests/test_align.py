@@ -312,7 +312,7 @@ def test_dpo_starts_at_ln2_and_raises_the_held_out_margin(sft_checkpoint, sft_da
     assert result["val_margin"] > first["val_margin"] and result["val_dpo_loss"] < first["val_dpo_loss"]
 
 
-def test_dpo_nll_keeps_the_chosen_responses_likelier_than_plain_dpo(sft_checkpoint, sft_data, prefs, tmp_path):
+def test_dpo_nll_keeps_chosen_responses_likelier_than_plain_dpo(sft_checkpoint, sft_data, prefs, tmp_path):
     cfg = DpoConfig(
         steps=10, global_batch=16, micro_batch=16, eval_every=10, save_every=10, beta=0.1,
         optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,

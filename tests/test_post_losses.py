@@ -41,10 +41,9 @@ def test_dpo_loss_compares_log_ratios_to_the_reference():
 def test_dpo_nll_adds_the_chosen_responses_loss_per_token():
     policy_chosen, policy_rejected = torch.tensor([-4.0, -9.0]), torch.tensor([-6.0, -9.0])
     tokens = torch.tensor([2.0, 3.0])  # per-token log-likelihood −2 and −3: mean NLL 2.5
-    plain = dpo_loss(policy_chosen, policy_rejected, policy_chosen, policy_rejected, beta=0.1)
-    with_nll = dpo_loss(
-        policy_chosen, policy_rejected, policy_chosen, policy_rejected, 0.1, nll_weight=0.4, chosen_tokens=tokens
-    )
+    pairs = (policy_chosen, policy_rejected, policy_chosen, policy_rejected)  # the policy is its reference
+    plain = dpo_loss(*pairs, beta=0.1)
+    with_nll = dpo_loss(*pairs, 0.1, nll_weight=0.4, chosen_tokens=tokens)
     assert close(plain, math.log(2)) and close(with_nll, math.log(2) + 0.4 * 2.5)
 
 
