@@ -338,6 +338,29 @@ def test_rs_fine_tunes_on_the_best_scored_sample(sft_checkpoint, sft_data, rewar
     )
 
 
+def test_rs_with_require_correct_fine_tunes_on_checked_samples_without_a_reward_model(
+    sft_checkpoint, sft_data, tmp_path
+):
+    cfg = RsConfig(
+        steps=2, global_batch=1, micro_batch=1, eval_every=0, save_every=2, samples=4, prompts=16,
+        require_correct=True, optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
+    )  # fmt: skip
+    align("rs", cfg, sft_checkpoint, sft_data, tmp_path, quiet=True)
+    winners = [json.loads(line) for line in (tmp_path / "winners.jsonl").read_text().splitlines()]
+    selection = json.loads((tmp_path / "selection.json").read_text())
+    assert 0 < len(winners) <= 16 and selection["winners"] == len(winners)
+    for w in winners:  # "add a and b": the answer is recomputed here, not taken from the checker's flag
+        a, b = (int(x) for x in w["prompt"].removeprefix("add ").split(" and "))
+        assert check("arithmetic", w["response"], str(a + b))
+    assert selection["winner_accuracy"] == 1.0 > selection["sample_accuracy"]
+
+
+def test_rs_without_a_reward_model_needs_require_correct(sft_checkpoint, sft_data, tmp_path):
+    cfg = RsConfig(steps=2, global_batch=8, micro_batch=8, save_every=2, samples=2, prompts=4, **ALIGN)
+    with pytest.raises(ValueError, match="--reward"):
+        align("rs", cfg, sft_checkpoint, sft_data, tmp_path, quiet=True)
+
+
 def test_compare_reports_zero_kl_for_the_reference_itself(sft_checkpoint, sft_data, reward_model, chat):
     results = compare(
         [str(sft_checkpoint)], sft_data / "test.jsonl", ref=sft_checkpoint, reward=reward_model[0], limit=8,

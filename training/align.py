@@ -15,7 +15,7 @@ GPT checkpoint (`refinery eval tasks`, `refinery eval compare`, a further `--ini
 | dpo | dpo.py | PREFS pairs, offline | implicit: β·log π/π_ref | through β |
 | grpo | grpo.py | G samples per prompt | checker, reward model, or a mix | k3 term in the loss |
 | ppo | ppo.py | samples and a critic | reward model (or a mix) | penalty in the reward |
-| rs | rs.py | best of N, then SFT | reward model, to select | none (SFT stays near) |
+| rs | rs.py | best of N, then SFT | reward model and/or checker, to select | none (SFT stays near) |
 
 SFT_DATA is the `refinery synth sft` directory: train.jsonl gives the prompts (their solutions
 are never used by the on-policy methods) and test.jsonl the held-out problems.

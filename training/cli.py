@@ -177,7 +177,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--data", required=True, help="`refinery synth sft` directory: train prompts, test problems"
     )
     align.add_argument(
-        "--reward", help="reward-model checkpoint (ppo, rs; grpo with reward.reward_model > 0)"
+        "--reward",
+        help="reward-model checkpoint (ppo; rs unless require_correct; grpo with reward.reward_model > 0)",
     )
     align.add_argument("--pairs", help="`refinery synth preferences` directory (dpo)")
     align.add_argument(

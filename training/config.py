@@ -207,6 +207,7 @@ class RsConfig(AlignConfig):
     samples: PositiveInt = 8  # N responses per train prompt
     prompts: PositiveInt | None = None  # train prompts per task to sample; None: all
     min_score: float | None = None  # drop winners scoring below this (normalized); None: keep all
+    require_correct: bool = False  # choose among the samples the checker accepts only (RFT)
 
 
 # Fields that may differ between a checkpoint and the config it resumes with: they change how

@@ -5,9 +5,16 @@ Llama 3 §4.2.2): the SFT model samples `samples` (N) responses to each train pr
 model scores them, and the highest-scoring response of each prompt becomes the assistant turn of
 a new SFT conversation. The policy is then fine-tuned on those conversations with SFT's pieces
 (training/sft_data.py's ChatBatches: assistant tokens only, packed rows) on the shared loop.
-The reward model only selects; the checker is never consulted for training, so the winners'
-checker accuracy (OUT/selection.json, against the samples' own) measures how well the reward
-model picks. One round; a second would start from this run's checkpoint.
+By default the reward model alone selects and the checker is never consulted for training, so
+the winners' checker accuracy (OUT/selection.json, against the samples' own) measures how well
+the reward model picks. One round; a second would start from this run's checkpoint.
+
+`require_correct` chooses among the samples the checker accepts only, and drops the prompts with
+none: rejection-sampling fine-tuning on verifiable tasks (RFT, Yuan et al. 2023; Llama 3 §4.3.3
+keeps the correct solutions and lets a reward model rank them). The reward model then orders the
+correct samples; without one (no --reward) the first correct sample wins. At the demo scale a
+reward model right on 72% of on-policy pairs picks winners that are 62% wrong and SFT on them
+costs 7 points of accuracy; the checker's selection holds it (bench/RESULTS.md, "Alignment").
 
 OUT/winners.jsonl holds the chosen responses (prompt, response, score, correct, task) and
 OUT/selection.json the selection figures: mean score of all samples and of the winners, checker
@@ -18,6 +25,8 @@ import json
 import statistics
 from collections import defaultdict
 from typing import Any
+
+import torch
 
 from corpus.manifest import write_json_atomic
 from training.align import Run, Setup, prepare, reward_scores, validation
@@ -35,21 +44,22 @@ def best_of_n(s: Setup, problems: list[dict[str, Any]], cfg: RsConfig) -> tuple[
     """The highest-scoring of N samples per problem, and the selection figures."""
     N = cfg.samples
     rows = sample(s.policy, s.chat, [p["prompt"] for p in problems], N, cfg.sampling, cfg.seed, s.rt.autocast)
-    ids, mask = (t.to(s.rt.device) for t in pad_responses(rows))
-    scores = reward_scores(s.scorer, ids, mask, s.rt.autocast).view(len(problems), N).cpu()
     texts = [decode(s.chat, r) for _, r in rows]
     correct = [check(problems[i // N]["task"], t, problems[i // N]["answer"]) for i, t in enumerate(texts)]
+    if s.scorer is None:
+        scores = torch.zeros(len(problems), N)
+    else:
+        ids, mask = (t.to(s.rt.device) for t in pad_responses(rows))
+        scores = reward_scores(s.scorer, ids, mask, s.rt.autocast).view(len(problems), N).cpu()
+    eligible = torch.tensor(correct).view(len(problems), N) | (not cfg.require_correct)
+    ranked = scores.masked_fill(~eligible, float("-inf"))  # a prompt with no eligible sample has no winner
     winners = []
     for i, p in enumerate(problems):
-        best = i * N + int(scores[i].argmax())
-        if cfg.min_score is None or scores[i].max() >= cfg.min_score:
+        best = i * N + int(ranked[i].argmax())
+        score = ranked[i].max().item()
+        if score > float("-inf") and (cfg.min_score is None or score >= cfg.min_score):
             winners.append(
-                {
-                    "task": p["task"],
-                    "prompt": p["prompt"],
-                    "response": texts[best],
-                    "score": scores[i].max().item(),
-                }
+                {"task": p["task"], "prompt": p["prompt"], "response": texts[best], "score": score}
                 | {"correct": correct[best], "tokens": len(rows[best][1])}
             )
     figures = {
@@ -66,8 +76,11 @@ def best_of_n(s: Setup, problems: list[dict[str, Any]], cfg: RsConfig) -> tuple[
 
 
 def rs(cfg: RsConfig, run: Run) -> dict[str, Any]:
-    if run.reward is None:
-        raise ValueError("rs selects by reward model: give --reward (a `refinery train reward` checkpoint)")
+    if run.reward is None and not cfg.require_correct:
+        raise ValueError(
+            "rs selects by reward model: give --reward (a `refinery train reward` checkpoint), "
+            "or set require_correct to select by the checker"
+        )
     s = prepare(cfg, run)
     cfg, out = s.cfg, run.out
 
@@ -82,7 +95,9 @@ def rs(cfg: RsConfig, run: Run) -> dict[str, Any]:
                 problems.append(p)
         winners, figures = best_of_n(s, problems, cfg)
         if not winners:
-            raise ValueError(f"no sample scored min_score {cfg.min_score} or more")
+            raise ValueError(
+                f"no prompt kept a winner (min_score {cfg.min_score}, require_correct {cfg.require_correct})"
+            )
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / SELECTION, figures)
         tmp = out / f".{WINNERS}.tmp"
