@@ -52,11 +52,11 @@ def best_of_n(s: Setup, problems: list[dict[str, Any]], cfg: RsConfig) -> tuple[
         ids, mask = (t.to(s.rt.device) for t in pad_responses(rows))
         scores = reward_scores(s.scorer, ids, mask, s.rt.autocast).view(len(problems), N).cpu()
     eligible = torch.tensor(correct).view(len(problems), N) | (not cfg.require_correct)
-    ranked = scores.masked_fill(~eligible, float("-inf"))  # a prompt with no eligible sample has no winner
+    # A prompt with no eligible sample tops out at −inf: it has no winner.
+    top, arg = scores.masked_fill(~eligible, float("-inf")).max(dim=1)
     winners = []
     for i, p in enumerate(problems):
-        best = i * N + int(ranked[i].argmax())
-        score = ranked[i].max().item()
+        best, score = i * N + int(arg[i]), top[i].item()
         if score > float("-inf") and (cfg.min_score is None or score >= cfg.min_score):
             winners.append(
                 {"task": p["task"], "prompt": p["prompt"], "response": texts[best], "score": score}
