@@ -6,7 +6,9 @@
   nanochat) before BPE, so long numbers do not become one rare token. Within a group BPE still
   merges by frequency: with a 4,096 vocabulary trained on crawl-sample, 48 of the numbers 0-99 are
   one token and the rest two. `digit_group=1` (Llama, PaLM) gives every number one token per
-  digit, the same representation whatever its frequency.
+  digit, the same representation whatever its frequency; conf/full.yaml uses it, because a small
+  model's arithmetic SFT, LoRA's most, learns better from ten digits than from irregular number
+  tokens (bench/RESULTS.md, "one token per digit").
 - Ids 0..3 are the control tokens (`<|endoftext|>` = 0, the chat tokens of DESIGN.md), then
   the PII placeholders of corpus/pii.py. Control tokens are *special*: in corpus text they are
   encoded as ordinary characters (`encode_special_tokens`), so a web page quoting

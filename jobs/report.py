@@ -347,15 +347,22 @@ def evaluations(page: Page) -> str | None:
         accuracy: dict[str, dict[str, float]] = data["accuracy"]
         checkpoints = list(accuracy)
         tasks = sorted({t for r in accuracy.values() for t in r})
+        majority = data.get("majority", {})  # files written before it had no baseline
         rows = [
-            (task, data["problems"].get(task, 0), *(accuracy[c].get(task, float("nan")) for c in checkpoints))
+            (
+                task,
+                data["problems"].get(task, 0),
+                majority.get(task, float("nan")),
+                *(accuracy[c].get(task, float("nan")) for c in checkpoints),
+            )
             for task in tasks
         ]
         where = html.escape(str(path.relative_to(page.run_dir)))
         data_file = html.escape(str(data.get("data", "")))
         parts.append(
-            f"<h3>{where}</h3><p class='note'>exact-match accuracy, greedy; problems: {data_file}</p>"
-            + table(["task", "n", *(_short(c) for c in checkpoints)], rows)
+            f"<h3>{where}</h3><p class='note'>exact-match accuracy, greedy; majority: always the task's most "
+            f"common answer; problems: {data_file}</p>"
+            + table(["task", "n", "majority", *(_short(c) for c in checkpoints)], rows)
         )
     return "".join(parts) or None
 

@@ -126,7 +126,7 @@ def eval_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     from corpus.tokenizer import load as load_tokenizer
     from training.chat import ChatTokens
     from training.checkpoint import latest_checkpoint, load_model
-    from training.eval_tasks import format_table, read_problems, task_accuracy
+    from training.eval_tasks import format_table, majority_baseline, read_problems, task_accuracy
 
     train = run_dir / TRAIN
     models = {name: latest_checkpoint(train / name) for name in ("pretrain", "sft", "align")}
@@ -143,8 +143,10 @@ def eval_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
         accuracy[name] = task_accuracy(load_model(path), chat, problems)
     counts = dict(sorted(Counter(p["task"] for p in problems).items()))
     checkpoints = {n: str(p) for n, p in models.items()}
-    write_json_atomic(out, {"key": key, "checkpoints": checkpoints, "problems": counts, "accuracy": accuracy})
-    log.info("eval: task accuracy on the SFT test split\n%s", format_table(accuracy, counts))
+    majority = majority_baseline(problems)
+    result = {"checkpoints": checkpoints, "problems": counts, "majority": majority, "accuracy": accuracy}
+    write_json_atomic(out, {"key": key, **result})
+    log.info("eval: task accuracy on the SFT test split\n%s", format_table(accuracy, counts, majority))
     return {"summary": accuracy}
 
 

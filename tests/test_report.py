@@ -81,6 +81,7 @@ def make_run(run_dir):
         {
             "data": "synth/test.jsonl",
             "problems": {"arithmetic": 40, "spelling": 40},
+            "majority": {"arithmetic": 0.1, "spelling": 0.2},
             "accuracy": {
                 "runs/r/train/sft/checkpoints/step_200": {"arithmetic": 0.25, "spelling": 0.5},
                 "runs/r/train/align/checkpoints/step_50": {"arithmetic": 0.375, "spelling": 0.625},
@@ -138,9 +139,9 @@ def test_report_shows_clusters_buckets_curves_and_evaluation(tmp_path):
     assert "loss 3.1, val_bpb 1.4, val_loss 3.2" in page
     assert "kl 0.09, loss 0.7, reward 0.9" in page and "lr 0.01" not in page
     assert page.index("train_pretrain.png") < page.index("train_align.png"), "phases in training order"
-    # the evaluation table: a row per task, a column per checkpoint
-    assert "<th>align/step_50</th><th>sft/step_200</th>" in page
-    assert "<td>arithmetic</td><td>40</td><td>0.375</td><td>0.250</td>" in page
+    # the evaluation table: a row per task, the majority baseline, a column per checkpoint
+    assert "<th>majority</th><th>align/step_50</th><th>sft/step_200</th>" in page
+    assert "<td>arithmetic</td><td>40</td><td>0.100</td><td>0.375</td><td>0.250</td>" in page
 
 
 def test_report_header_has_run_facts_and_wall_times(tmp_path):

@@ -167,6 +167,18 @@ def test_task_accuracy_grades_with_the_checker(tiny_checkpoint, chat):
     assert set(accuracy) == {"arithmetic"} and 0.0 <= accuracy["arithmetic"] <= 1.0
 
 
+def test_majority_baseline_is_the_share_of_each_tasks_commonest_answer():
+    from training.eval_tasks import format_table, majority_baseline
+
+    problems = [{"task": "count_letters", "answer": a} for a in "1101"] + [
+        {"task": "arithmetic", "answer": a} for a in ("7", "12", "3", "12", "12")
+    ]
+    majority = majority_baseline(problems)
+    assert majority == {"arithmetic": 0.6, "count_letters": 0.75}
+    table = format_table({"sft": {"arithmetic": 0.5, "count_letters": 0.75}}, {"arithmetic": 5}, majority)
+    assert table.splitlines()[1].split() == ["arithmetic", "5", "0.600", "0.500"]
+
+
 def test_a_long_prompt_does_not_cut_the_answers_of_short_ones(tiny_checkpoint, chat):
     """Each batch's room to answer comes from its own longest prompt."""
     from training.eval_tasks import answer

@@ -78,8 +78,9 @@ def test_every_training_stage_runs_in_order_and_a_rerun_trains_nothing(run_dir):
     assert first["synth_prefs"]["summary"]["train"] > 0
     assert first["align"]["summary"]["method"] == "grpo"
     assert "val_rm_score" in first["align"]["summary"]  # the reward model is in GRPO's reward
-    accuracy = json.loads((train / "eval.json").read_text())["accuracy"]
-    assert set(accuracy) == {"pretrain", "sft", "align"}
+    evaluation = json.loads((train / "eval.json").read_text())
+    assert set(evaluation["accuracy"]) == {"pretrain", "sft", "align"}
+    assert set(evaluation["majority"]) == set(evaluation["problems"])
 
     weights = {p: p.read_bytes() for p in train.rglob("model.pt")}
     second = run(str(config), [], str(run_dir), stages=stages)

@@ -97,7 +97,7 @@ def _eval_tasks(args: argparse.Namespace) -> None:
     from corpus.tokenizer import load as load_tokenizer
     from training.chat import ChatTokens
     from training.checkpoint import load_model
-    from training.eval_tasks import format_table, read_problems, task_accuracy
+    from training.eval_tasks import format_table, majority_baseline, read_problems, task_accuracy
     from training.sft import resolve_checkpoint
 
     problems = read_problems(args.data, limit=args.limit)
@@ -107,11 +107,15 @@ def _eval_tasks(args: argparse.Namespace) -> None:
         chat = ChatTokens(load_tokenizer(path / "tokenizer.json"))
         results[name] = task_accuracy(load_model(path), chat, problems, args.max_new_tokens)
     counts = Counter(p["task"] for p in problems)
-    print(format_table(results, counts))
+    majority = majority_baseline(problems)
+    print(format_table(results, counts, majority))
     if args.out:
         from corpus.manifest import write_json_atomic
 
-        write_json_atomic(args.out, {"data": str(args.data), "problems": dict(counts), "accuracy": results})
+        write_json_atomic(
+            args.out,
+            {"data": str(args.data), "problems": dict(counts), "majority": majority, "accuracy": results},
+        )
         print(f"wrote {args.out}")
 
 

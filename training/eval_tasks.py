@@ -5,11 +5,13 @@
 Each test problem's user turn is rendered for generation (training/chat.py), the model answers
 greedily with the KV cache (training/engine.py) until `<|im_end|>`, and `check` grades the final
 `#### ...` line. Several checkpoints (base, SFT, aligned) are evaluated on the same problems and
-printed side by side.
+printed side by side, after the majority baseline: the accuracy of always giving a task's most
+common test answer. A model at that floor has learned the answer's prior, not the task (on the
+demo's letter counts, 65% of the answers are 1).
 """
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +93,25 @@ def task_accuracy(
     return {task: right[task] / total[task] for task in sorted(total)}
 
 
-def format_table(results: dict[str, dict[str, float]], counts: dict[str, int]) -> str:
+def majority_baseline(problems: list[dict[str, Any]]) -> dict[str, float]:
+    """Per task, the accuracy of answering every problem with the task's most common answer."""
+    answers: dict[str, Counter] = defaultdict(Counter)
+    for p in problems:
+        answers[p["task"]][p["answer"]] += 1
+    return {task: c.most_common(1)[0][1] / c.total() for task, c in sorted(answers.items())}
+
+
+def format_table(
+    results: dict[str, dict[str, float]], counts: dict[str, int], majority: dict[str, float] | None = None
+) -> str:
     names = list(results)
     tasks = sorted({t for r in results.values() for t in r})
-    lines = [f"{'task':<15}{'n':>6}" + "".join(f"{n[-24:]:>26}" for n in names)]
+    majority = majority or {}
+    lines = [f"{'task':<15}{'n':>6}{'majority':>10}" + "".join(f"{n[-24:]:>26}" for n in names)]
     for task in tasks:
+        floor = f"{majority[task]:>10.3f}" if task in majority else f"{'':>10}"
         lines.append(
-            f"{task:<15}{counts.get(task, 0):>6}"
+            f"{task:<15}{counts.get(task, 0):>6}{floor}"
             + "".join(f"{results[n].get(task, 0):>26.3f}" for n in names)
         )
     return "\n".join(lines)
