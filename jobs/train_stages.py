@@ -19,7 +19,6 @@ and evaluation are skipped when their output records the same inputs.
 """
 
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +125,7 @@ def eval_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     from corpus.tokenizer import load as load_tokenizer
     from training.chat import ChatTokens
     from training.checkpoint import latest_checkpoint, load_model
-    from training.eval_tasks import format_table, majority_baseline, read_problems, task_accuracy
+    from training.eval_tasks import evaluation_record, format_table, read_problems, task_accuracy
 
     train = run_dir / TRAIN
     models = {name: latest_checkpoint(train / name) for name in ("pretrain", "sft", "align")}
@@ -141,12 +140,11 @@ def eval_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     for name, path in models.items():
         chat = ChatTokens(load_tokenizer(path / "tokenizer.json"))
         accuracy[name] = task_accuracy(load_model(path), chat, problems)
-    counts = dict(sorted(Counter(p["task"] for p in problems).items()))
     checkpoints = {n: str(p) for n, p in models.items()}
-    majority = majority_baseline(problems)
-    result = {"checkpoints": checkpoints, "problems": counts, "majority": majority, "accuracy": accuracy}
-    write_json_atomic(out, {"key": key, **result})
-    log.info("eval: task accuracy on the SFT test split\n%s", format_table(accuracy, counts, majority))
+    record = evaluation_record(problems, accuracy)
+    write_json_atomic(out, {"key": key, "checkpoints": checkpoints, **record})
+    table = format_table(accuracy, record["problems"], record["majority"])
+    log.info("eval: task accuracy on the SFT test split\n%s", table)
     return {"summary": accuracy}
 
 

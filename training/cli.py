@@ -92,12 +92,10 @@ def _eval_compare(args: argparse.Namespace) -> None:
 
 
 def _eval_tasks(args: argparse.Namespace) -> None:
-    from collections import Counter
-
     from corpus.tokenizer import load as load_tokenizer
     from training.chat import ChatTokens
     from training.checkpoint import load_model
-    from training.eval_tasks import format_table, majority_baseline, read_problems, task_accuracy
+    from training.eval_tasks import evaluation_record, format_table, read_problems, task_accuracy
     from training.sft import resolve_checkpoint
 
     problems = read_problems(args.data, limit=args.limit)
@@ -106,16 +104,12 @@ def _eval_tasks(args: argparse.Namespace) -> None:
         path = resolve_checkpoint(name)
         chat = ChatTokens(load_tokenizer(path / "tokenizer.json"))
         results[name] = task_accuracy(load_model(path), chat, problems, args.max_new_tokens)
-    counts = Counter(p["task"] for p in problems)
-    majority = majority_baseline(problems)
-    print(format_table(results, counts, majority))
+    record = evaluation_record(problems, results)
+    print(format_table(results, record["problems"], record["majority"]))
     if args.out:
         from corpus.manifest import write_json_atomic
 
-        write_json_atomic(
-            args.out,
-            {"data": str(args.data), "problems": dict(counts), "majority": majority, "accuracy": results},
-        )
+        write_json_atomic(args.out, {"data": str(args.data), **record})
         print(f"wrote {args.out}")
 
 

@@ -101,6 +101,15 @@ def majority_baseline(problems: list[dict[str, Any]]) -> dict[str, float]:
     return {task: c.most_common(1)[0][1] / c.total() for task, c in sorted(answers.items())}
 
 
+def evaluation_record(
+    problems: list[dict[str, Any]], accuracy: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    """What `refinery eval tasks --out` and a run's eval.json hold: problems per task, the
+    majority baseline, and the accuracy of each checkpoint."""
+    counts = dict(sorted(Counter(p["task"] for p in problems).items()))
+    return {"problems": counts, "majority": majority_baseline(problems), "accuracy": accuracy}
+
+
 def format_table(
     results: dict[str, dict[str, float]], counts: dict[str, int], majority: dict[str, float] | None = None
 ) -> str:
