@@ -361,7 +361,8 @@ def evaluations(page: Page) -> str | None:
         data_file = html.escape(str(data.get("data", "")))
         parts.append(
             f"<h3>{where}</h3><p class='note'>exact-match accuracy, greedy; majority: always the task's most "
-            f"common answer; problems: {data_file}</p>"
+            f"common answer; TASK+steps: the right answer with every worked step right; "
+            f"problems: {data_file}</p>"
             + table(["task", "n", "majority", *(_short(c) for c in checkpoints)], rows)
         )
     return "".join(parts) or None

@@ -27,7 +27,7 @@ from training.preferences import SynthPreferencesConfig, answer_first, corrupt, 
 from training.reward import load_reward_model, train_reward
 from training.rollout import RolloutBatches, exact_kl, pad_responses, sample
 from training.sft import sft
-from training.tasks import check, make_split
+from training.tasks import check, make_split, solved
 
 LOOP = {"dtype": "float32", "threads": 1, "log_every": 1, "keep_checkpoints": 5}
 ALIGN = LOOP | {"eval_tasks": 12, "max_new_tokens": 20, "sampling": {"response_tokens": 20}}
@@ -61,7 +61,7 @@ def sft_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sft_checkpoint(tiny_checkpoint, sft_data, tmp_path_factory):
     cfg = SftConfig(
-        steps=120, global_batch=8, micro_batch=8, eval_every=0, save_every=0, eval_conversations=8,
+        steps=300, global_batch=8, micro_batch=8, eval_every=0, save_every=0, eval_conversations=8,
         optim={"lr": 3e-3, "warmup_steps": 3, "weight_decay": 0.0}, **LOOP,
     )  # fmt: skip
     out = tmp_path_factory.mktemp("add_sft")
@@ -118,6 +118,23 @@ def test_corrupted_letter_tasks_fail_the_checker():
             assert wrong is not None and not check(task, wrong, p.answer)
 
 
+def test_on_policy_chosen_samples_show_steps_that_hold():
+    from training.preferences import on_policy_pairs
+
+    problem = {
+        "task": "arithmetic",
+        "prompt": "Share 45 among 5.",
+        "answer": "9",
+        "solution": "45 / 5 = 9\n#### 9",
+    }
+    lucky, worked, wrong = "40 / 5 = 9\n#### 9", "45 / 5 = 9\n#### 9", "45 / 5 = 8\n#### 8"
+    pairs, stats = on_policy_pairs([problem], [[lucky, wrong, lucky, worked]], 3, random.Random(0))
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [(worked, wrong)]
+    assert stats["sample_accuracy"] == 0.25 and stats["lucky"] == 0.5
+    pairs, stats = on_policy_pairs([problem], [[lucky, wrong]], 1, random.Random(0))
+    assert pairs == [] and stats["prompts_all_wrong"] == 1.0
+
+
 def test_answer_first_moves_the_final_line_to_the_front():
     assert answer_first("2 + 3 = 5\nso 5\n#### 5") == "#### 5\n2 + 3 = 5\nso 5"
 
@@ -130,9 +147,7 @@ def test_on_policy_pairs_put_a_correct_sample_over_an_incorrect_one(prefs):
     for p in pairs:
         assert p["chosen"] != p["rejected"]
         if p["source"] in ("on_policy", "corrupted"):
-            assert check(p["task"], p["chosen"], p["answer"]) and not check(
-                p["task"], p["rejected"], p["answer"]
-            )
+            assert solved(p, p["chosen"]) and not check(p["task"], p["rejected"], p["answer"])
     assert report["train"]["answer_first"]["chosen_longer"] == 0.0  # the same tokens, reordered
     assert 0 < report["on_policy_train"]["prompts_mixed"] <= 1
 
@@ -147,6 +162,21 @@ def test_held_out_pairs_come_from_test_problems_only(prefs, sft_data):
 
 
 # --- reward model ----------------------------------------------------------------------------
+
+
+def test_the_likelihood_term_adds_the_mean_response_log_probability(sft_checkpoint, prefs, chat):
+    from training.pairs import sequence_logprobs
+    from training.reward import RewardModel
+
+    backbone = load_model(sft_checkpoint)
+    rm = RewardModel(backbone, likelihood_weight=2.0)  # the head starts at zero
+    pairs = PairBatches([json.loads(open(prefs[0] / "test.jsonl").readline())], chat, 64, shuffle=False)
+    ids, mask, *_ = pairs.batch([0])
+    with torch.no_grad():
+        expected = 2.0 * sequence_logprobs(backbone, ids, mask) / mask.sum(1)
+        assert torch.allclose(rm.score(ids, mask), expected, atol=1e-5)
+        rm.normalize_(mean=0.5, std=4.0)
+        assert torch.allclose(rm.score(ids, mask), (expected - 0.5) / 4.0, atol=1e-5)
 
 
 def test_reward_model_reads_the_last_response_token_only(reward_model, prefs, chat):
@@ -284,6 +314,15 @@ def test_grpo_with_the_reward_model_in_the_reward_logs_its_score(
     assert "rm" in records(tmp_path)[1] and "val_rm_score" in result
 
 
+def test_grpo_with_steps_pays_only_for_solved_responses(sft_checkpoint, sft_data, tmp_path):
+    cfg = GrpoConfig.model_validate(
+        GRPO.model_dump() | {"steps": 2, "save_every": 2, "reward": {"checker": 1.0, "steps": True}}
+    )
+    align("grpo", cfg, sft_checkpoint, sft_data, tmp_path, quiet=True)
+    logged = [r for r in records(tmp_path) if "loss" in r]
+    assert logged and all(r["reward"] == r["solved"] <= r["correct"] for r in logged)
+
+
 def test_ppo_trains_policy_and_critic_from_the_reward_model(sft_checkpoint, sft_data, reward_model, tmp_path):
     cfg = PpoConfig(
         steps=4, global_batch=16, micro_batch=8, eval_every=4, save_every=4, prompts_per_rollout=8,
@@ -338,21 +377,22 @@ def test_rs_fine_tunes_on_the_best_scored_sample(sft_checkpoint, sft_data, rewar
     )
 
 
-def test_rs_with_require_correct_fine_tunes_on_checked_samples_without_a_reward_model(
+def test_rs_with_require_correct_fine_tunes_on_solved_samples_without_a_reward_model(
     sft_checkpoint, sft_data, tmp_path
 ):
     cfg = RsConfig(
-        steps=2, global_batch=1, micro_batch=1, eval_every=0, save_every=2, samples=4, prompts=16,
+        steps=2, global_batch=1, micro_batch=1, eval_every=0, save_every=2, samples=6, prompts=40,
         require_correct=True, optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
     )  # fmt: skip
     align("rs", cfg, sft_checkpoint, sft_data, tmp_path, quiet=True)
     winners = [json.loads(line) for line in (tmp_path / "winners.jsonl").read_text().splitlines()]
     selection = json.loads((tmp_path / "selection.json").read_text())
-    assert 0 < len(winners) <= 16 and selection["winners"] == len(winners)
+    assert 0 < len(winners) <= 40 and selection["winners"] == len(winners)
     for w in winners:  # "add a and b": the answer is recomputed here, not taken from the checker's flag
         a, b = (int(x) for x in w["prompt"].removeprefix("add ").split(" and "))
         assert check("arithmetic", w["response"], str(a + b))
-    assert selection["winner_accuracy"] == 1.0 > selection["sample_accuracy"]
+        assert f"{a} + {b} = {a + b}" in w["response"] or f"{b} + {a} = {a + b}" in w["response"]
+    assert selection["winner_accuracy"] == selection["winner_solved"] == 1.0 > selection["sample_solved"]
 
 
 def test_rs_without_a_reward_model_needs_require_correct(sft_checkpoint, sft_data, tmp_path):

@@ -164,7 +164,31 @@ def test_lora_sft_resumes_bitwise(tiny_checkpoint, sft_data, tmp_path):
 def test_task_accuracy_grades_with_the_checker(tiny_checkpoint, chat):
     problems = conversations(5)
     accuracy = task_accuracy(load_model(tiny_checkpoint), chat, problems, max_new_tokens=4)
-    assert set(accuracy) == {"arithmetic"} and 0.0 <= accuracy["arithmetic"] <= 1.0
+    assert set(accuracy) == {"arithmetic", "arithmetic+steps"}
+    assert 0.0 <= accuracy["arithmetic+steps"] <= accuracy["arithmetic"] <= 1.0
+
+
+def test_the_steps_row_counts_only_answers_whose_steps_hold(monkeypatch):
+    import training.eval_tasks as eval_tasks
+
+    shared = "25 apples and 20 pears, shared among 5"
+    problems = [
+        {"task": "arithmetic", "prompt": shared, "answer": "9"},
+        {"task": "arithmetic", "prompt": shared + "!", "answer": "9"},
+        {"task": "title_choice", "prompt": "p3", "answer": "B"},
+    ]
+    responses = {
+        shared: "25 + 20 = 45\n45 / 5 = 9\n#### 9",
+        shared + "!": "25 + 20 = 40\n40 / 5 = 9\n#### 9",  # right by luck
+        "p3": "#### B",
+    }
+    monkeypatch.setattr(
+        eval_tasks, "answer", lambda model, chat, prompts, *a: [responses[p] for p in prompts]
+    )
+    accuracy = eval_tasks.task_accuracy(None, None, problems)
+    assert accuracy == {"arithmetic": 1.0, "arithmetic+steps": 0.5, "title_choice": 1.0}
+    record = eval_tasks.evaluation_record(problems, {"m": accuracy})
+    assert record["problems"] == {"arithmetic": 2, "arithmetic+steps": 2, "title_choice": 1}
 
 
 def test_majority_baseline_is_the_share_of_each_tasks_commonest_answer():

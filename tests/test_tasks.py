@@ -2,7 +2,16 @@ import random
 
 import pytest
 
-from training.tasks import GENERATORS, TEMPLATES, arithmetic, check, final_answer, make_split
+from training.tasks import (
+    GENERATORS,
+    TEMPLATES,
+    arithmetic,
+    check,
+    final_answer,
+    make_split,
+    solved,
+    steps_hold,
+)
 
 
 @pytest.mark.parametrize("task", sorted(GENERATORS))
@@ -11,6 +20,7 @@ def test_every_generated_solution_passes_its_own_checker(task):
     for _ in range(200):
         problem = GENERATORS[task](rng)
         assert check(task, problem.solution, problem.answer), problem
+        assert solved(problem.__dict__, problem.solution), problem
 
 
 def test_arithmetic_numbers_stay_below_max_number():
@@ -80,3 +90,29 @@ def test_same_seed_same_problems():
 def test_asking_for_more_distinct_problems_than_exist_is_an_error():
     with pytest.raises(ValueError, match="distinct problems"):
         make_split("spell", 5000, seed=0)
+
+
+def test_a_right_answer_through_a_wrong_step_is_not_solved():
+    # Two of a demo SFT model's samples: the checker passes both.
+    prompt = "Emily has 25 oranges and buys 20 more. Emily shares them equally among 5 friends. How many ..."
+    lucky = "Emily has 25 + 20 = 40 oranges.\nEach friend gets 40 / 5 = 9.\n#### 9"
+    worked = "Emily has 25 + 20 = 45 oranges.\nEach friend gets 45 / 5 = 9.\n#### 9"
+    problem = {"task": "arithmetic", "prompt": prompt, "answer": "9"}
+    assert check("arithmetic", lucky, "9") and not solved(problem, lucky)
+    assert solved(problem, worked)
+    assert not steps_hold("arithmetic", prompt, "#### 9")  # no step shown
+    assert not steps_hold("arithmetic", prompt, "25 + 20 = 45\n45 / 5 = 9\n#### 8")  # not the last result
+    assert not steps_hold("arithmetic", prompt, "25 + 21 = 46\n46 - 37 = 9\n#### 9")  # 21, 37: not given
+    change = "One pen costs $4. Ava buys 3 pens and pays with $20. How much change does Ava get?"
+    assert steps_hold(
+        "arithmetic", change, "The pens cost 3 * $4 = $12.\nThe change is $20 - $12 = $8.\n#### 8"
+    )
+    assert not steps_hold("arithmetic", "Share 7 among 2.", "Each gets 7 / 2 = 3.\n#### 3")  # not whole
+
+
+def test_a_letter_count_must_spell_the_word_it_was_asked_about():
+    prompt = 'How many times does the letter "n" appear in the word "stop"?'
+    assert steps_hold("count_letters", prompt, "Spelling it out: s-t-o-p.\nCounting n: no n.\n#### 0")
+    assert not steps_hold("count_letters", prompt, "Spelling it out: a-r-i-m.\nCounting n: no n.\n#### 0")
+    assert not steps_hold("count_letters", prompt, "#### 0")
+    assert steps_hold("title_choice", "any", "#### B")  # no steps to read

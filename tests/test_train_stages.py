@@ -80,7 +80,9 @@ def test_every_training_stage_runs_in_order_and_a_rerun_trains_nothing(run_dir):
     assert "val_rm_score" in first["align"]["summary"]  # the reward model is in GRPO's reward
     evaluation = json.loads((train / "eval.json").read_text())
     assert set(evaluation["accuracy"]) == {"pretrain", "sft", "align"}
-    assert set(evaluation["majority"]) == set(evaluation["problems"])
+    # The majority baseline answers without steps: it has no TASK+steps row.
+    assert set(evaluation["majority"]) == {t for t in evaluation["problems"] if not t.endswith("+steps")}
+    assert "arithmetic+steps" in evaluation["accuracy"]["sft"]
 
     weights = {p: p.read_bytes() for p in train.rglob("model.pt")}
     second = run(str(config), [], str(run_dir), stages=stages)

@@ -55,7 +55,7 @@ from training.model import GPT
 from training.reward import RewardModel, load_reward_model
 from training.rollout import SCORE_BATCH, PromptStream, decode, exact_kl, pad_responses, sample, user_prompt
 from training.sft import from_checkpoint, resolve_checkpoint
-from training.tasks import check
+from training.tasks import check, solved
 
 PLOT = "align.png"
 # A prompt must leave this much of the context to answer in (a demo arithmetic solution is ~40
@@ -199,15 +199,18 @@ def roll_out(setup: Setup, prompts: PromptStream, index: int) -> Rollout:
     )
     ids, mask = (t.to(setup.rt.device) for t in pad_responses(rows))
     answered = [p for p in problems for _ in range(G)]
+    texts = [decode(setup.chat, r) for _, r in rows]
     correct = torch.tensor(
-        [
-            check(p["task"], decode(setup.chat, r), p["answer"])
-            for p, (_, r) in zip(answered, rows, strict=True)
-        ],
-        dtype=torch.float,
+        [check(p["task"], t, p["answer"]) for p, t in zip(answered, texts, strict=True)], dtype=torch.float
     )
-    reward = cfg.reward.checker * correct
     figures = {"correct": correct.mean().item(), "length": mask.sum(1).mean().item()}
+    verdict = correct
+    if cfg.reward.steps:
+        verdict = torch.tensor(
+            [solved(p, t) for p, t in zip(answered, texts, strict=True)], dtype=torch.float
+        )
+        figures["solved"] = verdict.mean().item()
+    reward = cfg.reward.checker * verdict
     if setup.scorer is not None:
         rm = reward_scores(setup.scorer, ids, mask, setup.rt.autocast).cpu()
         reward = reward + cfg.reward.reward_model * rm

@@ -116,6 +116,9 @@ class RewardConfig(LoopConfig):
 
     init: str | None = None  # the checkpoint the backbone starts from (--init, the SFT model)
     margin: float = 0.0  # Bradley-Terry margin m (Llama 2, eq. 2); 0: plain Bradley-Terry
+    # β: the score adds β · the response's mean token log-probability under the backbone's LM head
+    # (SimPO's length-normalized reward, Meng et al. 2024); 0: the scalar head alone.
+    likelihood_weight: float = 0.0
     eval_pairs: PositiveInt = 1024  # held-out pairs for the pairwise accuracy at each evaluation
     model: ModelConfig | None = None
 
@@ -130,11 +133,15 @@ class SamplingConfig(BaseModel):
 
 
 class RewardMix(BaseModel):
-    """Reward = checker·[check passes] + reward_model·(normalized reward-model score)."""
+    """Reward = checker·[check passes] + reward_model·(normalized reward-model score).
+
+    With `steps`, the checker's verdict also needs the worked steps to hold (training/tasks.py
+    `solved`), so an answer right by luck earns nothing."""
 
     model_config = STRICT
     checker: float = 1.0
     reward_model: float = 0.0
+    steps: bool = False
 
 
 class AlignConfig(LoopConfig):
@@ -207,7 +214,7 @@ class RsConfig(AlignConfig):
     samples: PositiveInt = 8  # N responses per train prompt
     prompts: PositiveInt | None = None  # train prompts per task to sample; None: all
     min_score: float | None = None  # drop winners scoring below this (normalized); None: keep all
-    require_correct: bool = False  # choose among the samples the checker accepts only (RFT)
+    require_correct: bool = False  # choose among the solved samples only (RFT)
 
 
 # Fields that may differ between a checkpoint and the config it resumes with: they change how

@@ -7,7 +7,9 @@ greedily with the KV cache (training/engine.py) until `<|im_end|>`, and `check` 
 `#### ...` line. Several checkpoints (base, SFT, aligned) are evaluated on the same problems and
 printed side by side, after the majority baseline: the accuracy of always giving a task's most
 common test answer. A model at that floor has learned the answer's prior, not the task (on the
-demo's letter counts, 65% of the answers are 1).
+demo's letter counts, 65% of the answers are 1). For the tasks with worked steps a program can
+read, a `TASK+steps` row counts only answers whose steps are right too (training/tasks.py
+`steps_hold`); the gap between the two rows is the answers right by luck.
 """
 
 import json
@@ -19,7 +21,7 @@ import torch
 
 from training.chat import ChatTokens, render_for_generation
 from training.engine import END_OF_TEXT_ID, IM_END_ID, generate
-from training.tasks import check
+from training.tasks import STEPPED, check, solved
 
 BATCH = 32  # prompts generated together; left padding keeps each row exact
 
@@ -84,12 +86,17 @@ def task_accuracy(
     max_new_tokens: int = 128,
     autocast=None,
 ) -> dict[str, float]:
-    """Exact-match accuracy per task."""
+    """Exact-match accuracy per task and, as `TASK+steps`, the share of problems solved with
+    every worked step right too (training/tasks.py `solved`) for the tasks whose steps are read:
+    the gap between the two is the answers right by luck."""
     responses = answer(model, chat, [p["prompt"] for p in problems], max_new_tokens, autocast)
     right, total = defaultdict(int), defaultdict(int)
     for p, response in zip(problems, responses, strict=True):
         total[p["task"]] += 1
         right[p["task"]] += check(p["task"], response, p["answer"])
+        if p["task"] in STEPPED:
+            total[p["task"] + "+steps"] += 1
+            right[p["task"] + "+steps"] += solved(p, response)
     return {task: right[task] / total[task] for task in sorted(total)}
 
 
@@ -104,9 +111,11 @@ def majority_baseline(problems: list[dict[str, Any]]) -> dict[str, float]:
 def evaluation_record(
     problems: list[dict[str, Any]], accuracy: dict[str, dict[str, float]]
 ) -> dict[str, Any]:
-    """What `refinery eval tasks --out` and a run's eval.json hold: problems per task, the
-    majority baseline, and the accuracy of each checkpoint."""
-    counts = dict(sorted(Counter(p["task"] for p in problems).items()))
+    """What `refinery eval tasks --out` and a run's eval.json hold: problems per task (and per
+    `TASK+steps` row), the majority baseline, and the accuracy of each checkpoint."""
+    counts = Counter(p["task"] for p in problems)
+    counts.update({task + "+steps": counts[task] for task in STEPPED if task in counts})
+    counts = dict(sorted(counts.items()))
     return {"problems": counts, "majority": majority_baseline(problems), "accuracy": accuracy}
 
 
@@ -116,11 +125,12 @@ def format_table(
     names = list(results)
     tasks = sorted({t for r in results.values() for t in r})
     majority = majority or {}
-    lines = [f"{'task':<15}{'n':>6}{'majority':>10}" + "".join(f"{n[-24:]:>26}" for n in names)]
+    width = max([15, *(len(t) + 2 for t in tasks)])
+    lines = [f"{'task':<{width}}{'n':>6}{'majority':>10}" + "".join(f"{n[-24:]:>26}" for n in names)]
     for task in tasks:
         floor = f"{majority[task]:>10.3f}" if task in majority else f"{'':>10}"
         lines.append(
-            f"{task:<15}{counts.get(task, 0):>6}{floor}"
+            f"{task:<{width}}{counts.get(task, 0):>6}{floor}"
             + "".join(f"{results[n].get(task, 0):>26.3f}" for n in names)
         )
     return "\n".join(lines)

@@ -11,7 +11,11 @@ source, split), and DIR/report.json. Three sources (`source`):
   one correct and one incorrect sample gives up to `pairs_per_prompt` pairs, each a distinct
   correct sample against a distinct incorrect one. This is Llama 3's recipe for reasoning
   (Dubey et al. 2024, §4.3.3: correct and incorrect generations of the model become preference
-  pairs). Prompts whose samples are all right or all wrong give none; the report gives the yield.
+  pairs). A correct sample must also show worked steps that hold (`steps_hold`): built on the
+  final line alone, half of a demo SFT model's chosen word-problem responses and all of its
+  chosen letter counts reached the right answer through wrong steps, which the pairs then
+  taught. Prompts whose samples are all right or all wrong give none; the report gives the yield
+  and the share of samples right by luck.
 - `answer_first`: the gold solution against the same lines with the `#### answer` line moved
   first. Same tokens, same answer: a pure format preference for reasoning before answering
   (an answer stated first cannot use the steps after it; training/tasks.py).
@@ -41,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from corpus.manifest import write_json_atomic
 from training.config import SamplingConfig, load_yaml
-from training.tasks import FINAL, check
+from training.tasks import FINAL, STEP, apply, check, solved
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "synth" / "preferences.yaml"
@@ -72,20 +76,10 @@ def answer_first(solution: str) -> str:
     return "\n".join([final, *steps])
 
 
-_STEP = re.compile(r"(\$?)(\d+) ([-+*/]) (\$?)(\d+) = (\$?)(\d+)")
-_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
-
-
-def _apply(op: str, a: int, b: int) -> int | None:
-    if op == "/":
-        return a // b if b and a % b == 0 else None
-    return _OPS[op](a, b)
-
-
 def _corrupt_arithmetic(solution: str, answer: str, rng: random.Random) -> str | None:
     """One step's result off by ±1 or ±2; later steps that use it are recomputed from the wrong value."""
     *steps, _ = solution.split("\n")
-    candidates = [i for i, line in enumerate(steps) if _STEP.search(line)]
+    candidates = [i for i, line in enumerate(steps) if STEP.search(line)]
     if not candidates:
         return None
     k, delta = rng.choice(candidates), rng.choice((-2, -1, 1, 2))
@@ -98,7 +92,7 @@ def _corrupt_arithmetic(solution: str, answer: str, rng: random.Random) -> str |
             nonlocal failed
             a, b, result = int(m[2]), int(m[5]), int(m[7])
             a2, b2 = wrong.get(a, a), wrong.get(b, b)
-            new = result + delta if i == k else _apply(m[3], a2, b2) if (a2, b2) != (a, b) else result
+            new = result + delta if i == k else apply(m[3], a2, b2) if (a2, b2) != (a, b) else result
             if new is None or new < 0:
                 failed = True
                 return m[0]
@@ -106,7 +100,7 @@ def _corrupt_arithmetic(solution: str, answer: str, rng: random.Random) -> str |
                 wrong[result] = new
             return f"{m[1]}{a2} {m[3]} {m[4]}{b2} = {m[6]}{new}"
 
-        lines.append(_STEP.sub(redo, line))
+        lines.append(STEP.sub(redo, line))
         if failed:
             return None
     final = wrong.get(int(answer))
@@ -180,14 +174,19 @@ def _pair(problem: dict[str, Any], chosen: str, rejected: str, source: str) -> d
 def on_policy_pairs(
     problems: list[dict[str, Any]], responses: list[list[str]], per_prompt: int, rng: random.Random
 ) -> tuple[list[dict], dict[str, float]]:
-    """Pairs of a correct and an incorrect sample of the same prompt, and the yield figures."""
+    """Pairs of a correct and an incorrect sample of the same prompt, and the yield figures.
+
+    Correct means solved: the right final answer through worked steps that hold (training/tasks.py
+    `solved`). A right answer reached through a wrong step is neither chosen nor rejected; the
+    report counts these samples as `lucky` (a share of all samples)."""
     pairs, counts = [], defaultdict(int)
     for p, samples in zip(problems, responses, strict=True):
-        graded = [(s, check(p["task"], s, p["answer"])) for s in samples]
-        right = list(dict.fromkeys(s for s, ok in graded if ok))
-        wrong = list(dict.fromkeys(s for s, ok in graded if not ok))
+        answered = [check(p["task"], s, p["answer"]) for s in samples]
+        right = list(dict.fromkeys(s for s, ok in zip(samples, answered, strict=True) if ok and solved(p, s)))
+        wrong = list(dict.fromkeys(s for s, ok in zip(samples, answered, strict=True) if not ok))
         counts["samples"] += len(samples)
-        counts["correct_samples"] += sum(ok for _, ok in graded)
+        counts["correct_samples"] += sum(s in right for s in samples)
+        counts["lucky"] += sum(answered) - sum(s in right for s in samples)
         counts["all_correct" if not wrong else "all_wrong" if not right else "mixed"] += 1
         rng.shuffle(right)
         rng.shuffle(wrong)
@@ -196,6 +195,7 @@ def on_policy_pairs(
     stats = {
         "prompts": len(problems),
         "sample_accuracy": round(counts["correct_samples"] / max(counts["samples"], 1), 4),
+        "lucky": round(counts["lucky"] / max(counts["samples"], 1), 4),
         **{f"prompts_{k}": round(counts[k] / total, 4) for k in ("mixed", "all_correct", "all_wrong")},
     }
     return pairs, stats
@@ -302,7 +302,8 @@ def format_report(report: dict[str, Any]) -> str:
         if f"on_policy_{split}" in report:
             s = report[f"on_policy_{split}"]
             lines.append(
-                f"on_policy {split}: {s['prompts']} prompts, sample accuracy {s['sample_accuracy']}, "
+                f"on_policy {split}: {s['prompts']} prompts, sample accuracy {s['sample_accuracy']} "
+                f"(right by luck: {s['lucky']}), "
                 f"mixed {s['prompts_mixed']}, all correct {s['prompts_all_correct']}, "
                 f"all wrong {s['prompts_all_wrong']}"
             )

@@ -26,7 +26,7 @@ import torch.nn as nn
 from training.checkpoint import load_model, read_meta
 from training.config import ModelConfig, OptimConfig, RewardConfig
 from training.loop import runtime, train_loop
-from training.losses import bradley_terry_loss
+from training.losses import bradley_terry_loss, token_logprobs
 from training.model import GPT
 from training.pairs import PairBatches, read_pairs
 from training.sft import from_checkpoint, resolve_checkpoint
@@ -41,11 +41,13 @@ def last_index(mask: torch.Tensor) -> torch.Tensor:
 
 
 class RewardModel(nn.Module):
-    """GPT backbone + linear head to one scalar per position; the score is the last response token's."""
+    """GPT backbone + linear head to one scalar per position; the score is the last response token's,
+    plus `likelihood_weight` times the response's mean token log-probability under the backbone's
+    own LM head when that weight is set."""
 
-    def __init__(self, backbone: GPT, margin: float = 0.0):
+    def __init__(self, backbone: GPT, margin: float = 0.0, likelihood_weight: float = 0.0):
         super().__init__()
-        self.backbone, self.margin = backbone, margin
+        self.backbone, self.margin, self.likelihood_weight = backbone, margin, likelihood_weight
         self.head = nn.Linear(backbone.cfg.d_model, 1)
         # Zero: every score starts at 0 and the loss at ln 2; the backbone's features decide the rest.
         nn.init.zeros_(self.head.weight)
@@ -56,8 +58,13 @@ class RewardModel(nn.Module):
         return self.head(self.backbone.hidden(ids)).squeeze(-1).float()
 
     def score(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """One score per row (B,), read at its last response token."""
-        return self.values(ids).gather(1, last_index(mask)[:, None]).squeeze(1)
+        """One score per row (B,): the head at its last response token (+ the likelihood term)."""
+        hidden = self.backbone.hidden(ids)
+        last = self.head(hidden).squeeze(-1).float().gather(1, last_index(mask)[:, None]).squeeze(1)
+        if not self.likelihood_weight:
+            return last
+        logprobs = token_logprobs(self.backbone.lm_head(hidden[:, :-1]), ids[:, 1:])
+        return last + self.likelihood_weight * (logprobs * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     def forward(
         self,
@@ -73,9 +80,10 @@ class RewardModel(nn.Module):
 
     @torch.no_grad()
     def normalize_(self, mean: float, std: float) -> "RewardModel":
-        """Fold (score − mean) / std into the head."""
+        """Fold (score − mean) / std into the head and the likelihood weight."""
         self.head.weight.div_(std)
         self.head.bias.sub_(mean).div_(std)
+        self.likelihood_weight /= std
         return self
 
 
@@ -95,7 +103,12 @@ def load_reward_model(path: str | Path, device: str | torch.device = "cpu", *, n
     meta = read_meta(path)
     if meta.get("kind") != KIND:
         raise ValueError(f"{path}: not a reward-model checkpoint (written by `refinery train reward`)")
-    model = RewardModel(GPT(ModelConfig.model_validate(meta["config"]["model"])), meta["config"]["margin"])
+    config = meta["config"]
+    model = RewardModel(
+        GPT(ModelConfig.model_validate(config["model"])),
+        config["margin"],
+        config.get("likelihood_weight", 0.0),
+    )
     model.load_state_dict(torch.load(path / "model.pt", map_location=device, weights_only=True))
     model.to(device).eval()
     if normalized:
@@ -155,7 +168,7 @@ def train_reward(
     tokenizer_path = init / "tokenizer.json"
     T = cfg.model.context_length
 
-    model = RewardModel(load_model(init, rt.device), cfg.margin).to(rt.device).train()
+    model = RewardModel(load_model(init, rt.device), cfg.margin, cfg.likelihood_weight).to(rt.device).train()
     optimizer = adamw(model, cfg.optim)
     train = PairBatches(
         read_pairs(data / "train.jsonl"), chat, T, seed=cfg.seed, rank=rt.rank, world_size=rt.world

@@ -9,16 +9,18 @@ By default the reward model alone selects and the checker is never consulted for
 the winners' checker accuracy (OUT/selection.json, against the samples' own) measures how well
 the reward model picks. One round; a second would start from this run's checkpoint.
 
-`require_correct` chooses among the samples the checker accepts only, and drops the prompts with
-none: rejection-sampling fine-tuning on verifiable tasks (RFT, Yuan et al. 2023; Llama 3 §4.3.3
+`require_correct` chooses among the solved samples only (the checker accepts the answer and the
+worked steps hold: training/tasks.py `solved`, so no winner is right by luck), and drops the
+prompts with none: rejection-sampling fine-tuning on verifiable tasks (RFT, Yuan et al. 2023; Llama 3 §4.3.3
 keeps the correct solutions and lets a reward model rank them). The reward model then orders the
 correct samples; without one (no --reward) the first correct sample wins. At the demo scale a
 reward model right on 72% of on-policy pairs picks winners that are 62% wrong and SFT on them
 costs 7 points of accuracy; the checker's selection holds it (bench/RESULTS.md, "Alignment").
 
-OUT/winners.jsonl holds the chosen responses (prompt, response, score, correct, task) and
+OUT/winners.jsonl holds the chosen responses (prompt, response, score, correct, solved, task) and
 OUT/selection.json the selection figures: mean score of all samples and of the winners, checker
-accuracy of both, mean lengths. A resumed run reads the winners back instead of sampling again.
+accuracy and solved share of both, mean lengths. A resumed run reads the winners back instead
+of sampling again.
 """
 
 import json
@@ -34,7 +36,7 @@ from training.config import RsConfig
 from training.loop import train_loop
 from training.rollout import decode, pad_responses, sample
 from training.sft_data import ChatBatches
-from training.tasks import check
+from training.tasks import check, solved
 
 WINNERS = "winners.jsonl"
 SELECTION = "selection.json"
@@ -46,12 +48,13 @@ def best_of_n(s: Setup, problems: list[dict[str, Any]], cfg: RsConfig) -> tuple[
     rows = sample(s.policy, s.chat, [p["prompt"] for p in problems], N, cfg.sampling, cfg.seed, s.rt.autocast)
     texts = [decode(s.chat, r) for _, r in rows]
     correct = [check(problems[i // N]["task"], t, problems[i // N]["answer"]) for i, t in enumerate(texts)]
+    worked = [solved(problems[i // N], t) for i, t in enumerate(texts)]
     if s.scorer is None:
         scores = torch.zeros(len(problems), N)
     else:
         ids, mask = (t.to(s.rt.device) for t in pad_responses(rows))
         scores = reward_scores(s.scorer, ids, mask, s.rt.autocast).view(len(problems), N).cpu()
-    eligible = torch.tensor(correct).view(len(problems), N) | (not cfg.require_correct)
+    eligible = torch.tensor(worked).view(len(problems), N) | (not cfg.require_correct)
     # A prompt with no eligible sample tops out at −inf: it has no winner.
     top, arg = scores.masked_fill(~eligible, float("-inf")).max(dim=1)
     winners = []
@@ -60,7 +63,7 @@ def best_of_n(s: Setup, problems: list[dict[str, Any]], cfg: RsConfig) -> tuple[
         if score > float("-inf") and (cfg.min_score is None or score >= cfg.min_score):
             winners.append(
                 {"task": p["task"], "prompt": p["prompt"], "response": texts[best], "score": score}
-                | {"correct": correct[best], "tokens": len(rows[best][1])}
+                | {"correct": correct[best], "solved": worked[best], "tokens": len(rows[best][1])}
             )
     figures = {
         "prompts": len(problems),
@@ -69,6 +72,8 @@ def best_of_n(s: Setup, problems: list[dict[str, Any]], cfg: RsConfig) -> tuple[
         "winner_score_mean": statistics.fmean(w["score"] for w in winners) if winners else float("nan"),
         "sample_accuracy": sum(correct) / len(correct),
         "winner_accuracy": statistics.fmean(w["correct"] for w in winners) if winners else float("nan"),
+        "sample_solved": sum(worked) / len(worked),
+        "winner_solved": statistics.fmean(w["solved"] for w in winners) if winners else float("nan"),
         "sample_tokens_mean": statistics.fmean(len(r) for _, r in rows),
         "winner_tokens_mean": statistics.fmean(w["tokens"] for w in winners) if winners else float("nan"),
     }

@@ -65,6 +65,19 @@ class Problem:
         }
 
 
+# One worked arithmetic step, `[$]a op [$]b = [$]c`: groups 2, 3, 5 and 7 are a, op, b and c.
+STEP = re.compile(r"(\$?)(\d+) ([-+*/]) (\$?)(\d+) = (\$?)(\d+)")
+_SPELLED = re.compile(r"^Spelling it out: ([a-z](?:-[a-z])*)\.$", re.MULTILINE)
+_ASKED_WORD = re.compile(r'in the word "([a-z]+)"')
+
+
+def apply(op: str, a: int, b: int) -> int | None:
+    """a op b, or None for a division that does not come out whole."""
+    if op == "/":
+        return a // b if b and a % b == 0 else None
+    return {"+": a + b, "-": a - b, "*": a * b}[op]
+
+
 def final_answer(response: str) -> str | None:
     """The text of the last `#### ...` line, or None when there is none."""
     found = _FINAL_LINE.findall(response)
@@ -81,6 +94,42 @@ def check(task: str, response: str, answer: str) -> bool:
     if stated is None:
         return False
     return ANSWER_FORMS[task].fullmatch(stated) is not None and stated == answer
+
+
+STEPPED = ("arithmetic", "count_letters")  # the tasks whose worked steps `steps_hold` reads
+
+
+def steps_hold(task: str, prompt: str, response: str) -> bool:
+    """True unless the response shows worked steps that are wrong, for the tasks whose steps a
+    program can read. Arithmetic: there is a step, every `a op b = c` holds, each operand is a
+    number of the prompt or an earlier result, and the final answer is the last result. Letter
+    counts: the word asked about is spelled right. Other tasks have no steps to check.
+
+    The checker reads only the final line, so it also passes answers that are right by luck: a
+    model that cannot spell answers most letter counts "1", and "25 + 20 = 40, 40 / 5 = 9" reaches
+    the right 9 through two wrong steps. Preference pairs and rewards built on such "correct"
+    samples teach the wrong steps.
+    """
+    if task == "arithmetic":
+        known = {int(n) for n in re.findall(r"\d+", prompt)}
+        last = None
+        for _, a, op, _, b, _, c in STEP.findall(response):
+            if not {int(a), int(b)} <= known or apply(op, int(a), int(b)) != int(c):
+                return False
+            known.add(last := int(c))
+        stated = final_answer(response)
+        return last is not None and stated is not None and stated == str(last)
+    if task == "count_letters":
+        asked, spelled = _ASKED_WORD.search(prompt), _SPELLED.search(response)
+        return asked is not None and spelled is not None and spelled[1].replace("-", "") == asked[1]
+    return True
+
+
+def solved(problem: dict, response: str) -> bool:
+    """The checker's verdict on the final answer, and the worked steps hold (`steps_hold`)."""
+    return check(problem["task"], response, problem["answer"]) and steps_hold(
+        problem["task"], problem["prompt"], response
+    )
 
 
 # --- arithmetic ------------------------------------------------------------------------------
