@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from corpus.manifest import write_json_atomic
 from training.config import SamplingConfig, load_yaml
-from training.tasks import FINAL, STEP, apply, check, solved
+from training.tasks import FINAL, STEP, apply, check, steps_hold
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "synth" / "preferences.yaml"
@@ -182,11 +182,14 @@ def on_policy_pairs(
     pairs, counts = [], defaultdict(int)
     for p, samples in zip(problems, responses, strict=True):
         answered = [check(p["task"], s, p["answer"]) for s in samples]
-        right = list(dict.fromkeys(s for s, ok in zip(samples, answered, strict=True) if ok and solved(p, s)))
+        worked = [
+            ok and steps_hold(p["task"], p["prompt"], s) for s, ok in zip(samples, answered, strict=True)
+        ]
+        right = list(dict.fromkeys(s for s, ok in zip(samples, worked, strict=True) if ok))
         wrong = list(dict.fromkeys(s for s, ok in zip(samples, answered, strict=True) if not ok))
         counts["samples"] += len(samples)
-        counts["correct_samples"] += sum(s in right for s in samples)
-        counts["lucky"] += sum(answered) - sum(s in right for s in samples)
+        counts["correct_samples"] += sum(worked)
+        counts["lucky"] += sum(answered) - sum(worked)
         counts["all_correct" if not wrong else "all_wrong" if not right else "mixed"] += 1
         rng.shuffle(right)
         rng.shuffle(wrong)

@@ -55,12 +55,15 @@ class RewardModel(nn.Module):
 
     def values(self, ids: torch.Tensor) -> torch.Tensor:
         """The head at every position (B, T), float32: PPO's critic reads all of them."""
-        return self.head(self.backbone.hidden(ids)).squeeze(-1).float()
+        return self._read(self.backbone.hidden(ids))
+
+    def _read(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden).squeeze(-1).float()
 
     def score(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """One score per row (B,): the head at its last response token (+ the likelihood term)."""
         hidden = self.backbone.hidden(ids)
-        last = self.head(hidden).squeeze(-1).float().gather(1, last_index(mask)[:, None]).squeeze(1)
+        last = self._read(hidden).gather(1, last_index(mask)[:, None]).squeeze(1)
         if not self.likelihood_weight:
             return last
         logprobs = token_logprobs(self.backbone.lm_head(hidden[:, :-1]), ids[:, 1:])
