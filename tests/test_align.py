@@ -179,6 +179,40 @@ def test_the_likelihood_term_adds_the_mean_response_log_probability(sft_checkpoi
         assert torch.allclose(rm.score(ids, mask), (expected - 0.5) / 4.0, atol=1e-5)
 
 
+def test_likelihood_terms_spread_the_score_over_the_response_tokens(sft_checkpoint, prefs, chat):
+    from training.reward import RewardModel
+
+    rm = RewardModel(load_model(sft_checkpoint), likelihood_weight=2.0)
+    torch.nn.init.normal_(rm.head.weight, std=0.1)  # a head that reads something
+    held_out = [json.loads(line) for line in open(prefs[0] / "test.jsonl")]
+    pairs = PairBatches(held_out[:3], chat, 64, shuffle=False)
+    ids, mask, *_ = pairs.batch(range(3))
+    with torch.no_grad():
+        terms = rm.likelihood_terms(ids, mask)
+        head = RewardModel(rm.backbone)  # the same head, no likelihood term
+        head.head.load_state_dict(rm.head.state_dict())
+        assert torch.equal(terms * (1 - mask), torch.zeros_like(terms))  # nothing off the response
+        assert torch.allclose(head.score(ids, mask) + terms.sum(1), rm.score(ids, mask), atol=1e-5)
+
+
+def test_nll_weight_adds_the_chosen_mean_token_nll_to_the_loss(sft_checkpoint, prefs, chat):
+    from training.losses import bradley_terry_loss
+    from training.pairs import sequence_logprobs
+    from training.reward import RewardModel
+
+    backbone = load_model(sft_checkpoint)
+    held_out = [json.loads(line) for line in open(prefs[0] / "test.jsonl")]
+    pairs = PairBatches(held_out[:4], chat, 64, shuffle=False)
+    c, cm, r, rm_, *_ = pairs.batch(range(4))
+    with torch.no_grad():
+        chosen_mean = sequence_logprobs(backbone, c, cm) / cm.sum(1)
+        rejected_mean = sequence_logprobs(backbone, r, rm_) / rm_.sum(1)
+        plain = bradley_terry_loss(1.5 * chosen_mean, 1.5 * rejected_mean)  # zero head
+        for alpha in (0.0, 0.7):
+            loss = RewardModel(backbone, likelihood_weight=1.5, nll_weight=alpha)(c, cm, r, rm_)
+            assert loss.item() == pytest.approx((plain - alpha * chosen_mean.mean()).item(), abs=1e-5)
+
+
 def test_reward_model_reads_the_last_response_token_only(reward_model, prefs, chat):
     rm = load_reward_model(reward_model[0])
     pairs = PairBatches([json.loads(open(prefs[0] / "test.jsonl").readline())], chat, 64, shuffle=False)
@@ -338,6 +372,32 @@ def test_ppo_trains_policy_and_critic_from_the_reward_model(sft_checkpoint, sft_
     assert collected[-1]["kl"] != 0 and "val_rm_score" in result
     with pytest.raises(ValueError, match="does not resume"):
         align("ppo", cfg, sft_checkpoint, sft_data, tmp_path, reward=reward_model[0], resume=True)
+
+
+def test_ppo_critic_warmup_holds_the_policy_then_lets_it_move(
+    sft_checkpoint, sft_data, reward_model, tmp_path
+):
+    cfg = PpoConfig(
+        steps=4, global_batch=16, micro_batch=8, eval_every=0, save_every=4, prompts_per_rollout=8,
+        group_size=2, epochs=2, critic_warmup=1, critic_lr_scale=5.0, spread_likelihood=False,
+        optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
+    )  # fmt: skip
+    align("ppo", cfg, sft_checkpoint, sft_data, tmp_path, reward=reward_model[0], quiet=True)
+    logged = [r for r in records(tmp_path) if "loss" in r]
+    assert [("policy_loss" in r) for r in logged] == [False, False, True, True]  # rollout 0: critic only
+    assert [r["kl"] for r in logged if "kl" in r][1] == 0  # rollout 1 sampled from the untouched policy
+    a = torch.load(latest_checkpoint(tmp_path) / "model.pt", weights_only=True)
+    start = torch.load(sft_checkpoint / "model.pt", weights_only=True)
+    assert not torch.equal(a["lm_head.weight"], start["lm_head.weight"])
+
+
+def test_ppo_spread_likelihood_needs_a_likelihood_term(sft_checkpoint, sft_data, reward_model, tmp_path):
+    cfg = PpoConfig(
+        steps=2, global_batch=16, micro_batch=8, eval_every=0, save_every=2, prompts_per_rollout=8,
+        group_size=2, epochs=2, spread_likelihood=True, **ALIGN,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="has no likelihood term"):
+        align("ppo", cfg, sft_checkpoint, sft_data, tmp_path, reward=reward_model[0], quiet=True)
 
 
 def test_dpo_starts_at_ln2_and_raises_the_held_out_margin(sft_checkpoint, sft_data, prefs, tmp_path):

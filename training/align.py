@@ -53,7 +53,7 @@ from training.eval_tasks import read_problems
 from training.loop import METRICS, Runtime, runtime, save_figure
 from training.model import GPT
 from training.reward import RewardModel, load_reward_model
-from training.rollout import SCORE_BATCH, PromptStream, decode, exact_kl, pad_responses, sample, user_prompt
+from training.rollout import PromptStream, decode, exact_kl, in_chunks, pad_responses, sample, user_prompt
 from training.sft import from_checkpoint, resolve_checkpoint
 from training.tasks import check, solved
 
@@ -129,14 +129,9 @@ def prepare(cfg: AlignConfig, run: Run) -> Setup:
     )
 
 
-@torch.no_grad()
 def reward_scores(scorer: RewardModel, ids: torch.Tensor, mask: torch.Tensor, autocast: Any = None):
     """Normalized reward-model scores (B,) of response rows (training/rollout.py layout)."""
-    out = []
-    for start in range(0, len(ids), SCORE_BATCH):
-        with autocast or torch.autocast("cpu", enabled=False):
-            out.append(scorer.score(ids[start : start + SCORE_BATCH], mask[start : start + SCORE_BATCH]))
-    return torch.cat(out)
+    return in_chunks(scorer.score, ids, mask, autocast)
 
 
 @torch.no_grad()

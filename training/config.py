@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, NonNegativeFloat, NonNegativeInt, PositiveInt
+from pydantic import BaseModel, ConfigDict, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
 # SwiGLU with hidden width 8/3·d has the parameter count of a 4·d GELU MLP (Shazeer 2020,
@@ -119,6 +119,10 @@ class RewardConfig(LoopConfig):
     # β: the score adds β · the response's mean token log-probability under the backbone's LM head
     # (SimPO's length-normalized reward, Meng et al. 2024); 0: the scalar head alone.
     likelihood_weight: float = 0.0
+    # α: the loss adds α × the chosen responses' mean token NLL under that LM head, which keeps
+    # the backbone a language model while the pairs train it (Yang et al. 2024, "Regularizing
+    # Hidden States Enables Learning Generalizable Reward Model for LLMs", their SFT regularizer)
+    nll_weight: NonNegativeFloat = 0.0
     eval_pairs: PositiveInt = 1024  # held-out pairs for the pairwise accuracy at each evaluation
     model: ModelConfig | None = None
 
@@ -206,6 +210,11 @@ class PpoConfig(RolloutConfig):
     value_clip: float = 0.2  # ε of the clipped value loss, in normalized reward units
     vf_coef: float = 0.5  # weight of the critic's loss (matters only through the shared grad clip)
     whiten: bool = True  # advantages to mean 0, std 1 over the rollout (standard PPO practice)
+    critic_lr_scale: PositiveFloat = 1.0  # the critic's lr as a multiple of optim.lr (OpenRLHF: ~10×)
+    # Pay the reward model's likelihood term token by token (β·log p / length at each response
+    # token) and only its head at the end: the same total, but each token is credited its own term.
+    spread_likelihood: bool = False
+    critic_warmup: NonNegativeInt = 0  # first rollouts that train the critic alone, the policy frozen
 
 
 class RsConfig(AlignConfig):

@@ -294,7 +294,7 @@ def train_loop(
         # --- one optimizer step over `accum` micro-batches per rank
         lr = cfg.optim.lr * lr_multiplier(step, cfg.steps, cfg.optim)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # a group may run at a multiple (PPO's critic)
         for micro in range(accum):
             batch = [t.to(rt.device, non_blocking=True) for t in data.next_batch(cfg.micro_batch)]
             # Gradients are all-reduced only on the last micro-batch of the step.

@@ -17,6 +17,14 @@ the policy's features (a value head on the policy trunk would share them, tradin
 through `vf_coef`). The reward model is normalized on load (training/reward.py), so scores, the
 critic's values and `value_clip` are all in units of the reward model's held-out std.
 
+The critic's learning rate is `critic_lr_scale` × the policy's (OpenRLHF runs its critic ~10×
+faster), and for the first `critic_warmup` rollouts it trains alone, the policy held, so the
+first policy updates see values fitted to the policy's own samples rather than the reward
+model's head read at every prefix. With `spread_likelihood` and a reward model that has a
+likelihood term (training/reward.py), each response token is paid its own share of that term,
+β·log p(token)/length, and only the head waits for the end: the total per response is the same
+score, but GAE credits the token that made a step wrong instead of spreading the verdict evenly.
+
 Checkpoints hold the policy alone (so they load as a plain GPT); the critic is not saved, so a
 PPO run does not resume.
 
@@ -41,8 +49,8 @@ from training.losses import (
     token_logprobs,
 )
 from training.model import GPT
-from training.reward import RewardModel, adamw, load_reward_model
-from training.rollout import Averager, PromptStream, RolloutBatches, logprobs
+from training.reward import RewardModel, adamw, load_reward_model, param_groups
+from training.rollout import Averager, PromptStream, RolloutBatches, in_chunks, logprobs
 
 
 class PpoObjective(nn.Module):
@@ -51,13 +59,17 @@ class PpoObjective(nn.Module):
     def __init__(self, policy: GPT, critic: RewardModel, cfg: PpoConfig, stats: Averager):
         super().__init__()
         self.policy, self.critic, self.cfg, self.stats = policy, critic, cfg, stats
+        self.policy_trains = True  # False during the critic's warm-up: the loss is the value loss alone
 
     def forward(self, ids, mask, old_logp, advantages, returns, old_values) -> torch.Tensor:
         inputs, targets = ids[:, :-1], ids[:, 1:]
-        logp = token_logprobs(self.policy(inputs), targets) * mask
         values = self.critic.values(inputs)
-        policy_loss = masked_mean(clipped_surrogate(logp, old_logp, advantages, self.cfg.clip_eps), mask)
         value_loss = masked_mean(clipped_value_loss(values, old_values, returns, self.cfg.value_clip), mask)
+        if not self.policy_trains:
+            self.stats.add(value_loss=value_loss.detach())
+            return self.cfg.vf_coef * value_loss
+        logp = token_logprobs(self.policy(inputs), targets) * mask
+        policy_loss = masked_mean(clipped_surrogate(logp, old_logp, advantages, self.cfg.clip_eps), mask)
         with torch.no_grad():
             ratio = torch.exp(logp - old_logp)
             self.stats.add(
@@ -82,19 +94,28 @@ def ppo(cfg: PpoConfig, run: Run) -> dict[str, Any]:
         raise ValueError("ppo does not resume: its checkpoints hold the policy, not the critic")
     s = prepare(cfg, run)
     cfg, device = s.cfg, s.rt.device
+    if cfg.spread_likelihood and not s.scorer.likelihood_weight:
+        raise ValueError(f"spread_likelihood: the reward model {run.reward} has no likelihood term")
     critic = load_reward_model(run.reward, device).train()  # initialized from the reward model; trains
+    groups = param_groups(s.policy, cfg.optim) + param_groups(critic, cfg.optim, cfg.critic_lr_scale)
     prompts, stats = PromptStream(s.train, cfg.seed), Averager()
     objective = PpoObjective(s.policy, critic, cfg, stats)
 
     def collect(index: int) -> tuple[torch.Tensor, ...]:
         """Rollout `index`: samples, per-token rewards, values, GAE advantages and returns."""
         r = roll_out(s, prompts, index)
+        objective.policy_trains = index >= cfg.critic_warmup
         ids, mask = r.ids, r.mask
         old_logp = logprobs(s.policy, ids, mask, s.rt.autocast)
         ref_logp = logprobs(s.ref, ids, mask, s.rt.autocast)
         with torch.no_grad(), s.rt.autocast:
             values = critic.values(ids[:, :-1]) * mask
-        rewards = kl_penalized_rewards(r.reward.to(device), old_logp, ref_logp, mask, cfg.kl_beta)
+        end = r.reward.to(device)
+        spread = torch.zeros_like(old_logp)
+        if cfg.spread_likelihood:
+            spread = cfg.reward.reward_model * in_chunks(s.scorer.likelihood_terms, ids, mask, s.rt.autocast)
+            end = end - spread.sum(1)
+        rewards = kl_penalized_rewards(end, old_logp, ref_logp, mask, cfg.kl_beta) + spread
         advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
         if cfg.whiten:
             advantages = whiten(advantages, mask)
@@ -105,7 +126,7 @@ def ppo(cfg: PpoConfig, run: Run) -> dict[str, Any]:
         cfg,
         s.rt,
         objective,
-        adamw(objective, cfg.optim),
+        adamw(groups, cfg.optim),
         RolloutBatches(collect, cfg.rollout_size, cfg.epochs, cfg.seed),
         validation(s),
         run.out,

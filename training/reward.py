@@ -9,6 +9,14 @@ held-out problems, and reports pairwise accuracy overall and per source (`val_ac
 `val_acc_<source>`), the Bradley-Terry loss, and `val_prefers_longer`: how often the higher
 score goes to the longer response, a length-bias check.
 
+Two options read the backbone's own LM head. `likelihood_weight` β adds β × the response's mean
+token log-probability to the score (SimPO's reward): a wrong digit in one step moves the
+likelihood far more than the last hidden state. `nll_weight` α adds α × the chosen responses'
+mean token NLL to the loss (the SFT regularizer of Yang et al. 2024), so that training on the
+pairs keeps that head a language model, and one that knows the chosen solutions better. With the
+likelihood term alone, training on the pairs lowers held-out accuracy below the untrained
+likelihood's; with both, it rises past it (bench/RESULTS.md).
+
 Scores are only defined up to a constant (the loss sees differences), so the head's bias never
 trains. The last validation's mean and standard deviation of held-out scores (chosen and
 rejected together) are saved in the checkpoint (`val_score_mean`, `val_score_std`), and
@@ -45,9 +53,12 @@ class RewardModel(nn.Module):
     plus `likelihood_weight` times the response's mean token log-probability under the backbone's
     own LM head when that weight is set."""
 
-    def __init__(self, backbone: GPT, margin: float = 0.0, likelihood_weight: float = 0.0):
+    def __init__(
+        self, backbone: GPT, margin: float = 0.0, likelihood_weight: float = 0.0, nll_weight: float = 0.0
+    ):
         super().__init__()
-        self.backbone, self.margin, self.likelihood_weight = backbone, margin, likelihood_weight
+        self.backbone, self.margin = backbone, margin
+        self.likelihood_weight, self.nll_weight = likelihood_weight, nll_weight
         self.head = nn.Linear(backbone.cfg.d_model, 1)
         # Zero: every score starts at 0 and the loss at ln 2; the backbone's features decide the rest.
         nn.init.zeros_(self.head.weight)
@@ -60,14 +71,26 @@ class RewardModel(nn.Module):
     def _read(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden).squeeze(-1).float()
 
-    def score(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """One score per row (B,): the head at its last response token (+ the likelihood term)."""
+    def _parts(self, ids: torch.Tensor, mask: torch.Tensor, likelihood: bool):
+        """The head at each row's last response token (B,), and the response's mean token
+        log-probability under the backbone's LM head (B,) when `likelihood` (else None)."""
         hidden = self.backbone.hidden(ids)
         last = self._read(hidden).gather(1, last_index(mask)[:, None]).squeeze(1)
-        if not self.likelihood_weight:
-            return last
+        if not likelihood:
+            return last, None
         logprobs = token_logprobs(self.backbone.lm_head(hidden[:, :-1]), ids[:, 1:])
-        return last + self.likelihood_weight * (logprobs * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return last, (logprobs * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def likelihood_terms(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The likelihood term token by token (B, L−1): β · log p(token) / (response length) at each
+        response target, 0 elsewhere; its row sums are the term `score` adds."""
+        logprobs = token_logprobs(self.backbone(ids[:, :-1]), ids[:, 1:])
+        return self.likelihood_weight * logprobs * mask / mask.sum(1, keepdim=True).clamp(min=1)
+
+    def score(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One score per row (B,): the head at its last response token (+ the likelihood term)."""
+        last, mean_logprob = self._parts(ids, mask, bool(self.likelihood_weight))
+        return last if mean_logprob is None else last + self.likelihood_weight * mean_logprob
 
     def forward(
         self,
@@ -76,10 +99,19 @@ class RewardModel(nn.Module):
         rejected: torch.Tensor,
         rejected_mask: torch.Tensor,
     ) -> torch.Tensor:
-        """Bradley-Terry loss of a batch of pairs (training/pairs.py), both halves in one pass."""
-        scores = self.score(torch.cat([chosen, rejected]), torch.cat([chosen_mask, rejected_mask]))
+        """Bradley-Terry loss of a batch of pairs (training/pairs.py), both halves in one pass, plus
+        `nll_weight` × the chosen responses' mean token NLL under the backbone's LM head when set."""
+        last, mean_logprob = self._parts(
+            torch.cat([chosen, rejected]),
+            torch.cat([chosen_mask, rejected_mask]),
+            bool(self.likelihood_weight or self.nll_weight),
+        )
+        scores = last if not self.likelihood_weight else last + self.likelihood_weight * mean_logprob
         better, worse = scores.chunk(2)
-        return bradley_terry_loss(better, worse, self.margin)
+        loss = bradley_terry_loss(better, worse, self.margin)
+        if self.nll_weight:
+            loss = loss - self.nll_weight * mean_logprob.chunk(2)[0].mean()
+        return loss
 
     @torch.no_grad()
     def normalize_(self, mean: float, std: float) -> "RewardModel":
@@ -90,13 +122,18 @@ class RewardModel(nn.Module):
         return self
 
 
-def adamw(module: nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over a module's trainable parameters, decay on matrices only (as GPT.optimizer)."""
+def param_groups(module: nn.Module, optim: OptimConfig, lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """AdamW groups of a module's trainable parameters: decay on matrices only (as GPT.optimizer);
+    `lr_scale` is read by train_loop, which sets each group's lr to the schedule's × it."""
     params = [p for p in module.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": optim.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    matrices, vectors = [p for p in params if p.ndim >= 2], [p for p in params if p.ndim < 2]
+    return [
+        {"params": matrices, "weight_decay": optim.weight_decay, "lr_scale": lr_scale},
+        {"params": vectors, "weight_decay": 0.0, "lr_scale": lr_scale},
     ]
+
+
+def adamw(groups: list[dict[str, Any]], optim: OptimConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps, fused=True)
 
 
@@ -171,8 +208,9 @@ def train_reward(
     tokenizer_path = init / "tokenizer.json"
     T = cfg.model.context_length
 
-    model = RewardModel(load_model(init, rt.device), cfg.margin, cfg.likelihood_weight).to(rt.device).train()
-    optimizer = adamw(model, cfg.optim)
+    model = RewardModel(load_model(init, rt.device), cfg.margin, cfg.likelihood_weight, cfg.nll_weight)
+    model = model.to(rt.device).train()
+    optimizer = adamw(param_groups(model, cfg.optim), cfg.optim)
     train = PairBatches(
         read_pairs(data / "train.jsonl"), chat, T, seed=cfg.seed, rank=rt.rank, world_size=rt.world
     )

@@ -99,15 +99,18 @@ def pad_responses(rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> tuple[
 
 
 @torch.no_grad()
-def logprobs(model: GPT, ids: torch.Tensor, mask: torch.Tensor, autocast: Any = None) -> torch.Tensor:
-    """log π(token) of every response target (B, L−1), 0 elsewhere; in micro-batches, no grad."""
+def in_chunks(fn: Callable[..., torch.Tensor], ids: torch.Tensor, mask: torch.Tensor, autocast: Any = None):
+    """fn(ids, mask) over SCORE_BATCH rows at a time, no grad, the results concatenated along rows."""
     out = []
     for start in range(0, len(ids), SCORE_BATCH):
-        chunk = ids[start : start + SCORE_BATCH]
         with autocast or torch.autocast("cpu", enabled=False):
-            logits = model(chunk[:, :-1])
-        out.append(token_logprobs(logits, chunk[:, 1:]))
-    return torch.cat(out) * mask
+            out.append(fn(ids[start : start + SCORE_BATCH], mask[start : start + SCORE_BATCH]))
+    return torch.cat(out)
+
+
+def logprobs(model: GPT, ids: torch.Tensor, mask: torch.Tensor, autocast: Any = None) -> torch.Tensor:
+    """log π(token) of every response target (B, L−1), 0 elsewhere; in micro-batches, no grad."""
+    return in_chunks(lambda i, m: token_logprobs(model(i[:, :-1]), i[:, 1:]) * m, ids, mask, autocast)
 
 
 @torch.no_grad()
