@@ -71,6 +71,10 @@ class RewardModel(nn.Module):
     def _read(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden).squeeze(-1).float()
 
+    def _token_logprobs(self, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """log p(target) (B, L−1) under the backbone's own LM head."""
+        return token_logprobs(self.backbone.lm_head(hidden[:, :-1]), ids[:, 1:])
+
     def _parts(self, ids: torch.Tensor, mask: torch.Tensor, likelihood: bool):
         """The head at each row's last response token (B,), and the response's mean token
         log-probability under the backbone's LM head (B,) when `likelihood` (else None)."""
@@ -78,19 +82,20 @@ class RewardModel(nn.Module):
         last = self._read(hidden).gather(1, last_index(mask)[:, None]).squeeze(1)
         if not likelihood:
             return last, None
-        logprobs = token_logprobs(self.backbone.lm_head(hidden[:, :-1]), ids[:, 1:])
-        return last, (logprobs * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return last, (self._token_logprobs(hidden, ids) * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def _combine(self, last: torch.Tensor, mean_logprob: torch.Tensor | None) -> torch.Tensor:
+        return last + self.likelihood_weight * mean_logprob if self.likelihood_weight else last
 
     def likelihood_terms(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The likelihood term token by token (B, L−1): β · log p(token) / (response length) at each
         response target, 0 elsewhere; its row sums are the term `score` adds."""
-        logprobs = token_logprobs(self.backbone(ids[:, :-1]), ids[:, 1:])
+        logprobs = self._token_logprobs(self.backbone.hidden(ids), ids)
         return self.likelihood_weight * logprobs * mask / mask.sum(1, keepdim=True).clamp(min=1)
 
     def score(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """One score per row (B,): the head at its last response token (+ the likelihood term)."""
-        last, mean_logprob = self._parts(ids, mask, bool(self.likelihood_weight))
-        return last if mean_logprob is None else last + self.likelihood_weight * mean_logprob
+        return self._combine(*self._parts(ids, mask, bool(self.likelihood_weight)))
 
     def forward(
         self,
@@ -106,8 +111,7 @@ class RewardModel(nn.Module):
             torch.cat([chosen_mask, rejected_mask]),
             bool(self.likelihood_weight or self.nll_weight),
         )
-        scores = last if not self.likelihood_weight else last + self.likelihood_weight * mean_logprob
-        better, worse = scores.chunk(2)
+        better, worse = self._combine(last, mean_logprob).chunk(2)
         loss = bradley_terry_loss(better, worse, self.margin)
         if self.nll_weight:
             loss = loss - self.nll_weight * mean_logprob.chunk(2)[0].mean()
