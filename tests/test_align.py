@@ -301,6 +301,37 @@ def test_rollout_config_keeps_checkpoints_at_rollout_boundaries():
         GrpoConfig(steps=4, save_every=3, global_batch=64, prompts_per_rollout=16, group_size=8)
 
 
+@pytest.mark.parametrize("sampling", [{"temperature": 0.0}, {"top_k": 5}])
+@pytest.mark.parametrize("cls", [GrpoConfig, PpoConfig])
+def test_rollouts_must_sample_the_whole_vocabulary(cls, sampling):
+    with pytest.raises(ValueError, match="rollouts"):
+        cls(sampling=sampling)
+
+
+def test_rollout_log_probs_are_those_of_the_temperature_sampled_at(sft_checkpoint, chat):
+    """A rollout drawn at τ is scored under softmax(logits / τ): the engine's draws follow exactly
+    the probabilities the policy gradient is taken of, and not the τ = 1 ones."""
+    from training.engine import generate
+    from training.rollout import logprobs
+
+    model, n, tau = load_model(sft_checkpoint), 4000, 0.5
+    # a context the model is unsure after, so the two temperatures give far apart probabilities
+    prompt = next(
+        p
+        for p in (list(range(k)) for k in range(2, 40))
+        if model(torch.tensor([p]))[0, -1].softmax(-1).max() < 0.5
+    )
+    draws = torch.tensor(
+        [t for (t,) in generate(model, [prompt] * n, 1, temperature=tau, stop_ids=(), seed=3)]
+    )
+    top = torch.bincount(draws).argmax().item()
+    ids, mask = pad_responses([(prompt, [top])])
+    freq = (draws == top).float().mean().item()
+    bound = 4 * math.sqrt(freq * (1 - freq) / n)
+    assert abs(logprobs(model, ids, mask, temperature=tau).sum().exp().item() - freq) < bound
+    assert abs(logprobs(model, ids, mask).sum().exp().item() - freq) > bound
+
+
 @pytest.mark.parametrize("method", ["dpo", "grpo", "ppo", "rs"])
 def test_shipped_align_config_lists_every_option(method):
     import yaml
@@ -324,6 +355,21 @@ def test_grpo_logs_rollout_figures_and_saves_a_plain_gpt(sft_checkpoint, sft_dat
     assert {"val_acc", "val_kl", "val_length"} <= set(result) and result["val_kl"] > 0
     load_model(latest_checkpoint(tmp_path))  # the policy alone: loads as any GPT checkpoint
     assert (tmp_path / "align.png").is_file()
+
+
+def test_grpo_with_lora_saves_adapters_that_load_merged_over_the_sft_model(
+    sft_checkpoint, sft_data, tmp_path
+):
+    cfg = GRPO.model_copy(update={"lora_rank": 4, "lora_alpha": 64.0, "steps": 2, "save_every": 2})
+    align("grpo", cfg, sft_checkpoint, sft_data, tmp_path, quiet=True)
+    saved = torch.load(latest_checkpoint(tmp_path) / "model.pt", weights_only=True)
+    assert saved and all(".lora_" in k for k in saved)  # the adapters alone
+    merged, start = (
+        load_model(latest_checkpoint(tmp_path)).state_dict(),
+        load_model(sft_checkpoint).state_dict(),
+    )
+    assert merged.keys() == start.keys() and torch.equal(merged["wte.weight"], start["wte.weight"])
+    assert not torch.equal(merged["blocks.0.attn.qkv.weight"], start["blocks.0.attn.qkv.weight"])
 
 
 def test_grpo_moves_the_policy_and_resumes_bitwise(sft_checkpoint, sft_data, tmp_path):

@@ -139,3 +139,5 @@ def test_masked_mean_per_token_and_per_sequence():
 def test_token_logprobs_are_log_softmax_at_the_targets():
     logits = torch.tensor([[[0.0, math.log(3.0)], [math.log(3.0), 0.0]]])
     assert close(token_logprobs(logits, torch.tensor([[1, 1]])), [[math.log(0.75), math.log(0.25)]])
+    # at τ = 0.5 the logits double: softmax([0, 2·ln 3]) = [1/10, 9/10], softmax([2·ln 3, 0]) = [9/10, 1/10]
+    assert close(token_logprobs(logits, torch.tensor([[1, 1]]), 0.5), [[math.log(0.9), math.log(0.1)]])

@@ -8,7 +8,9 @@
 Every method starts the policy from the SFT checkpoint and keeps a frozen copy of it as the
 reference π_ref. One file per method, its setup and objective in view, all on the shared loop
 (training/loop.py): checkpoints hold the policy alone, so they load with `load_model` like any
-GPT checkpoint (`refinery eval tasks`, `refinery eval compare`, a further `--init`).
+GPT checkpoint (`refinery eval tasks`, `refinery eval compare`, a further `--init`). With
+`lora_rank` R the policy trains rank-R adapters over its frozen SFT weights and checkpoints hold
+the adapters, which `load_model` merges over the SFT checkpoint.
 
 | method | file | learns from | reward | KL to π_ref |
 |---|---|---|---|---|
@@ -51,6 +53,7 @@ from training.config import (
 )
 from training.eval_tasks import read_problems
 from training.loop import METRICS, Runtime, runtime, save_figure
+from training.lora import add_lora
 from training.model import GPT
 from training.reward import RewardModel, load_reward_model
 from training.rollout import PromptStream, decode, exact_kl, in_chunks, pad_responses, sample, user_prompt
@@ -116,12 +119,15 @@ def prepare(cfg: AlignConfig, run: Run) -> Setup:
         return answerable(chosen, chat, cfg.model.context_length)
 
     heldout = fits(read_problems(data / "test.jsonl", limit=cfg.eval_tasks)) if cfg.eval_tasks else []
+    policy = load_model(init, rt.device).train()
+    if cfg.lora_rank:  # the policy's base weights freeze; checkpoints hold the adapters (`trainable_only`)
+        add_lora(policy, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed, embeddings=cfg.lora_embeddings)
     return Setup(
         cfg=cfg,
         rt=rt,
         chat=chat,
         tokenizer_path=tokenizer_path,
-        policy=load_model(init, rt.device).train(),
+        policy=policy,
         ref=frozen(load_model(init, rt.device)),
         train=fits(read_problems(data / "train.jsonl")),
         heldout=heldout,

@@ -98,13 +98,19 @@ class PretrainConfig(LoopConfig):
     model: ModelConfig = ModelConfig()
 
 
-class SftConfig(LoopConfig):
-    """Supervised fine-tuning from a checkpoint; `model` is the checkpoint's (filled in)."""
+class LoraOptions(BaseModel):
+    """Fine-tune rank-R adapters (training/lora.py) instead of every weight: SFT and alignment."""
 
-    init: str | None = None  # the checkpoint to start from (--init); recorded resolved
+    model_config = STRICT
     lora_rank: NonNegativeInt = 0  # 0: full fine-tuning; R: rank-R adapters, base frozen
     lora_alpha: float = 16.0  # adapter scale alpha / rank (training/lora.py)
     lora_embeddings: bool = False  # adapt the token embedding and output layer too
+
+
+class SftConfig(LoopConfig, LoraOptions):
+    """Supervised fine-tuning from a checkpoint; `model` is the checkpoint's (filled in)."""
+
+    init: str | None = None  # the checkpoint to start from (--init); recorded resolved
     eval_conversations: PositiveInt = 256  # held-out conversations for the validation loss
     eval_tasks: NonNegativeInt = 0  # test problems per task answered at each evaluation; 0: none
     max_new_tokens: PositiveInt = 128  # answer length limit in those evaluations
@@ -131,7 +137,7 @@ class SamplingConfig(BaseModel):
     """How responses are drawn for rollouts, best-of-N and on-policy pairs (training/engine.py)."""
 
     model_config = STRICT
-    temperature: float = 1.0  # 1: the policy's own distribution, which the policy gradient assumes
+    temperature: float = 1.0  # 1: the policy's own distribution; GRPO/PPO take log-probs at this τ
     top_k: PositiveInt | None = None  # None: the whole vocabulary
     response_tokens: PositiveInt = 128  # a response that has not ended by then is cut
 
@@ -148,7 +154,7 @@ class RewardMix(BaseModel):
     steps: bool = False
 
 
-class AlignConfig(LoopConfig):
+class AlignConfig(LoopConfig, LoraOptions):
     """What every method of `refinery train align` shares (training/align.py)."""
 
     init: str | None = None  # the SFT checkpoint: the policy's start and the frozen reference
@@ -192,6 +198,12 @@ class RolloutConfig(AlignConfig):
         for name in ("steps", "save_every"):
             if getattr(self, name) % per:
                 raise ValueError(f"{name} must be a multiple of the {per} optimizer steps per rollout")
+        # The policy gradient takes log-probs under softmax(logits / τ) (training/losses.py
+        # token_logprobs): defined for τ > 0 over the whole vocabulary, not a greedy or top-k draw.
+        if self.sampling.temperature <= 0:
+            raise ValueError(f"sampling.temperature {self.sampling.temperature}: rollouts must sample (> 0)")
+        if self.sampling.top_k is not None:
+            raise ValueError("sampling.top_k: rollouts sample the whole vocabulary (the log-probs assume it)")
         return self
 
 

@@ -117,6 +117,7 @@ def dpo(cfg: DpoConfig, run: Run) -> dict[str, Any]:
         tokens_per_step=cfg.global_batch * 2 * T,
         resume=run.resume,
         quiet=run.quiet,
+        trainable_only=bool(cfg.lora_rank),
         meta_extra={"method": "dpo", "train_pairs": len(train), "dropped_pairs": train.dropped},
         weights=s.policy,
         step_metrics=stats.pop,

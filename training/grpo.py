@@ -45,7 +45,7 @@ class GrpoObjective(nn.Module):
 
     def forward(self, ids, mask, old_logp, ref_logp, advantages) -> torch.Tensor:
         # Masked first: outside the response log-probs are 0, so no exp() there can overflow.
-        logp = token_logprobs(self.policy(ids[:, :-1]), ids[:, 1:]) * mask
+        logp = token_logprobs(self.policy(ids[:, :-1]), ids[:, 1:], self.cfg.sampling.temperature) * mask
         old_logp = logp.detach() if self.on_policy else old_logp
         surrogate = clipped_surrogate(logp, old_logp, advantages[:, None], self.cfg.clip_eps)
         kl = kl_k3(logp, ref_logp)
@@ -70,11 +70,12 @@ def grpo(cfg: GrpoConfig, run: Run) -> dict[str, Any]:
         """Rollout `index`: P prompts × G samples, rewarded, with group advantages."""
         r = roll_out(s, prompts, index)
         advantages = group_advantages(r.reward.view(P, G), scale=cfg.scale_std)
-        ref_logp = logprobs(s.ref, r.ids, r.mask, s.rt.autocast)
+        tau = cfg.sampling.temperature  # log-probs of the distribution the rollout was drawn from
+        ref_logp = logprobs(s.ref, r.ids, r.mask, s.rt.autocast, tau)
         old_logp = (
             torch.zeros_like(ref_logp)
             if objective.on_policy
-            else logprobs(s.policy, r.ids, r.mask, s.rt.autocast)
+            else logprobs(s.policy, r.ids, r.mask, s.rt.autocast, tau)
         )
         stats.add(
             reward=r.reward.mean(),
@@ -95,6 +96,7 @@ def grpo(cfg: GrpoConfig, run: Run) -> dict[str, Any]:
         tokens_per_step=cfg.global_batch * cfg.model.context_length,
         resume=run.resume,
         quiet=run.quiet,
+        trainable_only=bool(cfg.lora_rank),
         meta_extra={"method": "grpo", "train_prompts": len(s.train)},
         weights=s.policy,
         step_metrics=stats.pop,

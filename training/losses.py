@@ -26,9 +26,17 @@ def next_token_nll(logits: torch.Tensor, targets: torch.Tensor, *, reduction: st
 # return (B, T) so the caller picks the reduction (`masked_mean`), which the methods differ on.
 
 
-def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log π(target_t | prefix) (B, T) from logits (B, T, V), the softmax in float32 (as next_token_nll)."""
-    logp = F.log_softmax(logits.float(), dim=-1)
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log π(target_t | prefix) (B, T) from logits (B, T, V), the softmax in float32 (as next_token_nll).
+
+    `temperature` τ gives the log-probability under softmax(logits / τ), the distribution a rollout
+    sampled at τ was drawn from: a policy gradient on τ-samples is then the exact gradient of the
+    τ-policy's return, and ratios and KL compare the distributions that produced the data (verl
+    divides the actor's logits by the rollout temperature the same way)."""
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    logp = F.log_softmax(logits, dim=-1)
     return logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
 
 

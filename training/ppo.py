@@ -68,7 +68,7 @@ class PpoObjective(nn.Module):
         if not self.policy_trains:
             self.stats.add(value_loss=value_loss.detach())
             return self.cfg.vf_coef * value_loss
-        logp = token_logprobs(self.policy(inputs), targets) * mask
+        logp = token_logprobs(self.policy(inputs), targets, self.cfg.sampling.temperature) * mask
         policy_loss = masked_mean(clipped_surrogate(logp, old_logp, advantages, self.cfg.clip_eps), mask)
         with torch.no_grad():
             ratio = torch.exp(logp - old_logp)
@@ -106,8 +106,9 @@ def ppo(cfg: PpoConfig, run: Run) -> dict[str, Any]:
         r = roll_out(s, prompts, index)
         objective.policy_trains = index >= cfg.critic_warmup
         ids, mask = r.ids, r.mask
-        old_logp = logprobs(s.policy, ids, mask, s.rt.autocast)
-        ref_logp = logprobs(s.ref, ids, mask, s.rt.autocast)
+        tau = cfg.sampling.temperature  # log-probs of the distribution the rollout was drawn from
+        old_logp = logprobs(s.policy, ids, mask, s.rt.autocast, tau)
+        ref_logp = logprobs(s.ref, ids, mask, s.rt.autocast, tau)
         with torch.no_grad(), s.rt.autocast:
             values = critic.values(ids[:, :-1]) * mask
         end = r.reward.to(device)
@@ -133,6 +134,7 @@ def ppo(cfg: PpoConfig, run: Run) -> dict[str, Any]:
         s.tokenizer_path,
         tokens_per_step=cfg.global_batch * cfg.model.context_length,
         quiet=run.quiet,
+        trainable_only=bool(cfg.lora_rank),
         meta_extra={"method": "ppo", "train_prompts": len(s.train)},
         weights=s.policy,
         step_metrics=stats.pop,

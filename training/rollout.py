@@ -108,9 +108,14 @@ def in_chunks(fn: Callable[..., torch.Tensor], ids: torch.Tensor, mask: torch.Te
     return torch.cat(out)
 
 
-def logprobs(model: GPT, ids: torch.Tensor, mask: torch.Tensor, autocast: Any = None) -> torch.Tensor:
-    """log π(token) of every response target (B, L−1), 0 elsewhere; in micro-batches, no grad."""
-    return in_chunks(lambda i, m: token_logprobs(model(i[:, :-1]), i[:, 1:]) * m, ids, mask, autocast)
+def logprobs(
+    model: GPT, ids: torch.Tensor, mask: torch.Tensor, autocast: Any = None, temperature: float = 1.0
+) -> torch.Tensor:
+    """log π(token) of every response target (B, L−1), 0 elsewhere; in micro-batches, no grad.
+    At `temperature` τ: under softmax(logits / τ) (`token_logprobs`)."""
+    return in_chunks(
+        lambda i, m: token_logprobs(model(i[:, :-1]), i[:, 1:], temperature) * m, ids, mask, autocast
+    )
 
 
 @torch.no_grad()

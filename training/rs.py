@@ -127,5 +127,6 @@ def rs(cfg: RsConfig, run: Run) -> dict[str, Any]:
         tokens_per_step=cfg.global_batch * T,
         resume=run.resume,
         quiet=run.quiet,
+        trainable_only=bool(cfg.lora_rank),
         meta_extra={"method": "rs", "winners": len(winners)},
     )
