@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from test_resume import assert_same_state
 
 from corpus.tokenizer import load as load_tokenizer
 from training.align import align, compare, heldout_figures
@@ -34,6 +35,12 @@ ALIGN = LOOP | {"eval_tasks": 12, "max_new_tokens": 20, "sampling": {"response_t
 GRPO = GrpoConfig(
     steps=4, global_batch=32, micro_batch=16, eval_every=2, save_every=2, prompts_per_rollout=8, group_size=4,
     optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
+)  # fmt: skip
+
+# 2 rollouts of 16 samples, 2 epochs each: 2 steps per rollout, a checkpoint after each rollout
+PPO = PpoConfig(
+    steps=4, global_batch=16, micro_batch=8, eval_every=4, save_every=2, prompts_per_rollout=8, group_size=2,
+    epochs=2, optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
 )  # fmt: skip
 
 
@@ -403,21 +410,55 @@ def test_grpo_with_steps_pays_only_for_solved_responses(sft_checkpoint, sft_data
     assert logged and all(r["reward"] == r["solved"] <= r["correct"] for r in logged)
 
 
-def test_ppo_trains_policy_and_critic_from_the_reward_model(sft_checkpoint, sft_data, reward_model, tmp_path):
-    cfg = PpoConfig(
-        steps=4, global_batch=16, micro_batch=8, eval_every=4, save_every=4, prompts_per_rollout=8,
-        group_size=2, epochs=2, optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
-    )  # fmt: skip
-    result = align("ppo", cfg, sft_checkpoint, sft_data, tmp_path, reward=reward_model[0], quiet=True)
-    logged = [r for r in records(tmp_path) if "loss" in r]
+@pytest.fixture(scope="module")
+def ppo_run(sft_checkpoint, sft_data, reward_model, tmp_path_factory):
+    """PPO's 4 steps, a checkpoint after each of its 2 rollouts."""
+    out = tmp_path_factory.mktemp("ppo")
+    return out, align("ppo", PPO, sft_checkpoint, sft_data, out, reward=reward_model[0], quiet=True)
+
+
+def test_ppo_trains_policy_and_critic_from_the_reward_model(ppo_run):
+    out, result = ppo_run
+    logged = [r for r in records(out) if "loss" in r]
     assert all({"policy_loss", "value_loss", "clip_frac"} <= set(r) for r in logged)
     # rollout figures come with the step that collected the rollout: every 2nd (2 steps per rollout)
     collected = [r for r in logged if "reward" in r]
     assert [r["step"] for r in collected] == [1, 3]
     assert all({"rm", "correct", "kl", "length"} <= set(r) for r in collected)
     assert collected[-1]["kl"] != 0 and "val_rm_score" in result
-    with pytest.raises(ValueError, match="does not resume"):
-        align("ppo", cfg, sft_checkpoint, sft_data, tmp_path, reward=reward_model[0], resume=True)
+    load_model(latest_checkpoint(out))  # model.pt is the policy alone: loads as any GPT checkpoint
+    critic = torch.load(latest_checkpoint(out) / "critic.pt", weights_only=True)
+    assert {"head.weight", "head.bias"} <= set(critic)  # the critic beside it, head and backbone
+
+
+def test_ppo_resumes_with_the_critic_it_had_bitwise(
+    ppo_run, sft_checkpoint, sft_data, reward_model, tmp_path
+):
+    straight, _ = ppo_run
+    cut = tmp_path / "cut"
+    shutil.copytree(straight, cut)
+    shutil.rmtree(latest_checkpoint(cut))  # stopped after the first rollout (step 2), then on to 4
+    # The critic trained in steps 1-2: a resume that started it afresh from the reward model would differ.
+    initial = load_reward_model(reward_model[0]).state_dict()
+    at_cut = torch.load(latest_checkpoint(cut) / "critic.pt", weights_only=True)
+    assert any(not torch.equal(at_cut[k], initial[k]) for k in initial)
+    result = align("ppo", PPO, sft_checkpoint, sft_data, cut, reward=reward_model[0], resume=True, quiet=True)
+    assert result["step"] == 4
+    files = ("model.pt", "critic.pt", "optim.pt")
+    assert_same_state(latest_checkpoint(straight), latest_checkpoint(cut), files)
+    # the records of steps 3 and 4 too: rollout figures, losses, validation (timings left out)
+    runs = (straight, cut)
+    untimed = [[{k: v for k, v in r.items() if k != "tok_per_s"} for r in records(d)] for d in runs]
+    assert untimed[0] == untimed[1]
+
+
+def test_ppo_checkpoint_without_its_critic_does_not_resume(
+    ppo_run, sft_checkpoint, sft_data, reward_model, tmp_path
+):
+    shutil.copytree(ppo_run[0], tmp_path, dirs_exist_ok=True)
+    (latest_checkpoint(tmp_path) / "critic.pt").unlink()  # as PPO wrote them before it saved the critic
+    with pytest.raises(FileNotFoundError, match="no critic.pt"):
+        align("ppo", PPO, sft_checkpoint, sft_data, tmp_path, reward=reward_model[0], resume=True, quiet=True)
 
 
 def test_ppo_critic_warmup_holds_the_policy_then_lets_it_move(

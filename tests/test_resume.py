@@ -26,8 +26,9 @@ def losses(out):
     return [(r["step"], r.get("loss"), r.get("val_loss"), r.get("grad_norm")) for r in records]
 
 
-def assert_same_state(a, b):
-    for name in ("model.pt", "optim.pt"):
+def assert_same_state(a, b, files=("model.pt", "optim.pt")):
+    """The state files of checkpoint directories `a` and `b` hold bitwise the same tensors."""
+    for name in files:
         sa = torch.load(a / name, weights_only=True)
         sb = torch.load(b / name, weights_only=True)
         flat_a, flat_b = _tensors(sa), _tensors(sb)

@@ -1,8 +1,10 @@
 """`refinery run`'s training stages on a tiny run: pretrain → synth_sft → sft → synth_prefs → reward →
-align → eval, in one call, then a rerun that trains nothing."""
+align → eval, in one call, then a rerun that trains nothing; then each `align_method` on a copy of
+that run, through the `refinery` command line."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -10,10 +12,16 @@ import pytest
 import yaml
 
 from jobs import train_stages
+from jobs.cli import main as cli_main
 from jobs.run import run
+from training.checkpoint import latest_checkpoint, load_model
 from training.testing import SAMPLE_TEXT
 
 LOOP = {"dtype": "float32", "threads": 1, "log_every": 5, "eval_every": 0, "save_every": 0}
+ALIGN = {
+    "global_batch": 8, "micro_batch": 8, "eval_tasks": 2, "max_new_tokens": 24,
+    "sampling": {"response_tokens": 24}, "optim": {"lr": 0.001, "warmup_steps": 1, "weight_decay": 0.0},
+}  # fmt: skip
 CONFIGS = {
     "pretrain.yaml": LOOP | {
         "steps": 40, "global_batch": 8, "micro_batch": 8, "eval_windows": 8,
@@ -33,12 +41,19 @@ CONFIGS = {
                    "sampling": {"response_tokens": 24}},
     "reward.yaml": LOOP | {"steps": 6, "global_batch": 8, "micro_batch": 8, "eval_pairs": 8,
                            "optim": {"lr": 0.001, "warmup_steps": 1, "weight_decay": 0.0}},
-    "grpo.yaml": LOOP | {
-        "steps": 2, "global_batch": 8, "micro_batch": 8, "save_every": 2, "prompts_per_rollout": 2,
-        "group_size": 4, "eval_tasks": 2, "max_new_tokens": 24, "sampling": {"response_tokens": 24},
+    "grpo.yaml": LOOP | ALIGN | {
+        "steps": 2, "save_every": 2, "prompts_per_rollout": 2, "group_size": 4,
         "reward": {"checker": 1.0, "reward_model": 0.5},
-        "optim": {"lr": 0.001, "warmup_steps": 1, "weight_decay": 0.0},
     },
+    # 2 epochs over a rollout of 8: 2 optimizer steps, one rollout
+    "ppo.yaml": LOOP | ALIGN | {"steps": 2, "prompts_per_rollout": 2, "group_size": 4, "epochs": 2},
+    "dpo.yaml": LOOP | ALIGN | {"steps": 2, "eval_pairs": 8},
+    "rs.yaml": LOOP | ALIGN | {"steps": 2, "global_batch": 4, "micro_batch": 4, "samples": 2, "prompts": 2},
+}  # fmt: skip
+TRAIN = {
+    "pretrain_config": "pretrain.yaml", "synth_config": "synth.yaml", "sft_config": "sft.yaml",
+    "preferences_config": "prefs.yaml", "reward_config": "reward.yaml", "align_config": "grpo.yaml",
+    "align_method": "grpo", "eval_limit": 3,
 }  # fmt: skip
 
 
@@ -56,21 +71,21 @@ def run_dir(text_shards, tmp_path_factory):
     (run_dir / "mixed" / "manifest.json").write_text(json.dumps({"output_fingerprint": "sample"}))
     for name, content in CONFIGS.items():
         (root / name).write_text(yaml.safe_dump(content))
-    train = {
-        "pretrain_config": "pretrain.yaml", "synth_config": "synth.yaml", "sft_config": "sft.yaml",
-        "preferences_config": "prefs.yaml", "reward_config": "reward.yaml", "align_config": "grpo.yaml",
-        "align_method": "grpo", "eval_limit": 3,
-    }  # fmt: skip
-    (root / "full.yaml").write_text(yaml.safe_dump({"train": train}))
+    (root / "full.yaml").write_text(yaml.safe_dump({"train": TRAIN}))
     return run_dir
 
 
-def test_every_training_stage_runs_in_order_and_a_rerun_trains_nothing(run_dir):
-    config = run_dir.parent / "full.yaml"
-    stages = ",".join(train_stages.STAGES)
+@pytest.fixture(scope="module")
+def first_run(run_dir):
+    """Every training stage in one call, GRPO aligning: what each stage returned."""
     # force: the fixture's run directory has outputs but no run.json of its own
-    first = run(str(config), [], str(run_dir), stages=stages, force=True)
+    stages = ",".join(train_stages.STAGES)
+    return run(str(run_dir.parent / "full.yaml"), [], str(run_dir), stages=stages, force=True)
 
+
+def test_every_training_stage_runs_in_order_and_a_rerun_trains_nothing(run_dir, first_run):
+    config, first = run_dir.parent / "full.yaml", first_run
+    stages = ",".join(train_stages.STAGES)
     assert list(first) == list(train_stages.STAGES)
     train = run_dir / "train"
     for name in ("pretrain", "sft", "reward", "align"):
@@ -88,3 +103,38 @@ def test_every_training_stage_runs_in_order_and_a_rerun_trains_nothing(run_dir):
     second = run(str(config), [], str(run_dir), stages=stages)
     assert second["eval"] == first["eval"] and second["synth_prefs"] == first["synth_prefs"]
     assert {p: p.read_bytes() for p in train.rglob("model.pt")} == weights
+
+
+def stage_outputs(out: Path) -> dict[Path, bytes]:
+    """A training stage's checkpoint files and records, as bytes."""
+    return {p: p.read_bytes() for p in (out / "checkpoints").rglob("*.pt")} | {
+        out / "metrics.jsonl": (out / "metrics.jsonl").read_bytes()
+    }
+
+
+@pytest.mark.parametrize("method", ["ppo", "grpo", "dpo", "rs"])
+def test_each_align_method_runs_through_refinery_run_and_a_rerun_trains_nothing(
+    run_dir, first_run, method, tmp_path
+):
+    # The first run's SFT model, pairs and reward model, aligned again by `method` from scratch.
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "train" / "align")
+    (copy / "train" / "eval.json").unlink()
+    config = run_dir.parent / f"full-{method}.yaml"  # beside the stage configs it names
+    train = TRAIN | {"align_config": f"{method}.yaml", "align_method": method}
+    config.write_text(yaml.safe_dump({"train": train}))
+    command = ["run", str(config), "--out", str(copy), "--stages", "align,eval"]
+
+    # --force: the copy holds the first run's run.json, another align_method's
+    assert cli_main([*command, "--force"]) == 0
+    align = copy / "train" / "align"
+    checkpoint = latest_checkpoint(align)
+    assert json.loads((checkpoint / "meta.json").read_text())["method"] == method
+    load_model(checkpoint)  # the policy alone, a plain GPT, whatever the method
+    assert (checkpoint / "critic.pt").is_file() == (method == "ppo")
+    assert "align" in json.loads((copy / "train" / "eval.json").read_text())["accuracy"]
+
+    saved = stage_outputs(align)
+    assert cli_main(command) == 0  # the same run again: resumed at its last step, nothing trains
+    assert stage_outputs(align) == saved

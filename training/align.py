@@ -7,8 +7,9 @@
 
 Every method starts the policy from the SFT checkpoint and keeps a frozen copy of it as the
 reference π_ref. One file per method, its setup and objective in view, all on the shared loop
-(training/loop.py): checkpoints hold the policy alone, so they load with `load_model` like any
-GPT checkpoint (`refinery eval tasks`, `refinery eval compare`, a further `--init`). With
+(training/loop.py): a checkpoint's model.pt holds the policy alone (PPO keeps its critic beside it,
+in critic.pt), so it loads with `load_model` like any GPT checkpoint (`refinery eval tasks`,
+`refinery eval compare`, a further `--init`), and every method resumes from it. With
 `lora_rank` R the policy trains rank-R adapters over its frozen SFT weights and checkpoints hold
 the adapters, which `load_model` merges over the SFT checkpoint.
 

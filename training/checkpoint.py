@@ -3,6 +3,8 @@
     OUT/checkpoints/step_000500/
         model.pt        fp32 state_dict of the bare model (no DDP or compile prefixes)
         optim.pt        AdamW state_dict (moments and step counts)
+        critic.pt ...   fp32 state_dict of each further module the run trains beside the model
+                        (PPO's critic; its moments are in optim.pt, one optimizer for both)
         rng_0.pt ...    each rank's RNG states: torch (and CUDA), numpy, python
         tokenizer.json  the tokenizer the model was trained with, so the directory stands alone
         meta.json       step, resolved config, data position, tokens seen; written last
@@ -80,10 +82,13 @@ def save_checkpoint(
     rank: int = 0,
     keep: int = 2,
     trainable_only: bool = False,
+    companions: dict[str, torch.nn.Module] | None = None,
 ) -> Path:
     """Every rank calls this (it synchronizes them); rank 0 writes all but the RNG files.
 
-    `trainable_only`: model.pt holds only the parameters that require grad (LoRA adapters)."""
+    `trainable_only`: model.pt holds only the parameters that require grad (LoRA adapters).
+    `companions`: NAME -> module, each saved whole as NAME.pt beside model.pt, which stays the
+    model alone (so `load_model` reads a PPO checkpoint as the plain GPT policy)."""
     final = step_dir(out, step)
     tmp = final.with_name(f".{final.name}.tmp")
     distributed = dist.is_initialized()
@@ -99,6 +104,8 @@ def save_checkpoint(
             trained = {name for name, p in model.named_parameters() if p.requires_grad}
             state = {k: v for k, v in state.items() if k in trained}
         _torch_save(state, tmp / "model.pt")
+        for name, module in (companions or {}).items():
+            _torch_save(module.state_dict(), tmp / f"{name}.pt")
         _torch_save(optimizer.state_dict(), tmp / "optim.pt")
         shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
     if distributed:
@@ -128,14 +135,20 @@ def load_checkpoint(
     *,
     rank: int = 0,
     strict: bool = True,
+    companions: dict[str, torch.nn.Module] | None = None,
 ) -> dict:
-    """Restore weights, optimizer state and this rank's RNG; return the checkpoint's meta.
-    `strict=False` loads a checkpoint of trainable parameters only over the model as built."""
+    """Restore the weights of the model and its `companions`, the optimizer state and this rank's
+    RNG; return the checkpoint's meta. `strict=False` loads a checkpoint of trainable parameters
+    only over the model as built."""
     device = next(model.parameters()).device
     _, unexpected = model.load_state_dict(
         torch.load(path / "model.pt", map_location=device, weights_only=True), strict=strict
     )
     assert not unexpected, f"{path}: weights the model does not have: {unexpected[:5]}"
+    for name, module in (companions or {}).items():
+        if not (path / f"{name}.pt").is_file():
+            raise FileNotFoundError(f"{path}: no {name}.pt, so the {name} cannot resume; start a new --out")
+        module.load_state_dict(torch.load(path / f"{name}.pt", map_location=device, weights_only=True))
     optimizer.load_state_dict(torch.load(path / "optim.pt", map_location=device, weights_only=True))
     rng_file = path / f"rng_{rank}.pt"
     if rng_file.is_file():  # absent when resuming with more ranks than saved: those start fresh

@@ -212,6 +212,7 @@ def train_loop(
     meta_extra: dict[str, Any] | None = None,
     weights: torch.nn.Module | None = None,
     step_metrics: Callable[[], dict[str, float]] | None = None,
+    companions: dict[str, torch.nn.Module] | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and checkpoint; return the last step's train and validation figures.
 
@@ -221,6 +222,8 @@ def train_loop(
     around it (DPO, GRPO: the policy, so an aligned checkpoint loads as a plain GPT); default `model`.
     `step_metrics`: called at each log record, its figures join the record (alignment: reward,
     KL and response length of the rollouts since the last record).
+    `companions`: NAME -> a module trained beside `weights` (PPO's critic), saved as NAME.pt in each
+    checkpoint and restored on resume; its parameters are in `optimizer`, so optim.pt holds its moments.
     """
     weights = model if weights is None else weights
     out = Path(out)
@@ -236,7 +239,9 @@ def train_loop(
     step, tokens, elapsed, train_loss, val = 0, 0, 0.0, float("nan"), {}
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
-        meta = load_checkpoint(checkpoint, weights, optimizer, rank=rt.rank, strict=not trainable_only)
+        meta = load_checkpoint(
+            checkpoint, weights, optimizer, rank=rt.rank, strict=not trainable_only, companions=companions
+        )
         changes = _config_changes(meta["config"], cfg)
         if changes:
             raise ValueError(f"{checkpoint}: the config differs from the checkpoint's: " + "; ".join(changes))
@@ -361,6 +366,7 @@ def train_loop(
                 rank=rt.rank,
                 keep=cfg.keep_checkpoints,
                 trainable_only=trainable_only,
+                companions=companions,
             )
             if rt.is_main:
                 plot_metrics(metrics_path, out / PLOT)

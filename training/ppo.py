@@ -25,8 +25,10 @@ likelihood term (training/reward.py), each response token is paid its own share 
 β·log p(token)/length, and only the head waits for the end: the total per response is the same
 score, but GAE credits the token that made a step wrong instead of spreading the verdict evenly.
 
-Checkpoints hold the policy alone (so they load as a plain GPT); the critic is not saved, so a
-PPO run does not resume.
+Checkpoints hold the policy in model.pt (so they load as a plain GPT) and the critic beside it in
+critic.pt; one AdamW trains both, so optim.pt holds the critic's moments too. A PPO run resumes
+like the others: from its latest checkpoint, with the critic it had there, bitwise on CPU as if
+never stopped (tests/test_align.py); a first run asked to resume starts fresh.
 
 Records per log: `reward` (score + KL penalty, per response), `rm` (score alone), `correct`,
 `kl` (k1 per response), `length`, `clip_frac`, `value_loss`, `policy_loss`.
@@ -90,13 +92,12 @@ def whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def ppo(cfg: PpoConfig, run: Run) -> dict[str, Any]:
     if run.reward is None:
         raise ValueError("ppo needs a reward model: give --reward (a `refinery train reward` checkpoint)")
-    if run.resume:
-        raise ValueError("ppo does not resume: its checkpoints hold the policy, not the critic")
     s = prepare(cfg, run)
     cfg, device = s.cfg, s.rt.device
     if cfg.spread_likelihood and not s.scorer.likelihood_weight:
         raise ValueError(f"spread_likelihood: the reward model {run.reward} has no likelihood term")
-    critic = load_reward_model(run.reward, device).train()  # initialized from the reward model; trains
+    # Initialized from the reward model; a resumed run loads its own critic over it (train_loop).
+    critic = load_reward_model(run.reward, device).train()
     groups = param_groups(s.policy, cfg.optim) + param_groups(critic, cfg.optim, cfg.critic_lr_scale)
     prompts, stats = PromptStream(s.train, cfg.seed), Averager()
     objective = PpoObjective(s.policy, critic, cfg, stats)
@@ -133,9 +134,11 @@ def ppo(cfg: PpoConfig, run: Run) -> dict[str, Any]:
         run.out,
         s.tokenizer_path,
         tokens_per_step=cfg.global_batch * cfg.model.context_length,
+        resume=run.resume,
         quiet=run.quiet,
         trainable_only=bool(cfg.lora_rank),
         meta_extra={"method": "ppo", "train_prompts": len(s.train)},
         weights=s.policy,
         step_metrics=stats.pop,
+        companions={"critic": critic},
     )
