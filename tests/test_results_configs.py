@@ -7,6 +7,7 @@ that command's own validator, so a reconstructed config with a misspelt key or a
 here as it would on a rerun. Comments (`# ...`) are prose and are not checked.
 """
 
+import functools
 import re
 import shlex
 from collections.abc import Callable
@@ -130,14 +131,19 @@ def config_problems(markdown: str, root: Path) -> tuple[list[str], set[Path]]:
     return problems, named
 
 
+@functools.cache
+def results_problems() -> tuple[list[str], set[Path]]:
+    return config_problems((REPO / "bench" / "RESULTS.md").read_text(), REPO)
+
+
 def test_every_config_results_names_exists_and_validates():
-    problems, named = config_problems((REPO / "bench" / "RESULTS.md").read_text(), REPO)
+    problems, named = results_problems()
     assert not problems, "\n".join(problems)
     assert len(named) >= 30  # the parser still finds the commands (33 files when written)
 
 
 def test_every_bench_config_is_named_by_a_results_command():
-    _, named = config_problems((REPO / "bench" / "RESULTS.md").read_text(), REPO)
+    _, named = results_problems()
     configs = sorted((REPO / "bench" / "configs").rglob("*.yaml"))
     unnamed = [str(p.relative_to(REPO)) for p in configs if p.resolve() not in named]
     assert not unnamed, f"configs no RESULTS command names (and so nothing validates): {unnamed}"
