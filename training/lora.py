@@ -2,10 +2,15 @@
 Adaptation of Large Language Models").
 
 Each adapted `nn.Linear` W (out × in) gains A (rank × in) and B (out × rank) and computes
-`x Wᵀ + (alpha / rank) · x Aᵀ Bᵀ`. A is Gaussian (std 1/rank, as the paper's reference code
-draws it) and B is zero, so training starts exactly from the base model (§4.1). The base weights
-are frozen: only A and B train, well under 5% of the parameters at small ranks. `merge` folds
-B·A into W for export and fast sampling; `adapter_state` is what a LoRA checkpoint stores.
+`x Wᵀ + (alpha / rank) · x Aᵀ Bᵀ`. A is Gaussian with std 1/rank and B is zero, so training
+starts exactly from the base model. The paper (§4.1) asks only for a random Gaussian A and a zero
+B; std 1/rank is PEFT's `init_lora_weights="gaussian"`. The reference code (microsoft/LoRA,
+`loralib/layers.py`) and PEFT's default draw A kaiming-uniform instead, bound 1/√in: std 0.036
+for in = 256, against 0.125 here at rank 8. With B at zero the scale of A changes how fast B
+moves at first (its gradient is proportional to A·x), not where training starts; every LoRA
+figure in bench/RESULTS.md was measured with this init, so it stays. The base weights are
+frozen: only A and B train, well under 5% of the parameters at small ranks. `merge` folds B·A
+into W for export and fast sampling; `adapter_state` is what a LoRA checkpoint stores.
 
 With `embeddings=True` the token embedding and the output layer are adapted too (PEFT's
 `target_modules` may name them; the reference code has `lora.Embedding`). A small model's
@@ -14,8 +19,9 @@ tokens), and SFT has to rebuild them: with them frozen, rank-8 adapters fit the 
 far worse (bench/RESULTS.md, "SFT at demo scale"). A tokenizer with one token per digit leaves
 fewer such rows (ten digits instead of ~100 irregular number tokens) and brings LoRA within 7
 points of full SFT on the demo's word problems ("one token per digit"). For the embedding, A is
-the looked-up side (vocab × rank) and starts at zero, B (rank × d_model) is Gaussian, as in the
-reference code, so the delta again starts at zero.
+the looked-up side (vocab × rank) and starts at zero, and B (rank × d_model) is Gaussian with std
+1/rank, so the delta again starts at zero; the reference code's `lora.Embedding` also zeroes A,
+and draws B with std 1.
 """
 
 import torch
