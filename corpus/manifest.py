@@ -84,8 +84,9 @@ def write_json_atomic(path: str | Path, obj: Any, attempt: str = "") -> None:
     `path`."""
     path = Path(path)
     tmp = temporary_path(path, attempt)
+    f = open(tmp, "x")  # "x": never into another writer's file, nor remove one below
     try:
-        with open(tmp, "x") as f:  # "x": never write into another writer's file
+        with f:
             json.dump(obj, f, indent=2, sort_keys=True, default=str)
             f.write("\n")
             f.flush()
