@@ -8,8 +8,10 @@ Layout (../shared/DESIGN.md, and megatron/core/datasets/indexed_dataset.py, whic
   sequences in .bin, `int64[N+1]` document boundaries (0..N: one sequence per document).
 
 `ShardWriter` streams documents into a temporary pair and renames both at `close()`, returning
-the counts and sha256 digests the manifest records. `ShardReader` memory-maps a pair and, given
-the manifest entry, refuses files whose size or checksum differ, naming the file.
+the counts and sha256 digests the manifest records. The temporaries are the writer's own
+(corpus/manifest.py `temporary_path`), so two attempts writing one shard at once cannot clobber
+each other, and leave the same bytes whichever renames last. `ShardReader` memory-maps a pair
+and, given the manifest entry, refuses files whose size or checksum differ, naming the file.
 
 `RUN/shards/manifest.json` (written last by jobs/shards.py; read by `open_split`):
     {"stage": "shards", "tokenizer": {"sha256": ..., "vocab_size": ...}, "dtype": "uint16",
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from corpus.manifest import file_sha256
+from corpus.manifest import file_sha256, temporary_path
 
 MANIFEST = "manifest.json"
 
@@ -51,13 +53,15 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 class ShardWriter:
-    """Write documents to `PREFIX.bin`/`PREFIX.idx` through temporary files renamed at close."""
+    """Write documents to `PREFIX.bin`/`PREFIX.idx` through temporary files renamed at close;
+    `attempt` labels the temporaries (jobs/stage.py `task_attempt`)."""
 
-    def __init__(self, prefix: str | Path, vocab_size: int):
+    def __init__(self, prefix: str | Path, vocab_size: int, attempt: str = ""):
         self.prefix = Path(prefix)
         self.dtype = token_dtype(vocab_size)
         self.vocab_size = vocab_size
-        self._tmp_bin = self.prefix.with_name(f".{self.prefix.name}.bin.tmp")
+        self.attempt = attempt
+        self._tmp_bin = temporary_path(self.prefix.with_suffix(".bin"), attempt)
         self._bin = open(self._tmp_bin, "wb")
         self._bin_sha = hashlib.sha256()
         self._lengths: list[int] = []
@@ -77,6 +81,7 @@ class ShardWriter:
         self._bin.flush()
         os.fsync(self._bin.fileno())
         self._bin.close()
+        bin_bytes = self._tmp_bin.stat().st_size  # this writer's own file, before the rename
         lengths = np.asarray(self._lengths, dtype=np.int32)
         offsets = np.zeros(len(lengths), dtype=np.int64)
         if len(lengths) > 1:
@@ -89,7 +94,7 @@ class ShardWriter:
                 np.arange(len(lengths) + 1, dtype=np.int64).tobytes(),
             ]
         )
-        tmp_idx = self.prefix.with_name(f".{self.prefix.name}.idx.tmp")
+        tmp_idx = temporary_path(self.prefix.with_suffix(".idx"), self.attempt)
         with open(tmp_idx, "wb") as f:
             f.write(index)
             f.flush()
@@ -103,7 +108,7 @@ class ShardWriter:
             "idx": idx_path.name,
             "documents": len(lengths),
             "tokens": int(lengths.sum(dtype=np.int64)),
-            "bin_bytes": bin_path.stat().st_size,
+            "bin_bytes": bin_bytes,
             "idx_bytes": len(index),
             "bin_sha256": self._bin_sha.hexdigest(),
             "idx_sha256": hashlib.sha256(index).hexdigest(),

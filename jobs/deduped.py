@@ -38,11 +38,11 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from corpus.dedup import parse_keep_order
-from corpus.manifest import fingerprint, read_json, sum_counts, write_json_atomic
+from corpus.manifest import fingerprint, read_json, sum_counts, temporary_path, write_json_atomic
 from corpus.minhash import band_keys, sign
 from jobs.config import DedupedConfig, PipelineConfig
 from jobs.spark import spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage
+from jobs.stage import ROWS_PER_BATCH, Stage, task_attempt
 
 STAGE = "deduped"
 VERSION = 1
@@ -87,7 +87,7 @@ def write_signatures(source: str, target: Path, part: int, cfg: DedupedConfig) -
     """Signatures of one input part into `target` (written aside, then renamed); returns its rows."""
     if target.is_file():  # done by an interrupted earlier attempt
         return pq.ParquetFile(target).metadata.num_rows
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = temporary_path(target, task_attempt())
     columns = ["id", "text", "quality", "fetch_time", "lang_score"]
     done = 0
     writer = None

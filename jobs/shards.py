@@ -56,7 +56,7 @@ from corpus.tokenizer import encode_documents, file_hash, load
 from jobs import decontam
 from jobs.config import PipelineConfig
 from jobs.spark import spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage
+from jobs.stage import ROWS_PER_BATCH, Stage, task_attempt
 
 STAGE = "shards"
 VERSION = 1
@@ -161,7 +161,10 @@ def write_batches(stage: Stage, names: list[str], vocab_size: int):
                     finish()
                     shard, last_key = s, -1
                     # a shard finished by an interrupted attempt is not written again
-                    writer = None if stage.part_done(s) else ShardWriter(stage.partial / names[s], vocab_size)
+                    if stage.part_done(s):
+                        writer = None
+                    else:
+                        writer = ShardWriter(stage.partial / names[s], vocab_size, task_attempt())
                 assert k >= last_key, f"{names[s]}: rows reached the writer out of key order"
                 last_key = k
                 if writer is not None:

@@ -13,8 +13,18 @@ directory with a manifest is always complete.
 Tasks write their own files (executors, not the driver), with deterministic names and
 content, so the same inputs give byte-identical Parquet. On a cluster RUN must be on a file
 system every executor sees.
+
+Attempt safety: two attempts of one task may write the same part at once (a retry beside an
+executor that was lost but still runs, a speculative copy with `spark.speculation=true`). Each
+writes its files under temporary names of its own, `.NAME.ATTEMPT-PID-RANDOM.tmp` with ATTEMPT
+from `task_attempt()`, and renames them onto the deterministic name, so neither truncates or
+renames the other's half-written file. The content does not depend on the attempt, so whichever
+rename comes last leaves the same bytes, and the summary the driver collects matches them. The
+temporaries of an attempt that died or lost are deleted when the stage is published: a committed
+stage directory holds none.
 """
 
+import logging
 import os
 import shutil
 import time
@@ -25,8 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from pyspark import TaskContext
 
-from corpus.manifest import file_sha256, fingerprint, read_json, sum_counts, write_json_atomic
+from corpus.manifest import (
+    file_sha256,
+    fingerprint,
+    read_json,
+    remove_temporaries,
+    sum_counts,
+    temporary_path,
+    write_json_atomic,
+)
 from corpus.schema import DOCUMENT, to_table
 
 SPLITS = ("kept", "rejected")
@@ -38,6 +57,17 @@ ROW_GROUP_ROWS = 8192
 # retry that finds MARKER runs normally. Unset (the default) it changes nothing.
 FAULT_ENV = "REFINERY_FAULT_KILL"
 FAULT_EXIT = 77
+log = logging.getLogger(__name__)
+
+
+def task_attempt() -> str:
+    """`s{stage}p{partition}a{attempt}t{task attempt id}` of the Spark task running this code, for
+    temporary names; "local" outside a task (the driver, a test). Temporaries are unique without
+    it (corpus/manifest.py `temporary_path`); it says which attempt left a file."""
+    ctx = TaskContext.get()
+    if ctx is None:
+        return "local"
+    return f"s{ctx.stageId()}p{ctx.partitionId()}a{ctx.attemptNumber()}t{ctx.taskAttemptId()}"
 
 
 @dataclass(frozen=True)
@@ -87,7 +117,7 @@ class Stage:
 
     def save_part(self, index: int, summary: dict[str, Any]) -> dict[str, Any]:
         """Record a finished task (after its files are in place), for `part_done` on a resume."""
-        write_json_atomic(self.partial / "_parts" / f"part-{index:05d}.json", summary)
+        write_json_atomic(self.partial / "_parts" / f"part-{index:05d}.json", summary, task_attempt())
         return summary
 
     def write_part(self, index: int, rows: Iterable[dict[str, Any]], **info: Any) -> dict[str, Any]:
@@ -97,34 +127,25 @@ class Stage:
         while `rows` is consumed (the reader counts records as it goes), so it is read last.
         """
         name = f"part-{index:05d}.parquet"
-        tmp_paths = {split: self.partial / split / f".{name}.tmp" for split in SPLITS}
-        writers = {
-            split: pq.ParquetWriter(path, DOCUMENT, compression="zstd") for split, path in tmp_paths.items()
-        }
-        rows_written: Counter[str] = Counter()
+        attempt = task_attempt()
+        tmp_paths = {split: temporary_path(self.partial / split / name, attempt) for split in SPLITS}
         try:
-            for batch in _batches(rows, ROWS_PER_BATCH):
-                for split in SPLITS:
-                    chosen = [r for r in batch if (r.get("reject") is None) == (split == "kept")]
-                    if chosen:
-                        writers[split].write_table(to_table(chosen), row_group_size=ROW_GROUP_ROWS)
-                        rows_written[split] += len(chosen)
-                for row in batch:
-                    if row.get("reject") is not None:
-                        rows_written[f"rejected.{row['reject']}"] += 1
-        finally:
-            for writer in writers.values():
-                writer.close()
+            rows_written = _write_splits(tmp_paths, rows)
+        except BaseException:
+            for tmp in tmp_paths.values():  # a failed attempt's half-written files go with it
+                tmp.unlink(missing_ok=True)
+            raise
         files = {}
         for split, tmp in tmp_paths.items():
-            final = tmp.with_name(name)
-            os.replace(tmp, final)
+            # Size and digest of this attempt's own file: another attempt may replace the final
+            # name at any time (with the same bytes).
             files[split] = {
                 "file": f"{split}/{name}",
                 "rows": rows_written[split],
-                "bytes": final.stat().st_size,
+                "bytes": tmp.stat().st_size,
+                "sha256": file_sha256(tmp),
             }
-            files[split]["sha256"] = file_sha256(final)
+            os.replace(tmp, self.partial / split / name)
         counts = Counter(info.pop("counts", {}))
         counts.update({k: v for k, v in rows_written.items() if k.startswith("rejected.")})
         counts["kept"] += rows_written["kept"]
@@ -160,6 +181,9 @@ class Stage:
         into place: from now on `finished()` finds it."""
         manifest = {"stage": self.name, **manifest, **self._key()}
         (self.partial / "_attempt.json").unlink()
+        # Every task has returned, so a temporary left now belongs to an attempt that died or lost.
+        if stray := remove_temporaries(self.partial):
+            log.info("%s: removed %d temporaries of failed or losing attempts", self.name, len(stray))
         write_json_atomic(self.partial / "manifest.json", manifest)
         os.replace(self.partial, self.final)
         return manifest
@@ -185,6 +209,29 @@ def inject_fault(stage: str, index: int, rows: Iterable[dict[str, Any]]) -> Iter
                 os._exit(FAULT_EXIT)
 
     return killed_once()
+
+
+def _write_splits(paths: dict[str, Path], rows: Iterable[dict[str, Any]]) -> Counter[str]:
+    """Stream `rows` into one Parquet file per split at `paths`; return the rows written per split
+    and per reject rule (`rejected.RULE`)."""
+    writers = {}
+    rows_written: Counter[str] = Counter()
+    try:
+        for split, path in paths.items():
+            writers[split] = pq.ParquetWriter(path, DOCUMENT, compression="zstd")
+        for batch in _batches(rows, ROWS_PER_BATCH):
+            for split in SPLITS:
+                chosen = [r for r in batch if (r.get("reject") is None) == (split == "kept")]
+                if chosen:
+                    writers[split].write_table(to_table(chosen), row_group_size=ROW_GROUP_ROWS)
+                    rows_written[split] += len(chosen)
+            for row in batch:
+                if row.get("reject") is not None:
+                    rows_written[f"rejected.{row['reject']}"] += 1
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return rows_written
 
 
 def _batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
