@@ -3,7 +3,8 @@
 Each command group lives beside the code it drives and adds its subcommands with
 `add_commands(sub)`, setting `func` to a function of the parsed arguments; heavy imports
 (Spark, torch) happen inside those functions, so `refinery --help` stays fast.
-A `FileNotFoundError` or `ValueError` becomes one red error line and exit status 2.
+A `FileNotFoundError` or `ValueError` becomes one red error line and exit status 2; output cut
+short by its reader (`refinery why RUN URL --json | head`) one line on stderr and exit status 1.
 """
 
 import argparse
@@ -11,14 +12,13 @@ import logging
 import os
 import sys
 
-from rich.console import Console
-
 from classifiers import cli as classifier_cli
 from jobs import dedup_cli, tokenizer_cli, why
+from jobs.console import PipeConsole
 from training import ablate, synth
 from training import cli as training_cli
 
-console = Console()
+console = PipeConsole()
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -56,7 +56,9 @@ def _stats(args: argparse.Namespace) -> None:
 def _sql(args: argparse.Namespace) -> None:
     from jobs.stats import run_sql
 
-    run_sql(args.run_dir, args.query, console)
+    # a table on a terminal; elsewhere (a pipe, a file) CSV, whose values are whole and parseable
+    fmt = args.format or ("table" if console.is_terminal else "csv")
+    run_sql(args.run_dir, args.query, console, fmt)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -102,6 +104,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sql = sub.add_parser("sql", help="a DuckDB query over a run's views")
     sql.add_argument("run_dir")
     sql.add_argument("query")
+    sql.add_argument(
+        "--format",
+        help="table (the default on a terminal), csv (the default otherwise) or json (JSON Lines): "
+        "csv and json print every value in full",
+    )
     sql.set_defaults(func=_sql)
 
     report = sub.add_parser("report", help="write RUN/report/index.html with charts of the run")
@@ -161,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         # soft_wrap: one line however long (rich would wrap at 80 columns when not on a terminal)
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return 2
+    except BrokenPipeError:
+        # The reader stopped early (`| head`). Point stdout at /dev/null so that the interpreter's
+        # final flush does not fail again, and say so where it can still be read.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("error: output cut short: its reader closed the pipe", file=sys.stderr)
+        return 1  # as Python's documentation does on EPIPE (the `signal` module's note on SIGPIPE)
     return status if isinstance(status, int) else 0
 
 

@@ -9,17 +9,24 @@ Views (only for stages that finished, i.e. have a manifest):
 The record counts (WARC records by kind, read errors) live in the manifests, not in rows.
 """
 
+import csv
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from corpus.manifest import read_json
+from jobs.console import natural_width
 
 ROW_STAGES = ("documents", "annotated", "deduped", "mixed", "decontam")
+SQL_FORMATS = ("table", "csv", "json")
+SQL_BATCH_ROWS = 10_000  # csv and json stream the result in batches: a large query never sits in memory whole
 LENGTH_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 SHARD_ROW = pa.schema(
     [("split", pa.string()), ("name", pa.string()), ("bin", pa.string()), ("idx", pa.string())]
@@ -60,15 +67,43 @@ def connect(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _table(title: str, columns: list[str], rows: list[tuple[Any, ...]]) -> Table:
+def _cell(value: Any) -> str:
+    """Counts with thousands separators, ratios to three decimals: a table is read, not parsed
+    (`refinery sql --format csv` prints values in full)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
     table = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
+        table.add_column(col, justify="left" if i == 0 else "right", overflow="fold")
     for row in rows:
-        table.add_row(
-            *(f"{v:,}" if isinstance(v, int) else f"{v:.3f}" if isinstance(v, float) else str(v) for v in row)
-        )
+        table.add_row(*row)
     return table
+
+
+def _records(title: str, columns: list[str], rows: list[list[str]]) -> Group:
+    """The rows stacked, one `column  value` block each (psql's expanded display)."""
+    blocks: list[Any] = [Text(title, style="italic")] if title else []
+    for i, row in enumerate(rows, 1):
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for col, value in zip(columns, row, strict=True):
+            grid.add_row(col, value)
+        blocks += [Text(f"-[ row {i} ]-", style="dim"), grid]
+    return Group(*blocks)
+
+
+def print_table(console: Console, title: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """A table where it fits the console whole, else its rows stacked: at 80 columns (a pipe, a log,
+    CI) eight columns of token counts, or a URL beside an id, would be squeezed and cut to `1,2…`."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    table = _table(title, columns, cells)
+    fits = natural_width(console, table).maximum <= console.width
+    console.print(table if fits or not cells else _records(title, columns, cells))
 
 
 def funnel_rows(run_dir: Path) -> list[tuple[str, int]]:
@@ -106,37 +141,39 @@ def print_stats(run_dir: str | Path, console: Console | None = None) -> None:
             ((k.removeprefix("records."), v) for k, v in counts.items() if k.startswith("records.")),
             key=lambda kv: -kv[1],
         )
-        console.print(
-            _table("WARC records by kind", ["kind", "records"], [*kinds, ("total", counts.get("records", 0))])
+        print_table(
+            console,
+            "WARC records by kind",
+            ["kind", "records"],
+            [*kinds, ("total", counts.get("records", 0))],
         )
         responses = sorted(
             ((k.removeprefix("response."), v) for k, v in counts.items() if k.startswith("response.")),
             key=lambda kv: -kv[1],
         )
-        console.print(_table("Responses by status and content type", ["status.type", "records"], responses))
+        print_table(console, "Responses by status and content type", ["status.type", "records"], responses)
         errors = read_json(run_dir / "documents" / "manifest.json")["errors"]
         if errors:
-            console.print(
-                _table(
-                    "Read errors",
-                    ["file", "offset", "error"],
-                    [(e["file"], e["offset"], e["message"][:100]) for e in errors],
-                )
+            print_table(
+                console,
+                "Read errors",
+                ["file", "offset", "error"],
+                [(e["file"], e["offset"], e["message"][:100]) for e in errors],
             )
-    console.print(_table("Funnel", ["step", "documents"], funnel_rows(run_dir)))
+    print_table(console, "Funnel", ["step", "documents"], funnel_rows(run_dir))
     print_mixture(run_dir, console)
     if "annotated" in stages:
         langs = con.execute(
             "SELECT coalesce(lang, '(none)'), count(*), count(*) FILTER (WHERE reject IS NULL), "
             "avg(lang_score)::DOUBLE FROM annotated GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20"
         ).fetchall()
-        console.print(
-            _table("Languages (annotated, top 20)", ["lang", "documents", "kept", "mean score"], langs)
+        print_table(
+            console, "Languages (annotated, top 20)", ["lang", "documents", "kept", "mean score"], langs
         )
     domains = con.execute(
         "SELECT domain, count(*) FROM kept GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 15"
     ).fetchall()
-    console.print(_table(f"Top domains (kept after {stages[-1]})", ["domain", "documents"], domains))
+    print_table(console, f"Top domains (kept after {stages[-1]})", ["domain", "documents"], domains)
     qs = ", ".join(f"quantile_cont(length(text), {q})::BIGINT" for q in LENGTH_QUANTILES)
     lengths = []
     for stage in stages:
@@ -146,12 +183,11 @@ def print_stats(run_dir: str | Path, console: Console | None = None) -> None:
             ).fetchone()
             if row[0]:
                 lengths.append((f"{stage} {label}", *row))
-    console.print(
-        _table(
-            "Text length in characters",
-            ["rows", "count", *(f"p{int(q * 100)}" for q in LENGTH_QUANTILES)],
-            lengths,
-        )
+    print_table(
+        console,
+        "Text length in characters",
+        ["rows", "count", *(f"p{int(q * 100)}" for q in LENGTH_QUANTILES)],
+        lengths,
     )
 
 
@@ -160,47 +196,84 @@ def print_mixture(run_dir: Path, console: Console) -> None:
     if (run_dir / "mixed" / "manifest.json").is_file():
         buckets = read_json(run_dir / "mixed" / "manifest.json")["buckets"]
         columns = ["documents_before", "tokens_before", "factor", "copies_after", "tokens_after", "epochs"]
-        console.print(
-            _table(
-                "Mixture by bucket (estimated tokens; copies = documents x repeats)",
-                ["bucket", "documents", "tokens", "factor", "copies", "tokens after", "epochs", "share"],
-                [(name, *(b[c] for c in columns), b["share_after"]) for name, b in buckets.items()],
-            )
+        print_table(
+            console,
+            "Mixture by bucket (estimated tokens; copies = documents x repeats)",
+            ["bucket", "documents", "tokens", "factor", "copies", "tokens after", "epochs", "share"],
+            [(name, *(b[c] for c in columns), b["share_after"]) for name, b in buckets.items()],
         )
     if (run_dir / "shards" / "manifest.json").is_file():
         manifest = read_json(run_dir / "shards" / "manifest.json")
-        console.print(
-            _table(
-                f"Shards ({manifest['dtype']}, vocabulary {manifest['tokenizer']['vocab_size']:,})",
-                ["split", "shards", "documents", "tokens"],
-                [
-                    (
-                        split,
-                        len(entries),
-                        sum(e["documents"] for e in entries),
-                        sum(e["tokens"] for e in entries),
-                    )
-                    for split, entries in manifest["splits"].items()
-                ],
-            )
+        print_table(
+            console,
+            f"Shards ({manifest['dtype']}, vocabulary {manifest['tokenizer']['vocab_size']:,})",
+            ["split", "shards", "documents", "tokens"],
+            [
+                (
+                    split,
+                    len(entries),
+                    sum(e["documents"] for e in entries),
+                    sum(e["tokens"] for e in entries),
+                )
+                for split, entries in manifest["splits"].items()
+            ],
         )
         if not manifest.get("buckets"):  # shards written outside the pipeline (training/testing.py)
             return
         columns = ["tokens_before", "tokens_after", "epochs", "tokens_after_estimated"]
-        console.print(
-            _table(
-                "Tokens by bucket (real; before: kept exactly, downsampled extrapolated)",
-                ["bucket", "tokens before", "tokens after", "epochs", "estimated after", "train", "valid"],
-                [
-                    (name, *(b[c] for c in columns), b["train"]["tokens"], b["valid"]["tokens"])
-                    for name, b in manifest["buckets"].items()
-                ],
-            )
+        print_table(
+            console,
+            "Tokens by bucket (real; before: kept exactly, downsampled extrapolated)",
+            ["bucket", "tokens before", "tokens after", "epochs", "estimated after", "train", "valid"],
+            [
+                (name, *(b[c] for c in columns), b["train"]["tokens"], b["valid"]["tokens"])
+                for name, b in manifest["buckets"].items()
+            ],
         )
 
 
-def run_sql(run_dir: str | Path, query: str, console: Console | None = None) -> None:
+def run_sql(run_dir: str | Path, query: str, console: Console | None = None, fmt: str = "table") -> None:
+    """Print the query's result: a table (stacked where too wide), or CSV or JSON Lines with every
+    value in full. A query DuckDB refuses is a one-line ValueError."""
+    if fmt not in SQL_FORMATS:
+        raise ValueError(f"--format {fmt}: allowed: {', '.join(SQL_FORMATS)}")
     console = console or Console()
-    result = connect(run_dir).execute(query)
-    columns = [d[0] for d in result.description]
-    console.print(_table("", columns, result.fetchall()))
+    con = connect(run_dir)
+    try:
+        result = con.execute(query)
+        if result.description is None:  # a statement without rows (CREATE, SET)
+            return
+        columns = [d[0] for d in result.description]
+        if fmt == "table":
+            print_table(console, "", columns, result.fetchall())
+        else:
+            _stream(result, columns, fmt)
+    except duckdb.Error as exc:
+        # DuckDB's message is good ("Did you mean "annotated"?") but spans lines and redraws the query
+        message = str(exc).partition("\n\nLINE ")[0]
+        raise ValueError("query: " + " ".join(message.split())) from None
+
+
+def _stream(result: duckdb.DuckDBPyConnection, columns: list[str], fmt: str) -> None:
+    """CSV (a header row) or JSON Lines (an object per row) on stdout, SQL_BATCH_ROWS rows at a time."""
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    if fmt == "csv":
+        writer.writerow(columns)
+    while batch := result.fetchmany(SQL_BATCH_ROWS):
+        if fmt == "csv":
+            writer.writerows([_csv_cell(v) for v in row] for row in batch)
+        else:
+            sys.stdout.writelines(
+                json.dumps(dict(zip(columns, row, strict=True)), default=str, ensure_ascii=False) + "\n"
+                for row in batch
+            )
+
+
+def _csv_cell(value: Any) -> str:
+    """A CSV cell: empty for NULL, JSON for a struct or list (signals, pii), else Python's str (floats
+    in full)."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)

@@ -21,6 +21,7 @@ long for a crawl).
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from corpus.filters.quality import QualityFilter
 from corpus.filters.url import UrlFilter
 from corpus.manifest import read_json
 from corpus.pii import PLACEHOLDERS
+from jobs.console import PipeConsole, natural_width
 
 # The annotated stage's steps in run order: the config section under `annotated` and its filter
 # (jobs/annotated.py `make_annotator`); the quality rule comes last, after PII redaction.
@@ -335,54 +337,120 @@ def _condition(check: dict[str, Any]) -> str:
     if op == "found":
         return f"in {_fmt(threshold)}"
     if op == "missing":
-        return "no language identified"
+        return "is missing"  # no language identified
     if op == "not in":
         return f"not in ({_fmt(threshold)})"
     return f"{op} {_fmt(threshold)}"
 
 
 RESULT_STYLE = {"pass": "green", "fail": "bold red", "off": "dim"}
+PANEL_MARGIN = 4  # columns a Panel takes: a border and a space of padding either side
 
 
 def _kv(rows: list[tuple[str, Any]]) -> Table:
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")  # a path or URL longer than the line continues on the next
     for k, v in rows:
         table.add_row(k, v if isinstance(v, Text) else Text(_fmt(v)))
     return table
 
 
-def _annotated_table(annotated: dict[str, Any]) -> Table:
+def _checks_table(annotated: dict[str, Any], *, narrow: bool) -> Table:
+    """The filter checks in run order: rule, signal, value, condition, result. Narrow (80 columns: a
+    pipe, a log, CI) in four columns, the signal opening the condition (`gopher_word_count < 50`),
+    the reject's result `reject` rather than `fail ← reject`: only a list condition wraps, at a space."""
+    columns = ["rule", "value", "fails when", "result"]
+    if not narrow:
+        columns.insert(1, "signal")
     table = Table(
-        title="filters, in run order (thresholds: run.json)", title_justify="left", box=box.SIMPLE_HEAD
+        title="filters, in run order (thresholds: run.json)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        # narrow: no padding at the edges and one space between columns, room for a signal's name
+        collapse_padding=narrow,
+        pad_edge=not narrow,
+        show_edge=not narrow,
     )
-    for col in ("rule", "signal", "value", "fails when", "result"):
-        # rule, signal and value stay whole (they are SQL names and numbers); the condition wraps
-        table.add_column(col, justify="right" if col == "value" else "left", no_wrap=col != "fails when")
-    reject = annotated["reject"]
+    for col in columns:
+        # fold, never `…`: a cell too long for its column continues on the next line (at 80 columns
+        # only a long condition needs to; the widest column is the first to give way)
+        table.add_column(col, justify="right" if col == "value" else "left", overflow="fold")
     for step in annotated["steps"]:
         # One header row per family; its rules follow without the `family:` prefix.
+        family = Text(f"{step['family']}:", style="bold")
         if step["off"]:
-            table.add_row(
-                Text(f"{step['family']}:", style="bold"), "", "", Text(step["off"], style="dim"), ""
-            )
+            table.add_row(family, *[""] * (len(columns) - 3), Text(step["off"], style="dim"), "")
             continue
-        table.add_row(Text(f"{step['family']}:", style="bold"))
+        table.add_row(family)
         for check in step["checks"]:
             result = Text(check["result"], style=RESULT_STYLE[check["result"]])
-            if check["result"] == "fail" and check["rule"] == reject:
-                result.append(" ← reject", style="bold red")
-            rule = "  " + check["rule"].split(":", 1)[1]
-            table.add_row(rule, check["signal"], _fmt(check["value"]), _condition(check), result)
+            if check["result"] == "fail" and check["rule"] == annotated["reject"]:
+                result = (
+                    Text("reject", style="bold red")
+                    if narrow
+                    else result.append(" ← reject", style="bold red")
+                )
+            # indented under its family; narrow, those two columns go to the condition
+            rule = ("" if narrow else "  ") + check["rule"].split(":", 1)[1]
+            value = _fmt(check["value"])
+            if narrow:
+                table.add_row(rule, value, f"{check['signal']} {_condition(check)}", result)
+            else:
+                table.add_row(rule, check["signal"], value, _condition(check), result)
     return table
 
 
-def _panel(doc: dict[str, Any], stages: list[str], index: int, total: int) -> Panel:
-    parts: list[Any] = []
+def _annotated_parts(a: dict[str, Any], narrow: bool) -> list[Any]:
+    pii = ", ".join(f"{k} {v}" for k, v in a["pii"].items()) or "none found"
+    rows = [
+        ("language", f"{_fmt(a['lang'])} (lid.176 score {_fmt(a['lang_score'])})"),
+        ("PII redacted", pii),
+        ("quality", f"{_fmt(a['quality'])} (P(hq) of the stored text)"),
+        ("reject", Text(a["reject"] or "none", style="red" if a["reject"] else "")),
+    ]
+    parts: list[Any] = [Text("\nannotated", style="bold underline"), _kv(rows)]
+    for snippet in a["pii_snippets"]:
+        parts.append(Padding(Text(snippet, style="italic"), (0, 0, 0, 2)))
+    parts.append(_checks_table(a, narrow=narrow))
+    if not a["thresholds_agree"]:
+        parts.append(
+            Text(
+                "note: run.json's thresholds give another first failing rule than the stored reject; "
+                "the stage ran with another config",
+                style="yellow",
+            )
+        )
+    return parts
+
+
+def _deduped_parts(dd: dict[str, Any]) -> list[Any]:
+    rows = [
+        ("exact hash", dd["exact_hash"]),
+        ("cluster", f"{dd['cluster_id']} ({dd['cluster_size']} documents)"),
+        ("reject", Text(dd["reject"] or "none (kept for its cluster)", style="red" if dd["reject"] else "")),
+    ]
+    if dd.get("kept"):
+        rows.append(("kept instead", f"{dd['kept']['url']} ({dd['kept']['id']})"))
+    for m in dd.get("duplicates", []):
+        rows.append(("folded in", f"{m['url']} ({m['reject']})"))
+    return [Text("\ndeduped", style="bold underline"), _kv(rows)]
+
+
+def _is_narrow(doc: dict[str, Any], console: Console) -> bool:
+    """Whether the five-column filter table is wider than a panel on this console (about 110 columns)."""
+    a = doc.get("annotated")
+    if not a:
+        return False
+    return natural_width(console, _checks_table(a, narrow=False)).maximum > console.width - PANEL_MARGIN
+
+
+def _panel(doc: dict[str, Any], stages: list[str], index: int, total: int, console: Console) -> Panel:
+    narrow = _is_narrow(doc, console)
     rejected = doc["fate"].startswith("rejected")
-    parts.append(Text(doc["fate"], style="bold red" if rejected else "bold green"))
-    parts.append(_kv([("id", doc["id"])]))
+    parts: list[Any] = [Text(doc["fate"], style="bold red" if rejected else "bold green")]
+    # the URL in the body, not the title: a title longer than the panel is cut to `…`
+    parts.append(_kv([("url", doc.get("url")), ("id", doc["id"])]))
     d = doc.get("documents")
     if d:
         extraction = Text(d["reject"], style="red") if d["reject"] else Text("ok")
@@ -399,44 +467,10 @@ def _panel(doc: dict[str, Any], stages: list[str], index: int, total: int) -> Pa
                 ]
             )
         )
-    a = doc.get("annotated")
-    if a:
-        parts.append(Text("\nannotated", style="bold underline"))
-        pii = ", ".join(f"{k} {v}" for k, v in a["pii"].items()) or "none found"
-        rows = [
-            ("language", f"{_fmt(a['lang'])} (lid.176 score {_fmt(a['lang_score'])})"),
-            ("PII redacted", pii),
-            ("quality", f"{_fmt(a['quality'])} (P(hq) of the stored text)"),
-            ("reject", Text(a["reject"] or "none", style="red" if a["reject"] else "")),
-        ]
-        parts.append(_kv(rows))
-        for snippet in a["pii_snippets"]:
-            parts.append(Padding(Text(snippet, style="italic"), (0, 0, 0, 2)))
-        parts.append(_annotated_table(a))
-        if not a["thresholds_agree"]:
-            parts.append(
-                Text(
-                    "note: run.json's thresholds give another first failing rule than the stored reject; "
-                    "the stage ran with another config",
-                    style="yellow",
-                )
-            )
-    dd = doc.get("deduped")
-    if dd:
-        parts.append(Text("\ndeduped", style="bold underline"))
-        rows = [
-            ("exact hash", dd["exact_hash"]),
-            ("cluster", f"{dd['cluster_id']} ({dd['cluster_size']} documents)"),
-            (
-                "reject",
-                Text(dd["reject"] or "none (kept for its cluster)", style="red" if dd["reject"] else ""),
-            ),
-        ]
-        if dd.get("kept"):
-            rows.append(("kept instead", f"{dd['kept']['url']} ({dd['kept']['id']})"))
-        for m in dd.get("duplicates", []):
-            rows.append(("folded in", f"{m['url']} ({m['reject']})"))
-        parts.append(_kv(rows))
+    if doc.get("annotated"):
+        parts += _annotated_parts(doc["annotated"], narrow)
+    if doc.get("deduped"):
+        parts += _deduped_parts(doc["deduped"])
     for stage in stages[stages.index("mixed") :] if "mixed" in stages else []:
         m = doc.get(stage)
         if m:  # mixed, and the stages after it (decontam): the mixture's columns and a reject
@@ -450,43 +484,47 @@ def _panel(doc: dict[str, Any], stages: list[str], index: int, total: int) -> Pa
     reached = [stage for stage in stages if doc.get(stage, "") is None]
     if reached:
         parts.append(Text(f"\nnot reached: {', '.join(reached)}", style="dim"))
-    title = f"[{index}/{total}] {doc.get('url')}"
-    return Panel(Group(*parts), title=title, title_align="left")
+    # narrow: rules above and below instead of a box, two more columns for the filter table
+    frame = {"box": box.HORIZONTALS, "padding": 0} if narrow else {}
+    return Panel(Group(*parts), title=f"document {index} of {total}", title_align="left", **frame)
 
 
 def print_explanation(result: dict[str, Any], console: Console) -> None:
+    """The documents' panels, and with `--warc` the URL's WARC records. The hint of a key that matches
+    no document is for the caller to report (`_why`: an error line)."""
+    from jobs.stats import print_table  # duckdb: imported by the command only
+
     docs = result["documents"]
     if len(docs) > 1:
         console.print(f"{len(docs)} documents match {result['key']!r} (fetched more than once):")
     for i, doc in enumerate(docs, 1):
-        console.print(_panel(doc, result["stages"], i, len(docs)))
-    if "warc_records" in result and result["warc_records"]:
-        table = Table(title="its records in the run's WARC files", title_justify="left")
-        for col in ("file", "offset", "type", "status", "content type"):
-            table.add_column(col)
-        for r in result["warc_records"]:
-            table.add_row(
-                Path(r["warc_file"]).name,
-                f"{r['offset']:,}",
-                r["type"],
-                _fmt(r["status"]),
-                _fmt(r["content_type"]),
-            )
-        console.print(table)
-    if "hint" in result:
-        console.print(f"[yellow]{result['key']}[/yellow]: {result['hint']}", highlight=False)
+        console.print(_panel(doc, result["stages"], i, len(docs), console))
+    if result.get("warc_records"):
+        rows = [
+            (Path(r["warc_file"]).name, r["offset"], r["type"], _fmt(r["status"]), _fmt(r["content_type"]))
+            for r in result["warc_records"]
+        ]
+        columns = ["file", "offset", "type", "status", "content type"]
+        print_table(console, "its records in the run's WARC files", columns, rows)
 
 
 # endregion
 
 
-def _why(args: argparse.Namespace) -> None:
+def _why(args: argparse.Namespace) -> int:
     result = explain(args.run_dir, args.key, warc=args.warc)
-    console = Console()
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
-        print_explanation(result, console)
+        print_explanation(result, PipeConsole())
+    if result["documents"]:
+        return 0
+    problem = f"{args.key}: {result['hint']}"
+    if not args.json:
+        raise ValueError(problem)  # jobs/cli.py prints it as the one error line, exit status 2
+    # stdout holds the JSON (with the hint): the line goes to stderr, so that stdout stays parseable
+    print(f"error: {problem}", file=sys.stderr)
+    return 2
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

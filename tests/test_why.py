@@ -3,9 +3,11 @@ redirected pages, each explained from what the stages wrote."""
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
+from cliproc import refinery
 from qualitydata import reference_docs
 from rich.console import Console
 from warcio.statusandheaders import StatusAndHeaders
@@ -15,7 +17,8 @@ from corpus.manifest import read_json, write_json_atomic
 from corpus.shards import ShardReader
 from corpus.tokenizer import encode_documents, load
 from jobs.config import PipelineConfig
-from jobs.why import explain, print_explanation, shard_placement
+from jobs.stats import print_stats
+from jobs.why import _condition, _fmt, explain, print_explanation, shard_placement
 
 pytestmark = pytest.mark.spark
 
@@ -239,6 +242,82 @@ def test_tables_show_the_rule_value_and_threshold(run_dir):
     out = console.export_text()
     assert "rejected at annotated: lang:not_allowed" in out
     assert "not_allowed" in out and "not in (en)" in out and "fail ← reject" in out
+
+
+# A row of the filter table at 80 columns, and a line continuing its condition
+NARROW_ROW = re.compile(r"^ (\S+) +(\S+) +(.+?) {2,}(pass|fail|off|reject)$")
+CONTINUED = re.compile(r"^ {20,}(\S.*)$")
+
+
+def narrow_rows(out: str) -> list[tuple[str, ...]]:
+    """(rule, value, condition, result) of each filter check printed, its condition's lines joined."""
+    rows: list[list[str]] = []
+    for line in out.splitlines():
+        if m := NARROW_ROW.match(line.rstrip()):
+            rows.append(list(m.groups()))
+        elif rows and (m := CONTINUED.match(line.rstrip())):
+            rows[-1][2] += " " + m[1]
+    return [tuple(r) for r in rows]
+
+
+def test_at_80_columns_every_rule_value_and_threshold_is_printed_whole(run_dir):
+    done = refinery("why", str(run_dir), URLS["german"], columns=80)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(map(len, lines)) <= 80 and not any("…" in line for line in lines)
+    doc = only(run_dir, URLS["german"])
+    checks = [c for step in doc["annotated"]["steps"] for c in step["checks"]]
+    expected = [
+        (
+            c["rule"].split(":", 1)[1],
+            _fmt(c["value"]),
+            f"{c['signal']} {_condition(c)}",
+            "reject" if c["rule"] == doc["annotated"]["reject"] else c["result"],
+        )
+        for c in checks
+    ]
+    assert narrow_rows(done.stdout) == expected
+    score = next(c for c in checks if c["rule"] == "lang:score" and c["signal"] == "lang_score")
+    assert ("not_allowed", "de", "lang not in (en)", "reject") in expected
+    assert ("score", _fmt(score["value"]), "lang_score < 0.65", "pass") in expected
+    assert f"url  {URLS['german']}" in done.stdout
+
+
+def test_stats_at_80_columns_keep_every_number_whole(run_dir):
+    console = Console(width=80, record=True, force_terminal=False)
+    print_stats(run_dir, console)
+    out = console.export_text()
+    assert max(map(len, out.splitlines())) <= 80 and "…" not in out
+    bucket = read_json(run_dir / "mixed" / "manifest.json")["buckets"]["crawl"]
+    tokens = read_json(run_dir / "shards" / "manifest.json")["buckets"]["crawl"]
+    for n in (
+        bucket["tokens_before"],
+        bucket["tokens_after"],
+        tokens["tokens_before"],
+        tokens["tokens_after"],
+    ):
+        assert re.search(rf"(?<![\d,]){n:,}(?![\d,])", out), n
+
+
+def test_a_url_not_in_the_run_is_one_error_line_and_status_2(run_dir, capsys):
+    from jobs.cli import main
+
+    assert main(["why", str(run_dir), URLS["old"]]) == 2
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {URLS['old']}: not among the documents"), lines
+    # --json: the JSON on stdout as ever, the error line on stderr
+    assert main(["why", str(run_dir), URLS["old"], "--json"]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["documents"] == []
+    assert captured.err.startswith(f"error: {URLS['old']}: not among the documents")
+
+
+@pytest.mark.parametrize("argv", [["why", URLS["river"], "--json"], ["why", URLS["river"]], ["stats"]])
+def test_output_closed_by_its_reader_is_one_line_and_status_1(run_dir, argv):
+    command, *rest = argv
+    done = refinery(command, str(run_dir), *rest, close_stdout=True)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: output cut short: its reader closed the pipe", done.stderr
 
 
 def test_cli_json_is_the_explanation(run_dir, capsys):

@@ -260,7 +260,10 @@ def load_yaml(
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+        try:
+            raw = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(_yaml_problem(path, exc)) from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: the top level must be a mapping, not {type(raw).__name__}")
     if transform is not None:
@@ -275,6 +278,16 @@ def load_yaml(
             what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             problems.append(f"  {where}: {what}")
         raise ValueError(f"{path}: invalid config\n" + "\n".join(problems)) from None
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """`FILE:LINE:COLUMN: invalid YAML: problem (context)` in one line; PyYAML's message spans five."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:  # an error without a position (an undecodable byte): its message on one line
+        return f"{path}: invalid YAML: " + " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+    return f"{where}: invalid YAML: {exc.problem}" + (f" ({context})" if context else "")
 
 
 def load_pretrain_config(path: str | Path) -> PretrainConfig:
