@@ -1,4 +1,4 @@
-"""Pair precision, recall and F1 of MinHash-LSH dedup against exact Jaccard: `refinery dedup-eval`.
+"""Pair precision, recall and F1 of the dedup decisions against exact Jaccard: `refinery dedup-eval`.
 
 A true pair is two documents whose exact word-5-gram Jaccard similarity (of the normalized
 text, corpus/minhash.py) reaches the threshold; all of them are found by prefix filtering
@@ -7,8 +7,12 @@ document in one global order, two sets with Jaccard >= t share one of the first
 |A| - ceil(t |A|) + 1 shingles of A), then checked exactly. Shingles are compared by their
 64-bit hashes, so "exact" is up to a 64-bit collision. Predicted pairs come from the stage's own
 functions: `sign` and `band_keys` (corpus/minhash.py), then either every pair sharing a bucket
-("candidates", what `MinHashLSH.query` returns) or every pair in the same cluster ("clusters":
-exact groups plus star edges, connected components, as the deduped stage decides).
+("candidates", what `MinHashLSH.query` returns, verified by exact Jaccard if the setting
+verifies) or every pair that the stage's decisions put in one kept cluster ("clusters":
+corpus/dedup.py `cluster` and `keep_decisions`, the reference the Spark stage is tested
+against: exact groups, star edges, components, split without chaining when verified). That is
+what the stage rejects by. `far_drops` counts near-duplicate rejects whose Jaccard with their
+kept document is below the threshold.
 
 Sets:
 - **gutenberg**: the 23 other editions of 8 books (shared/data/gutenberg-editions-neardup,
@@ -20,6 +24,8 @@ Sets:
 - **perturbed**: generated documents (Zipf-distributed synthetic words) and copies with word
   deletions, insertions and swaps of neighbours, each at `rate / 3` per word, the rate drawn
   per copy from `RATES`; some copies only change case, punctuation and spacing.
+- **chains**: planted chains start ~ middle ~ end with start !~ end (`chain_set`), and two
+  edited copies of each start; random `quality`, so the kept document of a chain varies.
 """
 
 import gzip
@@ -32,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from corpus.dedup import candidate_pairs, cluster, cluster_pairs, verified
-from corpus.minhash import NGRAM, HashedBatch, band_keys, hash_batch, sign
+from corpus.dedup import DEFAULT_KEEP_ORDER, candidate_pairs, cluster, cluster_pairs, keep_decisions, verified
+from corpus.minhash import NGRAM, HashedBatch, band_keys, exact_jaccard, hash_batch, shingle_sets, sign
 
 CHUNK_WORDS = 500  # about 3 KB of English: a web page's main text
 ANCHOR_PROBES = 50  # 5-grams tried after a canonical cut before the cut is given up
@@ -41,6 +47,9 @@ ANCHOR_PROBES = 50  # 5-grams tried after a canonical cut before the cut is give
 # copy at rate r keeps s = (1 - r)^5 of its shingles, Jaccard s / (2 - s): ~0.9 at 1%, ~0.8 at
 # 2.3%, ~0.6 at 5%, ~0.35 at 12%. Two of the nine rates put copies near a 0.8 threshold.
 RATES = (0.0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
+# Share of a chain document's shingles whose word is replaced per step: each replaced word changes
+# 5 shingles, so a step has Jaccard (1 - 0.075) / (1 + 0.075) = 0.86 and two steps 0.74.
+CHAIN_STEP_SHARE = 0.015
 _START = re.compile(r"^\*{3} ?START OF.*$|^\*END\*? ?THE SMALL PRINT.*$", re.M)
 _END = re.compile(r"^\*{3} ?END OF|^End of (the )?Project Gutenberg", re.M | re.I)
 
@@ -50,6 +59,12 @@ class EvalSet:
     name: str
     ids: list[str]
     texts: list[str]
+    quality: list[float] | None = None  # for the keep order; None: documents are kept by id
+
+    def docs(self) -> list[dict[str, Any]]:
+        """The columns `keep_decisions` reads."""
+        quality = self.quality or [None] * len(self.ids)
+        return [{"id": i, "quality": q} for i, q in zip(self.ids, quality, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -162,32 +177,82 @@ def _restyle(words: list[str], rng: np.random.Generator) -> str:
     )
 
 
+def _vocabulary(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic words and their Zipf probabilities."""
+    zipf = 1.0 / np.arange(1, size + 1)
+    return np.array([f"w{i}" for i in range(size)]), zipf / zipf.sum()
+
+
+def _copy(base: list[str], vocabulary: np.ndarray, rng: np.random.Generator) -> tuple[float, str]:
+    """An edited copy at a rate drawn from RATES, or at rate 0 half the time a restyled one."""
+    rate = float(rng.choice(RATES))
+    if rate == 0.0 and rng.random() < 0.5:
+        return rate, _restyle(base, rng)
+    return rate, " ".join(_perturb(base, rate, vocabulary, rng))
+
+
 def perturbed_set(
     seed: int = 0, bases: int = 400, copies: int = 3, words: tuple[int, int] = (100, 1000), vocab: int = 20000
 ) -> EvalSet:
     """`bases` documents of 100-1,000 words, each with `copies` edited or restyled copies."""
     rng = np.random.default_rng(seed)
-    vocabulary = np.array([f"w{i}" for i in range(vocab)])
-    zipf = 1.0 / np.arange(1, vocab + 1)
+    vocabulary, p = _vocabulary(vocab)
     ids, texts = [], []
     for b in range(bases):
-        base = list(rng.choice(vocabulary, int(rng.integers(*words)), p=zipf / zipf.sum()))
+        base = list(rng.choice(vocabulary, int(rng.integers(*words)), p=p))
         ids.append(f"base{b}")
         texts.append(" ".join(base))
         for c in range(copies):
-            rate = float(rng.choice(RATES))
-            if rate == 0.0 and rng.random() < 0.5:
-                text = _restyle(base, rng)
-            else:
-                text = " ".join(_perturb(base, rate, vocabulary, rng))
+            rate, text = _copy(base, vocabulary, rng)
             ids.append(f"base{b}.copy{c}.rate{rate}")
             texts.append(text)
     return EvalSet("perturbed", ids, texts)
 
 
+def _replace(words: list[str], positions: np.ndarray, tag: str) -> list[str]:
+    """`words` with the words at `positions` replaced by words found nowhere else."""
+    out = list(words)
+    for i in positions.tolist():
+        out[i] = f"{tag}x{i}"
+    return out
+
+
+def chain_set(
+    seed: int = 0, bases: int = 400, copies: int = 2, words: tuple[int, int] = (200, 1000), vocab: int = 20000
+) -> EvalSet:
+    """Per base a planted chain start ~ middle ~ end with start !~ end, and `copies` edited copies
+    of the start as in `perturbed_set`; every document gets a random `quality`, so which one
+    of a chain the keep order puts first varies.
+
+    The middle is the start with k isolated words replaced, the end the middle with k others:
+    k = CHAIN_STEP_SHARE of the shingles, each word changes 5 of them, so each step has a Jaccard
+    of ~0.86 and the ends ~0.74 (exactly: the truth is computed, not assumed). No split of a chain
+    scores every pair: {start, middle, end} has one false pair, any other split misses one.
+    """
+    rng = np.random.default_rng(seed)
+    vocabulary, p = _vocabulary(vocab)
+    ids, texts, quality = [], [], []
+    for b in range(bases):
+        start = list(rng.choice(vocabulary, int(rng.integers(*words)), p=p))
+        k = max(1, round(CHAIN_STEP_SHARE * (len(start) - NGRAM + 1)))
+        # 2k evenly spaced words, ~33 apart: no shingle holds two of them
+        spots = np.linspace(NGRAM, len(start) - NGRAM, 2 * k).round().astype(np.int64)
+        middle = _replace(start, spots[0::2], f"m{b}")
+        chain = [("start", " ".join(start)), ("middle", " ".join(middle))]
+        chain.append(("end", " ".join(_replace(middle, spots[1::2], f"e{b}"))))
+        for c in range(copies):
+            rate, text = _copy(start, vocabulary, rng)
+            chain.append((f"copy{c}.rate{rate}", text))
+        for name, text in chain:
+            ids.append(f"chain{b}.{name}")
+            texts.append(text)
+            quality.append(float(rng.random()))
+    return EvalSet("chains", ids, texts, quality)
+
+
 def true_pairs(batch: HashedBatch, threshold: float) -> dict[tuple[int, int], float]:
     """Every pair (i < j) with exact shingle Jaccard >= threshold, and its Jaccard."""
-    sets = [np.unique(batch.doc_hashes(i)) for i in range(len(batch.exact))]  # sorted: one global order
+    sets = shingle_sets(batch)  # sorted: one global order
     tokens, docs = [], []
     for doc, shingles in enumerate(sets):
         if len(shingles):
@@ -209,8 +274,7 @@ def true_pairs(batch: HashedBatch, threshold: float) -> dict[tuple[int, int], fl
     for a, b in pairs:
         if a == b:
             continue
-        inter = len(np.intersect1d(sets[a], sets[b], assume_unique=True))
-        jaccard = inter / (len(sets[a]) + len(sets[b]) - inter)
+        jaccard = exact_jaccard(sets[a], sets[b])
         if jaccard >= threshold:
             found[(min(a, b), max(a, b))] = jaccard
     return found
@@ -224,22 +288,50 @@ def _scores(predicted: set[tuple[int, int]], truth: set[tuple[int, int]]) -> dic
     return {"predicted": len(predicted), "tp": tp, "precision": precision, "recall": recall, "f1": f1}
 
 
+def _far_drops(
+    decisions: list[dict[str, Any]], ids: list[str], sets: list[np.ndarray], threshold: float
+) -> int:
+    """Documents rejected as near duplicates of a kept document whose Jaccard with them is below
+    `threshold`: what chaining does (0 by construction with verification)."""
+    row = {doc_id: i for i, doc_id in enumerate(ids)}
+    return sum(
+        d["reject"] == "duplicate:near" and exact_jaccard(sets[i], sets[row[d["cluster_id"]]]) < threshold
+        for i, d in enumerate(decisions)
+    )
+
+
 def evaluate(
-    evalset: EvalSet, settings: Sequence[Setting], threshold: float, *, ngram: int = NGRAM, seed: int = 1
+    evalset: EvalSet,
+    settings: Sequence[Setting],
+    threshold: float,
+    *,
+    ngram: int = NGRAM,
+    seed: int = 1,
+    keep_order: Sequence[str] = DEFAULT_KEEP_ORDER,
 ) -> list[dict[str, Any]]:
-    """One row per setting and kind of predicted pairs (candidates, clusters); truth is on 5-grams."""
+    """One row per setting and kind of predicted pairs; truth is exact Jaccard on 5-grams.
+
+    "candidates": the pairs sharing an LSH bucket (verified if the setting verifies); "clusters":
+    the pairs the stage's decisions put in one kept cluster (`keep_decisions`, the stage's own
+    rule), which is what the stage rejects by.
+    """
     truth = set(true_pairs(hash_batch(evalset.texts, NGRAM), threshold))
     results = []
-    signed: dict[int, tuple[list[str], np.ndarray]] = {}
+    signed: dict[int, tuple[list[str], np.ndarray, list[np.ndarray]]] = {}
     for setting in settings:
         if setting.num_perm not in signed:
-            signed[setting.num_perm] = sign(evalset.texts, ngram=ngram, num_perm=setting.num_perm, seed=seed)
-        exact, sigs = signed[setting.num_perm]
+            sets: list[np.ndarray] = []
+            exact, sigs = sign(evalset.texts, ngram=ngram, num_perm=setting.num_perm, seed=seed, sets=sets)
+            signed[setting.num_perm] = exact, sigs, sets
+        exact, sigs, sets = signed[setting.num_perm]
         keys = band_keys(sigs, setting.bands, setting.rows)
         candidates = candidate_pairs(keys)
         if setting.verify is not None:
-            candidates = verified(candidates, sigs, setting.verify)
-        clusters = cluster_pairs(cluster(exact, keys, sigs, setting.verify))
+            candidates = verified(candidates, sets, setting.verify)
+        labels = cluster(exact, keys, sets, setting.verify)
+        decisions = keep_decisions(evalset.docs(), labels, exact, keep_order, sets, setting.verify)
+        clusters = cluster_pairs([d["cluster_id"] for d in decisions])
+        far = _far_drops(decisions, evalset.ids, sets, threshold)
         for kind, predicted in (("candidates", candidates), ("clusters", clusters)):
             results.append(
                 {
@@ -249,6 +341,7 @@ def evaluate(
                     "setting": setting.name,
                     "pairs": kind,
                     **_scores(predicted, truth),
+                    "far_drops": far if kind == "clusters" else None,
                 }
             )
     return results
@@ -256,9 +349,12 @@ def evaluate(
 
 def format_table(results: list[dict[str, Any]]) -> str:
     columns = ("set", "docs", "true_pairs", "setting", "pairs", "predicted", "precision", "recall", "f1")
-    rows = [columns] + [
-        tuple(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns) for r in results
-    ]
+    columns += ("far_drops",)
+
+    def cell(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+    rows = [columns] + [tuple(cell(r[c]) for c in columns) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     return "\n".join(
         "  ".join(

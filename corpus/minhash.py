@@ -20,6 +20,9 @@ the deduped stage can run it per Spark partition and the evaluation in-process, 
   costs ~1 µs of Python per shingle, the whole budget of 3,000 documents/s of ~500 words.
 - **Permutations**: datasketch's own `affine32` parameters for `(num_perm, seed)`; the default
   seed 1 is datasketch's. A signature is the column minimum of `a * fmix32(h) + b mod 2^32`.
+- **Shingle sets** (`shingle_sets`, or `sign(..., sets=...)` from the same pass): each document's
+  distinct 64-bit shingle hashes, sorted; `exact_jaccard` of two of them is the similarity that
+  dedup verifies candidates by (exact up to a 64-bit collision).
 - **Band keys**: the first `bands * rows` hash values cut into `bands` bands of `rows`, each
   band folded into a 64-bit key. Two documents share a bucket when one band key is equal, as
   in datasketch's `MinHashLSH` (which compares the band bytes; a 64-bit key differs only by a
@@ -238,10 +241,30 @@ def signatures(batch: HashedBatch, num_perm: int = NUM_PERM, seed: int = SEED) -
     return out
 
 
+def shingle_sets(batch: HashedBatch) -> list[np.ndarray]:
+    """Each document's distinct shingle hashes, sorted (uint64): what exact Jaccard compares."""
+    return [np.unique(batch.doc_hashes(i)) for i in range(len(batch.exact))]
+
+
+def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """|A ∩ B| / |A ∪ B| of two shingle sets (arrays of distinct hashes); 0 when both are empty."""
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    union = len(a) + len(b) - inter
+    return inter / union if union else 0.0
+
+
 def sign(
-    texts: list[str | None], *, ngram: int = NGRAM, num_perm: int = NUM_PERM, seed: int = SEED
+    texts: list[str | None],
+    *,
+    ngram: int = NGRAM,
+    num_perm: int = NUM_PERM,
+    seed: int = SEED,
+    sets: list[np.ndarray] | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """Exact hashes and signatures (documents x num_perm, uint32) of texts, in cache-sized batches."""
+    """Exact hashes and signatures (documents x num_perm, uint32) of texts, in cache-sized batches.
+
+    With a list as `sets`, each text's `shingle_sets` entry is appended to it from the same hashing
+    pass (hashing is most of the cost of a signature)."""
     exact: list[str] = []
     parts = [np.empty((0, num_perm), dtype=np.uint32)]
     start, size = 0, 0
@@ -251,6 +274,8 @@ def sign(
             batch = hash_batch(texts[start : i + 1], ngram)
             exact.extend(batch.exact)
             parts.append(signatures(batch, num_perm, seed))
+            if sets is not None:
+                sets.extend(shingle_sets(batch))
             start, size = i + 1, 0
     return exact, np.concatenate(parts)
 

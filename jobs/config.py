@@ -131,7 +131,7 @@ class DedupedConfig(BaseModel):
     bands: int | None = pydantic.Field(14, ge=1)  # bands and rows null: derived from threshold
     rows: int | None = pydantic.Field(8, ge=1)
     threshold: float = pydantic.Field(0.8, gt=0, lt=1)  # Jaccard, for derived bands/rows and verify
-    verify: bool = True  # false: as FineWeb, a join cheaper; see conf/pipeline.yaml
+    verify: bool = True  # exact Jaccard, no chaining; false: as FineWeb; see conf/pipeline.yaml
     seed: int = 1
     keep_order: tuple[str, ...] = ("quality desc", "fetch_time asc", "id asc")
 

@@ -1,9 +1,11 @@
 """`refinery dedup-eval`: pair precision, recall and F1 of the dedup settings (corpus/dedup_eval.py).
 
-Scores the `deduped` section of a pipeline config (default conf/pipeline.yaml) as it is, with
-verification at its threshold, with datasketch's optimal bands x rows for the threshold, and with
-twice the hash values (bands doubled): one table row per setting and kind of predicted pairs.
-Runs in this process on numpy, without Spark, through the stage's own signature and LSH functions.
+Scores the `deduped` section of a pipeline config (default conf/pipeline.yaml) without
+verification (FineWeb: components are clusters), with verification at its threshold (the stage's
+default: exact Jaccard, no chaining), with datasketch's optimal bands x rows for the threshold,
+and with twice the hash values (bands doubled): one table row per setting and kind of predicted
+pairs; the "clusters" rows score the stage's decisions. Runs in this process on numpy, without
+Spark, through the stage's own signature, LSH and decision functions (corpus/dedup.py).
 """
 
 import argparse
@@ -13,7 +15,7 @@ if TYPE_CHECKING:
     from corpus.dedup_eval import Setting
     from jobs.config import DedupedConfig
 
-SETS = ("gutenberg", "perturbed")
+SETS = ("gutenberg", "perturbed", "chains")
 
 
 def settings(dcfg: "DedupedConfig", threshold: float) -> list["Setting"]:
@@ -35,7 +37,7 @@ def settings(dcfg: "DedupedConfig", threshold: float) -> list["Setting"]:
 def _eval(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from corpus.dedup_eval import evaluate, format_table, load_gutenberg, perturbed_set
+    from corpus.dedup_eval import chain_set, evaluate, format_table, load_gutenberg, perturbed_set
     from jobs.config import load_config
 
     dcfg = load_config(args.config).deduped
@@ -48,9 +50,14 @@ def _eval(args: argparse.Namespace) -> None:
     for name in names:
         if name == "gutenberg":
             evalset = load_gutenberg(Path(args.data_dir) / "gutenberg-editions-neardup", args.chunk_words)
-        else:
+        elif name == "perturbed":
             evalset = perturbed_set(seed=args.seed, bases=args.bases)
-        results += evaluate(evalset, settings(dcfg, threshold), threshold, ngram=dcfg.ngram, seed=dcfg.seed)
+        else:
+            evalset = chain_set(seed=args.seed, bases=args.chains)
+        found = settings(dcfg, threshold)
+        results += evaluate(
+            evalset, found, threshold, ngram=dcfg.ngram, seed=dcfg.seed, keep_order=dcfg.keep_order
+        )
     print(f"true pair: exact word-5-gram Jaccard >= {threshold}")
     print(format_table(results))
 
@@ -65,5 +72,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--threshold", type=float, help="Jaccard of a true pair (default: deduped.threshold)")
     ev.add_argument("--chunk-words", type=int, default=500, help="words per Gutenberg chunk")
     ev.add_argument("--bases", type=int, default=1000, help="generated documents, each with 3 copies")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the generated set")
+    ev.add_argument("--chains", type=int, default=400, help="planted chains, each with 2 edited copies")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the generated sets")
     ev.set_defaults(func=_eval)

@@ -1,7 +1,8 @@
 """deduped stage: RUN/annotated/kept → RUN/deduped/{kept,rejected}/part-NNNNN.parquet + manifest.json.
 
 Reject rules: `duplicate:exact` (same normalized text as the kept document of its cluster) and
-`duplicate:near` (in the cluster through MinHash-LSH). Every row gets `exact_hash`,
+`duplicate:near` (in the cluster through MinHash-LSH; with `verify`, at an exact Jaccard of at
+least `threshold` with the kept document). Every row gets `exact_hash`,
 `cluster_id` (the id of the document kept for its cluster; a singleton's own id) and
 `cluster_size` (1 for a singleton). Part N of the output holds the rows of part N of the input,
 in input order.
@@ -9,11 +10,14 @@ in input order.
 Three steps, each resumable inside the stage's partial directory (intermediates in `work/`):
 1. Signatures, one Spark task per input part (corpus/minhash.py, numpy): `work/signatures/`
    Parquet with a node number (part << 32 | row), the exact hash, the keep-order columns and the
-   band keys (and the signature, for `verify`).
+   band keys (and, for `verify`, the distinct shingle hashes).
 2. Clusters, in Spark DataFrames: exact-hash groups; LSH buckets of one representative per group
-   become star edges (member → bucket minimum), verified by estimated Jaccard if `verify`;
-   connected components by large-star / small-star (Kiveris et al. 2014, "Connected Components
-   in MapReduce and Beyond"), each round checkpointed to Parquet; the keep rule ranks each
+   become star edges (member → bucket minimum), verified by the exact Jaccard of their shingle
+   sets if `verify` (on the executors, for candidate edges only); connected components by
+   large-star / small-star (Kiveris et al. 2014, "Connected Components in MapReduce and
+   Beyond"), each round checkpointed to Parquet; with `verify`, each component of two or more
+   exact groups is split into clusters by corpus/dedup.py `attach` (no chaining: a document
+   is dropped only as a near duplicate of the kept document itself); the keep rule ranks each
    cluster. The decisions of the documents in clusters of two or more go to
    `work/decisions/part=N/` (Spark names files at random, so they are an intermediate). The
    driver collects counts and a histogram of at most 32 rows, nothing per document.
@@ -29,15 +33,17 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from corpus.dedup import parse_keep_order
+from corpus.dedup import attach, parse_keep_order
 from corpus.manifest import fingerprint, read_json, sum_counts, temporary_path, write_json_atomic
 from corpus.minhash import band_keys, sign
 from jobs.config import DedupedConfig, PipelineConfig
@@ -45,7 +51,7 @@ from jobs.spark import spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage, task_attempt
 
 STAGE = "deduped"
-VERSION = 1
+VERSION = 2  # 2: exact verification and no chaining (clusters split by `attach`)
 # Intermediates, under the partial directory's `work/` (not `_work`: Spark skips paths starting with
 # `_` or `.`), removed before the stage is published.
 WORK = "work"
@@ -62,10 +68,11 @@ log = logging.getLogger(__name__)
 
 
 def signature_table(rows: list[dict[str, Any]], part: int, first_row: int, cfg: DedupedConfig) -> pa.Table:
-    """Node numbers, exact hashes, keep-order columns and band keys (and signatures for verify)."""
+    """Node numbers, exact hashes, keep-order columns and band keys (and shingle sets for verify)."""
     assert first_row + len(rows) < 1 << ROW_BITS, f"part {part} has more than 2^{ROW_BITS} rows"
     texts = [r.get("text") for r in rows]
-    exact, sigs = sign(texts, ngram=cfg.ngram, num_perm=cfg.num_perm, seed=cfg.seed)
+    sets: list[np.ndarray] = []
+    exact, sigs = sign(texts, ngram=cfg.ngram, num_perm=cfg.num_perm, seed=cfg.seed, sets=sets)
     columns = {
         "node": pa.array([(part << ROW_BITS) | (first_row + i) for i in range(len(rows))], pa.int64()),
         "id": pa.array([r["id"] for r in rows], pa.string()),
@@ -78,8 +85,8 @@ def signature_table(rows: list[dict[str, Any]], part: int, first_row: int, cfg: 
     if cfg.near:
         bands, rows_per_band = cfg.lsh_params()
         columns["bands"] = pa.array(list(band_keys(sigs, bands, rows_per_band)), pa.list_(pa.int64()))
-        if cfg.verify:
-            columns["sig"] = pa.array(list(sigs.view("int32")), pa.list_(pa.int32()))
+        if cfg.verify:  # uint64 hashes as int64: Spark has no unsigned type; sets compare the same
+            columns["shingles"] = pa.array([s.view(np.int64) for s in sets], pa.list_(pa.int64()))
     return pa.table(columns)
 
 
@@ -129,13 +136,16 @@ def star_edges(reps: DataFrame) -> DataFrame:
     )
 
 
-def verify_edges(edges: DataFrame, reps: DataFrame, threshold: float, num_perm: int) -> DataFrame:
-    """Edges whose signatures agree on at least `threshold` of their hash values (JVM-side, no UDF)."""
-    sig = reps.select("node", "sig")
-    pairs = edges.join(sig.toDF("src", "s1"), "src").join(sig.toDF("dst", "s2"), "dst")
-    equal = F.expr("aggregate(zip_with(s1, s2, (x, y) -> if(x = y, 1, 0)), 0, (acc, v) -> acc + v)")
-    # matches / num_perm in double, as numpy's mean in corpus/minhash.estimated_jaccard
-    return pairs.where(equal / F.lit(num_perm) >= F.lit(threshold)).select("src", "dst")
+def verify_edges(edges: DataFrame, sets: DataFrame, threshold: float) -> DataFrame:
+    """Edges whose shingle sets have an exact Jaccard of at least `threshold` (JVM-side, no UDF).
+
+    corpus/minhash.py `exact_jaccard` as a Spark expression: the sets hold distinct hashes, so
+    `array_intersect` is the intersection; the ratio is a double, as in Python; two empty sets
+    (0 / 0, null) fail."""
+    pairs = edges.join(sets.toDF("src", "a"), "src").join(sets.toDF("dst", "b"), "dst")
+    inter = F.size(F.array_intersect("a", "b"))
+    jaccard = inter / (F.size("a") + F.size("b") - inter)
+    return pairs.where(jaccard >= F.lit(threshold)).select("src", "dst")
 
 
 def large_star(edges: DataFrame) -> DataFrame:
@@ -214,18 +224,68 @@ def keep_order_columns(spec: tuple[str, ...]) -> list[Column]:
     return [*cols, F.col("node").asc()]
 
 
-def decide(docs: DataFrame, roots: DataFrame, keep_order: tuple[str, ...]) -> DataFrame:
-    """Per document in a cluster of two or more: part, row, cluster_id, cluster_size, reject."""
+def cluster_heads(ranked: DataFrame, sets: DataFrame, threshold: float) -> DataFrame:
+    """(rep, head) for each exact group of a component of two or more groups: the representative
+    of the group heading its cluster, from corpus/dedup.py `attach` on the groups in keep order.
+
+    One task holds one component's shingle sets (`groupByKey`): components of a few thousand
+    near duplicates are fine, but a template page copied 100,000 times with small variations
+    (~4 KB of hashes each) puts ~400 MB in one task. Exact copies cost nothing here: a group
+    sends one set.
+    """
+    groups = ranked.groupBy("root", "rep").agg(F.min("rank").alias("rank"))  # the group's best
+    groups = groups.withColumn("groups", F.count("*").over(Window.partitionBy("root")))
+    keyed = (
+        groups.where(F.col("groups") > 1)
+        .join(sets.withColumnRenamed("node", "rep"), "rep")
+        .rdd.map(lambda r: (r["root"], (r["rank"], r["rep"], r["shingles"])))
+    )
+    heads = keyed.groupByKey().flatMap(lambda item: component_heads(item[1], threshold))
+    return ranked.sparkSession.createDataFrame(heads, "rep long, head long")
+
+
+def component_heads(
+    groups: Iterable[tuple[int, int, list[int]]], threshold: float
+) -> Iterator[tuple[int, int]]:
+    """(rep, head rep) for one component's groups given as (rank, rep, shingle hashes)."""
+    ordered = sorted(groups, key=lambda g: g[0])  # ranks are distinct: a total order
+    heads = attach([np.asarray(s, dtype=np.int64) for _, _, s in ordered], threshold)
+    for (_, rep, _), head in zip(ordered, heads, strict=True):
+        yield rep, ordered[head][1]
+
+
+def decide(
+    docs: DataFrame,
+    roots: DataFrame,
+    keep_order: tuple[str, ...],
+    sets: DataFrame | None = None,
+    threshold: float | None = None,
+) -> DataFrame:
+    """Per document in a cluster of two or more: part, row, cluster_id, cluster_size, reject.
+
+    A cluster is a component (FineWeb), or with `sets` (node, shingles) and `threshold` a part of
+    one by `cluster_heads`.
+    """
     members = roots.select(F.col("src").alias("node"), F.col("dst").alias("root")).union(
         roots.select(F.col("dst").alias("node"), F.col("dst").alias("root")).distinct()
     )
-    ranked = Window.partitionBy("root").orderBy(*keep_order_columns(keep_order))
+    keyed = members.join(docs.drop("bands"), "node")
+    if sets is None:
+        keyed = keyed.withColumn("cluster", F.col("root"))
+    else:
+        # recomputed for the heads and the join below, not stored: a total order, so the same ranks
+        in_component = Window.partitionBy("root").orderBy(*keep_order_columns(keep_order))
+        keyed = keyed.withColumn("rank", F.row_number().over(in_component))
+        heads = cluster_heads(keyed, sets, threshold)
+        # a component of one exact group has no heads: its cluster is the group, rep = root
+        keyed = keyed.join(heads, "rep", "left").withColumn("cluster", F.coalesce("head", "rep"))
+    ranked = Window.partitionBy("cluster").orderBy(*keep_order_columns(keep_order))
     clustered = (
-        members.join(docs, "node")
-        .withColumn("rank", F.row_number().over(ranked))
+        keyed.withColumn("rank", F.row_number().over(ranked))
         .withColumn("cluster_id", F.first("id").over(ranked))
         .withColumn("kept_hash", F.first("exact_hash").over(ranked))
-        .withColumn("cluster_size", F.count("*").over(Window.partitionBy("root")))
+        .withColumn("cluster_size", F.count("*").over(Window.partitionBy("cluster")))
+        .where(F.col("cluster_size") > 1)  # split off alone: the default decision of a singleton
     )
     reject = (
         F.when(F.col("rank") == 1, F.lit(None).cast("string"))
@@ -265,8 +325,10 @@ def cluster(spark: SparkSession, work: Path, cfg: DedupedConfig) -> dict[str, An
     """Step 2: write `decisions/` and return the clustering figures for the manifest."""
     shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
     signatures = spark.read.parquet(spark_uri(work / SIGNATURES))
-    docs = signatures.withColumn("rep", F.min("node").over(Window.partitionBy("exact_hash")))
-    # checkpoint: `docs` feeds the exact edges, the LSH buckets, the verification and the keep rule,
+    # the shingle sets (~8 bytes a word) stay in work/signatures, read by node where needed
+    sets = signatures.select("node", "shingles") if cfg.near and cfg.verify else None
+    docs = signatures.drop("shingles").withColumn("rep", F.min("node").over(Window.partitionBy("exact_hash")))
+    # checkpoint: `docs` feeds the exact edges, the LSH buckets and the keep rule,
     # which would each redo the exact-hash shuffle. Not `persist`: AQE leaves a cached plan's
     # output at spark.sql.shuffle.partitions (200), and every later step then ran 200 tasks, 10x
     # slower at 100,000 documents on 2 cores; read back from Parquet it has a few partitions.
@@ -279,10 +341,8 @@ def cluster(spark: SparkSession, work: Path, cfg: DedupedConfig) -> dict[str, An
         # (documents x bands) rows runs once.
         near = checkpoint(star_edges(reps), work / CHECKPOINTS / "candidates")
         stats["candidate_edges"] = near.count()
-        if cfg.verify:
-            near = checkpoint(
-                verify_edges(near, reps, cfg.threshold, cfg.num_perm), work / CHECKPOINTS / "verified"
-            )
+        if sets is not None:
+            near = checkpoint(verify_edges(near, sets, cfg.threshold), work / CHECKPOINTS / "verified")
             stats["verified_edges"] = near.count()
         edges = edges.union(near)
     stats.update(NO_CLUSTERS)
@@ -290,9 +350,8 @@ def cluster(spark: SparkSession, work: Path, cfg: DedupedConfig) -> dict[str, An
     edges = checkpoint(edges, work / CHECKPOINTS / "edges")
     if not edges.isEmpty():  # else every document is a singleton: no decisions to write
         roots, stats["iterations"] = connected_components(edges, work / CHECKPOINTS)
-        decide(docs, roots, cfg.keep_order).write.mode("overwrite").partitionBy("part").parquet(
-            spark_uri(work / DECISIONS)
-        )
+        decisions = decide(docs, roots, cfg.keep_order, sets, cfg.threshold)
+        decisions.write.mode("overwrite").partitionBy("part").parquet(spark_uri(work / DECISIONS))
         stats.update(cluster_figures(spark.read.parquet(spark_uri(work / DECISIONS))))
     return stats
 

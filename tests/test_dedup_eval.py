@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from corpus import dedup_eval
-from corpus.dedup_eval import Setting, evaluate, gutenberg_body, perturbed_set, true_pairs
+from corpus.dedup_eval import Setting, chain_set, evaluate, gutenberg_body, perturbed_set, true_pairs
 from corpus.minhash import exact_hash, hash_batch
 from jobs.cli import main as cli_main
 
@@ -83,11 +83,30 @@ def test_verification_removes_false_candidates_on_the_generated_set():
     assert rows[("plain", "candidates")]["recall"] > 0.95
 
 
+def test_chain_set_plants_chains_whose_ends_are_not_near():
+    evalset = chain_set(seed=1, bases=10)
+    found = true_pairs(hash_batch(evalset.texts), 0.0)
+    for b in range(10):
+        start, middle, end = (evalset.ids.index(f"chain{b}.{name}") for name in ("start", "middle", "end"))
+        assert found[(start, middle)] >= 0.8 and found[(middle, end)] >= 0.8 > found.get((start, end), 0.0)
+
+
+def test_stage_decisions_drop_no_document_below_the_threshold_of_its_kept_one():
+    """Without verification components chain (far drops); verified and split, none."""
+    evalset = chain_set(seed=0, bases=40)
+    plain, verified = Setting("plain", 14, 8, 112), Setting("verified", 14, 8, 112, 0.8)
+    rows = {(r["setting"], r["pairs"]): r for r in evaluate(evalset, [plain, verified], 0.8)}
+    assert rows[("plain", "clusters")]["far_drops"] > 0
+    assert rows[("verified", "clusters")]["far_drops"] == 0
+    assert rows[("verified", "clusters")]["precision"] > rows[("plain", "clusters")]["precision"]
+
+
 def test_cli_prints_the_table(capsys):
-    assert cli_main(["dedup-eval", "--sets", "perturbed", "--bases", "20"]) == 0
+    assert cli_main(["dedup-eval", "--sets", "perturbed,chains", "--bases", "20", "--chains", "5"]) == 0
     out = capsys.readouterr().out
     assert "true pair: exact word-5-gram Jaccard >= 0.8" in out
-    assert "14x8 verify" in out and "candidates" in out and "clusters" in out
+    assert "14x8 verify" in out and "candidates" in out and "clusters" in out and "far_drops" in out
+    assert "chains" in out and "perturbed" in out
 
 
 def test_cli_rejects_an_unknown_set():
@@ -95,12 +114,17 @@ def test_cli_rejects_an_unknown_set():
 
 
 @pytest.mark.slow
-def test_pair_f1_reaches_095_on_both_sets_with_verification(shared_data):
-    """The acceptance figure: `refinery dedup-eval` (about 30 s)."""
+def test_stage_pair_f1_reaches_097_on_editions_and_edits(shared_data):
+    """The acceptance figure at cluster level, what the stage rejects by: `refinery dedup-eval`
+    (about a minute). On planted chains no clustering can reach it (corpus/dedup_eval.py
+    `chain_set`); there no document is dropped below the threshold of its kept one."""
     setting = Setting("14x8 verify", 14, 8, 112, 0.8)
     for evalset in (
         dedup_eval.load_gutenberg(shared_data / "gutenberg-editions-neardup"),
         perturbed_set(seed=0, bases=1000),
+        chain_set(seed=0, bases=400),
     ):
-        (row,) = [r for r in evaluate(evalset, [setting], 0.8) if r["pairs"] == "candidates"]
-        assert row["f1"] >= 0.95, row
+        (row,) = [r for r in evaluate(evalset, [setting], 0.8) if r["pairs"] == "clusters"]
+        assert row["far_drops"] == 0, row
+        if evalset.name != "chains":
+            assert row["f1"] >= 0.97, row
