@@ -378,10 +378,5 @@ def load_quality_model(path: str):
     return model
 
 
-def read_report(model_path: str | Path) -> dict[str, Any] | None:
-    path = report_path(model_path)
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 if __name__ == "__main__":  # the training child process started by `train`
     _fit(sys.argv[1])

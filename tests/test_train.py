@@ -1,4 +1,8 @@
+import io
 import json
+import logging
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -69,3 +73,58 @@ def test_wrong_tokenizer_is_refused(text_shards, tmp_path):
     other.write_text((text_shards.parent / "tokenizer" / "tokenizer.json").read_text() + " ")
     with pytest.raises(ValueError, match="not the tokenizer"):
         pretrain(tiny(steps=1), text_shards, tmp_path / "out", tokenizer_path=other, quiet=True)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def stderr_of_a_short_run(text_shards, out, monkeypatch, caplog, stderr, quiet=False) -> str:
+    """What a 10-step run writes to `stderr`, with the loop's INFO log lines as `refinery` prints them."""
+    monkeypatch.setattr(sys, "stderr", stderr)
+    caplog.set_level(logging.INFO, logger="training.loop")
+    handler = logging.StreamHandler(stderr)  # made before the run, as jobs/cli.py's basicConfig is
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        pretrain(tiny(steps=10, log_every=5, eval_every=5, save_every=0), text_shards, out, quiet=quiet)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    return stderr.getvalue()
+
+
+def screen_lines(text: str) -> list[str]:
+    """The lines a terminal would be left showing: colours dropped, each line from its last \\r on."""
+    return [line.split("\r")[-1] for line in re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", text).split("\n")]
+
+
+def test_progress_bar_on_a_terminal_shows_steps_loss_and_speed_with_log_lines_above_it(
+    text_shards, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.delenv("REFINERY_QUIET", raising=False)
+    shown = screen_lines(stderr_of_a_short_run(text_shards, tmp_path, monkeypatch, caplog, Terminal()))
+    assert re.fullmatch(r"━+ 10/10 loss \d+\.\d{4}  [\d,]+ tok/s 0:00:00", shown[-2].strip()), shown[-2]
+    # each validation line whole, on a line of its own (not written through the bar)
+    val_lines = [line for line in shown if "val loss" in line]
+    assert [line.split(":")[0] for line in val_lines] == ["step 0", "step 5", "step 10"]
+    assert all(re.fullmatch(r"step \d+: val loss \d+\.\d{4}, val bpb \d+\.\d{4}", line) for line in val_lines)
+
+
+@pytest.mark.parametrize(
+    "terminal, quiet_env, quiet",
+    [(False, None, False), (True, "1", False), (True, None, True)],
+    ids=["redirected", "REFINERY_QUIET", "quiet"],
+)
+def test_no_progress_bar_in_a_redirected_log_or_when_quiet(
+    text_shards, tmp_path, monkeypatch, caplog, terminal, quiet_env, quiet
+):
+    if quiet_env is None:
+        monkeypatch.delenv("REFINERY_QUIET", raising=False)
+    else:
+        monkeypatch.setenv("REFINERY_QUIET", quiet_env)
+    stderr = Terminal() if terminal else io.StringIO()
+    text = stderr_of_a_short_run(text_shards, tmp_path, monkeypatch, caplog, stderr, quiet=quiet)
+    lines = text.splitlines()
+    assert "\r" not in text and "\x1b" not in text
+    assert [line.split(":")[0] for line in lines] == ["step 0", "step 5", "step 10"]

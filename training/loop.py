@@ -1,8 +1,10 @@
 """The training loop every phase shares: pretraining, SFT, reward model and alignment set up their
 model, data and validation, then call `train_loop`.
 
-`train_loop` reads top to bottom: resume, then per step: learning rate, accumulated micro-batches,
-clip, AdamW step, log, evaluate, save. Distributed runs start under torchrun: rank and world
+`train_loop` reads top to bottom, one named step each: resume, then per step the learning rate,
+the accumulated micro-batches, clip and AdamW step, then log, evaluate and save when due. What it
+trains (`_Job`) and how it runs (`_Run`) are fixed for the run; `_State` is what a checkpoint
+saves, `_Window` the steps since the last log record. Distributed runs start under torchrun: rank and world
 size come from its environment (`runtime()`), gloo on CPU, NCCL on CUDA; plain DDP, every rank
 holds the whole model and optimizer. On CPU the same seed gives bitwise the same losses and
 weights, and a run resumed from a checkpoint continues bitwise as if never stopped
@@ -13,7 +15,8 @@ The data object gives `next_batch(micro_batch)`, a tuple of tensors the model's 
 and turns into a loss (`(inputs, targets)` for language modelling; more for preference losses),
 and saves its position with `state_dict()`/`load_state_dict()`; `validate()` returns figures
 (at least "loss") and is called on every rank. Output, in OUT: `checkpoints/step_*/` (training/checkpoint.py),
-`metrics.jsonl` (one JSON object per log or eval step) and `loss.png`.
+`metrics.jsonl` (one JSON object per log or eval step) and `loss.png`. On a terminal rank 0 shows
+rich's progress bar on stderr; a redirected log, `--quiet` and `refinery --quiet` get none.
 """
 
 import json
@@ -22,9 +25,9 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +35,9 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.nn.parallel import DistributedDataParallel
 
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import RESUMABLE_CHANGES, LoopConfig, OptimConfig
@@ -153,16 +159,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
         os.replace(tmp, path)
 
 
-def _progress(step: int, total: int, loss: float, tok_per_s: float, eta_s: float) -> None:
-    bar_width = 24
-    filled = int(bar_width * step / total)
-    eta = time.strftime("%H:%M:%S", time.gmtime(eta_s))
-    bar = "#" * filled + "." * (bar_width - filled)
-    line = f"[{bar}] {step}/{total} loss {loss:.4f} {tok_per_s:,.0f} tok/s ETA {eta}"
-    sys.stderr.write(f"\r{line}\x1b[K")
-    sys.stderr.flush()
-
-
 def plot_metrics(metrics_path: Path, png_path: Path) -> None:
     """Train and validation loss against tokens seen, written atomically as a PNG."""
     import matplotlib
@@ -195,6 +191,288 @@ def save_figure(fig, png_path: Path) -> None:
     os.replace(tmp, png_path)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What a phase trains, as its script set it up (`train_loop`'s arguments)."""
+
+    model: torch.nn.Module
+    weights: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    data: Batches
+    validate: Callable[[], dict[str, float]]
+    tokens_per_step: int
+    trainable_only: bool
+    meta_extra: dict[str, Any]
+    step_metrics: Callable[[], dict[str, float]] | None
+    companions: dict[str, torch.nn.Module] | None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """How it runs: the loop's config, the ranks, the micro-batches per rank in a step, the outputs."""
+
+    cfg: LoopConfig
+    rt: Runtime
+    accum: int
+    out: Path
+    tokenizer_path: str | Path
+
+
+@dataclass
+class _State:
+    """Where the loop is: each checkpoint's meta holds it, and a resumed run starts from it."""
+
+    step: int = 0
+    tokens: int = 0
+    elapsed: float = 0.0  # seconds of training, evaluation and saving left out
+    train_loss: float = math.nan
+    val: dict[str, float] = field(default_factory=dict)
+
+    def figures(self) -> dict[str, Any]:
+        return {"step": self.step, "tokens": self.tokens, "train_loss": self.train_loss, **_val(self.val)}
+
+
+@dataclass
+class _Window:
+    """The steps since the last log record: their summed micro-batch losses (kept on the device, so a
+    step does not wait for the GPU) and when they began."""
+
+    loss_sum: torch.Tensor
+    start: float
+    steps: int = 0
+
+
+def _val(figures: dict[str, float]) -> dict[str, float]:
+    return {f"val_{k}": v for k, v in figures.items()}
+
+
+def _accumulation(cfg: LoopConfig, rt: Runtime) -> int:
+    """Micro-batches per rank in one optimizer step."""
+    accum = cfg.global_batch // (cfg.micro_batch * rt.world)
+    if accum * cfg.micro_batch * rt.world != cfg.global_batch:
+        raise ValueError(
+            f"global_batch {cfg.global_batch} is not a multiple of micro_batch × {rt.world} ranks"
+        )
+    return accum
+
+
+def _resume(job: _Job, run: _Run) -> _State:
+    """Restore the latest checkpoint in OUT: weights, optimizer, RNG, data position and loop state.
+    A fresh state when there is none."""
+    checkpoint = latest_checkpoint(run.out)
+    if checkpoint is None:
+        logger.info("no checkpoint in %s: starting at step 0", run.out / "checkpoints")
+        return _State()
+    meta = load_checkpoint(
+        checkpoint,
+        job.weights,
+        job.optimizer,
+        rank=run.rt.rank,
+        strict=not job.trainable_only,
+        companions=job.companions,
+    )
+    changes = _config_changes(meta["config"], run.cfg)
+    if changes:
+        raise ValueError(f"{checkpoint}: the config differs from the checkpoint's: " + "; ".join(changes))
+    job.data.load_state_dict(meta["data"])
+    logger.info("resuming from %s (step %d)", checkpoint, meta["step"])
+    val = {key.removeprefix("val_"): value for key, value in meta.items() if key.startswith("val_")}
+    return _State(meta["step"], meta["tokens"], meta["elapsed_s"], meta["train_loss"], val)
+
+
+class _Metrics:
+    """OUT/metrics.jsonl (OUT made if missing), written by rank 0 only: one JSON object per log or eval
+    step. A resumed run (`step` > 0) first drops what a killed run wrote after its checkpoint; a fresh
+    one starts anew."""
+
+    def __init__(self, run: _Run, step: int):
+        run.out.mkdir(parents=True, exist_ok=True)
+        self.file = None
+        if run.rt.is_main:
+            path = run.out / METRICS
+            if step:
+                _truncate_metrics(path, step)
+            else:
+                path.unlink(missing_ok=True)
+            self.file = open(path, "a")
+
+    def record(self, entry: dict[str, Any]) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(entry) + "\n")
+            self.file.flush()
+
+    def __enter__(self) -> "_Metrics":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _show_progress(rt: Runtime, quiet: bool) -> bool:
+    """A progress bar on rank 0's terminal only: a redirected log gets no carriage-return lines, and
+    REFINERY_QUIET (`refinery --quiet`, jobs/cli.py) turns it off for every training phase."""
+    return rt.is_main and not quiet and not os.environ.get("REFINERY_QUIET") and sys.stderr.isatty()
+
+
+@contextmanager
+def _progress_bar(run: _Run, step: int, quiet: bool) -> Iterator[Progress | None]:
+    """rich's progress bar on stderr (steps done, loss, tokens/s, time left), or None where it is
+    not shown (`_show_progress`).
+
+    Log handlers set up before it hold the real stderr and would write through the bar; while it
+    shows, they write to rich's stand-in for sys.stderr, which prints each line above the bar."""
+    if not _show_progress(run.rt, quiet):
+        yield None
+        return
+    columns = (BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[figures]}"), TimeRemainingColumn())
+    # stdout is left alone: rich would send it to the bar's console, stderr
+    bar = Progress(*columns, console=Console(stderr=True), redirect_stdout=False, refresh_per_second=2)
+    bar.add_task("train", total=run.cfg.steps, completed=step, figures="")
+    stderr = sys.stderr
+    root = logging.getLogger().handlers
+    handlers = [h for h in root if isinstance(h, logging.StreamHandler) and h.stream is stderr]
+    with bar:
+        for handler in handlers:
+            handler.setStream(sys.stderr)
+        try:
+            yield bar
+        finally:
+            for handler in handlers:
+                handler.setStream(stderr)
+
+
+def _advance(bar: Progress | None, entry: dict[str, Any]) -> None:
+    if bar is not None:
+        figures = f"loss {entry['loss']:.4f}  {entry['tok_per_s']:,.0f} tok/s"
+        bar.update(bar.task_ids[0], completed=entry["step"], figures=figures)
+
+
+def _wrap(model: torch.nn.Module, run: _Run) -> tuple[torch.nn.Module, DistributedDataParallel | None]:
+    """The module the steps call, and its DDP wrapper (None on one rank): DDP averages gradients;
+    compile goes last, around the DDP module."""
+    train_model, ddp = model, None
+    if run.rt.world > 1:
+        device_ids = [run.rt.local_rank] if run.rt.cuda else None
+        ddp = DistributedDataParallel(model, device_ids=device_ids)
+        train_model = ddp
+    if run.cfg.compile:
+        train_model = torch.compile(train_model)
+    return train_model, ddp
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, cfg: LoopConfig, step: int) -> float:
+    lr = cfg.optim.lr * lr_multiplier(step, cfg.steps, cfg.optim)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)  # a group may run at a multiple (PPO's critic)
+    return lr
+
+
+def _micro_batches(
+    train_model: torch.nn.Module, ddp: DistributedDataParallel | None, job: _Job, run: _Run, window: _Window
+) -> None:
+    """Forward and backward over the step's micro-batches, their gradients averaged and their losses
+    added to the window's."""
+    for micro in range(run.accum):
+        batch = [t.to(run.rt.device, non_blocking=True) for t in job.data.next_batch(run.cfg.micro_batch)]
+        # Gradients are all-reduced only on the last micro-batch of the step.
+        last = micro == run.accum - 1
+        with nullcontext() if ddp is None or last else ddp.no_sync(), run.rt.autocast:
+            loss = train_model(*batch)
+            (loss / run.accum).backward()
+        window.loss_sum += loss.detach()
+
+
+def _optimizer_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: LoopConfig
+) -> torch.Tensor | None:
+    """Clip, step, clear the gradients; the gradient norm before clipping (None without `grad_clip`)."""
+    grad_norm = None
+    if cfg.optim.grad_clip is not None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+def _due(cfg: LoopConfig, step: int) -> tuple[bool, bool, bool]:
+    """Whether step `step` logs, evaluates, saves. The last step does all three, and a step that
+    evaluates or saves also logs, so a resumed run's records match an unbroken run's."""
+    last = step == cfg.steps
+    evaluating = bool(cfg.eval_every and step % cfg.eval_every == 0) or last
+    saving = bool(cfg.save_every and step % cfg.save_every == 0) or last
+    return step % cfg.log_every == 0 or evaluating or saving, evaluating, saving
+
+
+def _log_record(
+    state: _State, window: _Window, job: _Job, run: _Run, lr: float, grad_norm: torch.Tensor | None
+) -> dict[str, Any]:
+    """Close the window; its log record: the train loss averaged over its steps and over all ranks,
+    its tokens/s, the step's lr and gradient norm, and the phase's `step_metrics`."""
+    rt = run.rt
+    if rt.world > 1:
+        dist.all_reduce(window.loss_sum)
+    state.train_loss = window.loss_sum.item() / (window.steps * run.accum * rt.world)
+    if rt.cuda:
+        torch.cuda.synchronize()
+    now = time.perf_counter()
+    state.elapsed += now - window.start
+    tok_per_s = window.steps * job.tokens_per_step / (now - window.start)
+    window.loss_sum.zero_()
+    window.steps = 0
+    entry = {
+        "step": state.step,
+        "tokens": state.tokens,
+        "loss": state.train_loss,
+        "lr": lr,
+        "tok_per_s": tok_per_s,
+    }
+    if grad_norm is not None:
+        entry["grad_norm"] = grad_norm.item()
+    if job.step_metrics is not None:
+        entry |= job.step_metrics()
+    return entry
+
+
+def _evaluate(state: _State, job: _Job, run: _Run, metrics: _Metrics) -> None:
+    """Validation figures into `state` and the metrics (every rank calls it: evaluation all-reduces)."""
+    state.val = job.validate()
+    metrics.record({"step": state.step, "tokens": state.tokens, **_val(state.val)})
+    if run.rt.is_main:
+        logger.info("step %d: %s", state.step, ", ".join(f"val {k} {v:.4f}" for k, v in state.val.items()))
+
+
+def _save(state: _State, job: _Job, run: _Run) -> None:
+    """A checkpoint of the weights, optimizer, data position and loop state, then the loss plot
+    (every rank calls it: saving synchronizes)."""
+    meta = {
+        "step": state.step,
+        "tokens": state.tokens,
+        "elapsed_s": state.elapsed,
+        "world_size": run.rt.world,
+        "config": run.cfg.model_dump(mode="json"),
+        "data": job.data.state_dict(),
+        "train_loss": state.train_loss,
+        **_val(state.val),
+        **job.meta_extra,
+    }
+    save_checkpoint(
+        run.out,
+        state.step,
+        job.weights,
+        job.optimizer,
+        meta,
+        run.tokenizer_path,
+        rank=run.rt.rank,
+        keep=run.cfg.keep_checkpoints,
+        trainable_only=job.trainable_only,
+        companions=job.companions,
+    )
+    if run.rt.is_main:
+        plot_metrics(run.out / METRICS, run.out / PLOT)
+
+
 def train_loop(
     cfg: LoopConfig,
     rt: Runtime,
@@ -225,161 +503,33 @@ def train_loop(
     `companions`: NAME -> a module trained beside `weights` (PPO's critic), saved as NAME.pt in each
     checkpoint and restored on resume; its parameters are in `optimizer`, so optim.pt holds its moments.
     """
-    weights = model if weights is None else weights
-    out = Path(out)
-    accum = cfg.global_batch // (cfg.micro_batch * rt.world)
-    if accum * cfg.micro_batch * rt.world != cfg.global_batch:
-        raise ValueError(
-            f"global_batch {cfg.global_batch} is not a multiple of micro_batch × {rt.world} ranks"
-        )
-    # REFINERY_QUIET: `refinery --quiet` (jobs/cli.py) turns the bar off for every training phase
-    live = rt.is_main and not quiet and not os.environ.get("REFINERY_QUIET") and sys.stderr.isatty()
-
-    # --- resume: weights, optimizer, RNG, data position, step; later records dropped
-    step, tokens, elapsed, train_loss, val = 0, 0, 0.0, float("nan"), {}
-    checkpoint = latest_checkpoint(out) if resume else None
-    if checkpoint is not None:
-        meta = load_checkpoint(
-            checkpoint, weights, optimizer, rank=rt.rank, strict=not trainable_only, companions=companions
-        )
-        changes = _config_changes(meta["config"], cfg)
-        if changes:
-            raise ValueError(f"{checkpoint}: the config differs from the checkpoint's: " + "; ".join(changes))
-        data.load_state_dict(meta["data"])
-        step, tokens, elapsed, train_loss = (
-            meta["step"],
-            meta["tokens"],
-            meta["elapsed_s"],
-            meta["train_loss"],
-        )
-        val = {key[len("val_") :]: value for key, value in meta.items() if key.startswith("val_")}
-        logger.info("resuming from %s (step %d)", checkpoint, step)
-    elif resume:
-        logger.info("no checkpoint in %s: starting at step 0", out / "checkpoints")
-    out.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / METRICS
-    if rt.is_main:
-        if checkpoint is not None:
-            _truncate_metrics(metrics_path, step)
-        else:
-            metrics_path.unlink(missing_ok=True)
-    metrics = open(metrics_path, "a") if rt.is_main else None
-
-    def record(entry: dict[str, Any]) -> None:
-        if metrics is not None:
-            metrics.write(json.dumps(entry) + "\n")
-            metrics.flush()
-
-    def run_validation() -> dict[str, float]:
-        result = validate()
-        record({"step": step, "tokens": tokens, **{f"val_{k}": v for k, v in result.items()}})
-        if rt.is_main:
-            if live:
-                sys.stderr.write("\n")
-            logger.info("step %d: %s", step, ", ".join(f"val {k} {v:.4f}" for k, v in result.items()))
-        return result
-
-    # --- wrapping: DDP averages gradients; compile last, around the DDP module
-    train_model: torch.nn.Module = model
-    ddp = None
-    if rt.world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[rt.local_rank] if rt.cuda else None
-        )
-        train_model = ddp
-    if cfg.compile:
-        train_model = torch.compile(train_model)
-    params = [p for p in model.parameters() if p.requires_grad]
-
-    if step == 0:
-        val = run_validation()
-    loss_sum = torch.zeros((), device=rt.device)
-    window_start, window_steps = time.perf_counter(), 0
-    while step < cfg.steps:
-        # --- one optimizer step over `accum` micro-batches per rank
-        lr = cfg.optim.lr * lr_multiplier(step, cfg.steps, cfg.optim)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)  # a group may run at a multiple (PPO's critic)
-        for micro in range(accum):
-            batch = [t.to(rt.device, non_blocking=True) for t in data.next_batch(cfg.micro_batch)]
-            # Gradients are all-reduced only on the last micro-batch of the step.
-            last = micro == accum - 1
-            with nullcontext() if ddp is None or last else ddp.no_sync(), rt.autocast:
-                loss = train_model(*batch)
-                (loss / accum).backward()
-            loss_sum += loss.detach()
-        grad_norm = None
-        if cfg.optim.grad_clip is not None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step, tokens, window_steps = step + 1, tokens + tokens_per_step, window_steps + 1
-
-        # --- log: the loss averaged over the steps since the last log and over all ranks. A step
-        # that evaluates or saves also logs, so a resumed run's records match an unbroken run's.
-        last_step = step == cfg.steps
-        evaluating = (cfg.eval_every and step % cfg.eval_every == 0) or last_step
-        saving = (cfg.save_every and step % cfg.save_every == 0) or last_step
-        if step % cfg.log_every == 0 or evaluating or saving:
-            if rt.world > 1:
-                dist.all_reduce(loss_sum)
-            train_loss = loss_sum.item() / (window_steps * accum * rt.world)
-            if rt.cuda:
-                torch.cuda.synchronize()
-            now = time.perf_counter()
-            elapsed += now - window_start
-            tok_per_s = window_steps * tokens_per_step / (now - window_start)
-            entry = {"step": step, "tokens": tokens, "loss": train_loss, "lr": lr, "tok_per_s": tok_per_s}
-            if grad_norm is not None:
-                entry["grad_norm"] = grad_norm.item()
-            if step_metrics is not None:
-                entry |= step_metrics()
-            record(entry)
-            if live:
-                eta = (cfg.steps - step) * tokens_per_step / tok_per_s
-                _progress(step, cfg.steps, train_loss, tok_per_s, eta)
-            loss_sum.zero_()
-            window_steps = 0
-
-        # --- evaluate and save (every rank takes part: evaluation all-reduces, saving synchronizes)
-        if evaluating:
-            val = run_validation()
-        if saving:
-            meta = {
-                "step": step,
-                "tokens": tokens,
-                "elapsed_s": elapsed,
-                "world_size": rt.world,
-                "config": cfg.model_dump(mode="json"),
-                "data": data.state_dict(),
-                "train_loss": train_loss,
-                **{f"val_{k}": v for k, v in val.items()},
-                **(meta_extra or {}),
-            }
-            save_checkpoint(
-                out,
-                step,
-                weights,
-                optimizer,
-                meta,
-                tokenizer_path,
-                rank=rt.rank,
-                keep=cfg.keep_checkpoints,
-                trainable_only=trainable_only,
-                companions=companions,
-            )
-            if rt.is_main:
-                plot_metrics(metrics_path, out / PLOT)
-        if window_steps == 0:
-            window_start = time.perf_counter()  # evaluation and saving are not training time
-
-    if metrics is not None:
-        metrics.close()
-    if live:
-        sys.stderr.write("\n")
-    return {
-        "step": step,
-        "tokens": tokens,
-        "train_loss": train_loss,
-        **{f"val_{k}": v for k, v in val.items()},
-    }
+    job = _Job(
+        model, model if weights is None else weights, optimizer, data, validate, tokens_per_step,
+        trainable_only, meta_extra or {}, step_metrics, companions,
+    )  # fmt: skip
+    run = _Run(cfg, rt, _accumulation(cfg, rt), Path(out), tokenizer_path)
+    state = _resume(job, run) if resume else _State()
+    with _Metrics(run, state.step) as metrics, _progress_bar(run, state.step, quiet) as bar:
+        train_model, ddp = _wrap(model, run)
+        if state.step == 0:
+            _evaluate(state, job, run, metrics)
+        window = _Window(torch.zeros((), device=rt.device), time.perf_counter())
+        while state.step < cfg.steps:
+            lr = _set_lr(optimizer, cfg, state.step)
+            _micro_batches(train_model, ddp, job, run, window)
+            grad_norm = _optimizer_step(model, optimizer, cfg)
+            state.step += 1
+            state.tokens += tokens_per_step
+            window.steps += 1
+            logs, evaluating, saving = _due(cfg, state.step)
+            if logs:
+                entry = _log_record(state, window, job, run, lr, grad_norm)
+                metrics.record(entry)
+                _advance(bar, entry)
+            if evaluating:
+                _evaluate(state, job, run, metrics)
+            if saving:
+                _save(state, job, run)
+            if window.steps == 0:
+                window.start = time.perf_counter()  # evaluation and saving are not training time
+    return state.figures()
