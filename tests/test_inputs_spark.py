@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
@@ -55,16 +57,22 @@ def refinery_run(tmp: Path, inputs: list[str], out: Path, config_text: str = CON
 
 @pytest.fixture(scope="module")
 def mixed_run(spark, tmp_path_factory) -> tuple[Path, int]:
-    """One WARC and four files that are no WARC in a crawl folder, plus a JSONL file of documents."""
+    """One WARC and four files that are no WARC in a crawl folder, plus JSONL and Parquet documents."""
     tmp = tmp_path_factory.mktemp("mixed")
     crawl = tmp / "crawl"
     crawl.mkdir()
     shutil.copy(WARC, crawl / WARC.name)
     for name, (content, _) in BAD.items():
         (crawl / name).write_bytes(content)
-    docs = write_docs(tmp / "docs")
+    docs = write_docs(tmp / "docs").parent
+    table = {
+        "id": ["pq-1", "pq-2"],
+        "text": ["A Parquet document.", None],
+        "url": ["https://www.example.org/p", None],
+    }
+    pq.write_table(pa.table({**table, "score": [0.5, 0.25]}), docs / "more.parquet")
     out = tmp / "run"
-    return out, refinery_run(tmp, [str(crawl / "*"), str(docs)], out, NO_FILTERS)
+    return out, refinery_run(tmp, [str(crawl / "*"), str(docs / "*")], out, NO_FILTERS)
 
 
 def test_bad_files_are_listed_and_the_run_goes_on(mixed_run):
@@ -75,7 +83,7 @@ def test_bad_files_are_listed_and_the_run_goes_on(mixed_run):
     assert sorted(b["file"] for b in manifest["bad_files"]) == sorted(str(crawl / name) for name in BAD)
     for bad in manifest["bad_files"]:
         assert BAD[Path(bad["file"]).name][1] in bad["reason"]
-    assert manifest["counts"]["input_files.bad"] == len(BAD) and manifest["inputs"] == len(BAD) + 2
+    assert manifest["counts"]["input_files.bad"] == len(BAD) and manifest["inputs"] == len(BAD) + 3
     assert manifest["counts"]["records"] == 50  # the good WARC read in full beside them
 
 
@@ -88,21 +96,23 @@ def test_stats_lists_every_bad_file(mixed_run, capsys):
     assert "bad input files, skipped" in printed and "JSONL/Parquet rows" in printed
 
 
-def test_warc_and_jsonl_documents_go_through_dedup_together(mixed_run):
+def test_warc_jsonl_and_parquet_documents_go_through_dedup_together(mixed_run):
     out, _ = mixed_run
     con = connect(out)
     documents = dict(con.execute("SELECT extractor, count(*) FROM documents GROUP BY 1").fetchall())
-    assert documents == {"trafilatura": 16, "none": 9}
+    assert documents == {"trafilatura": 16, "none": 11}
     rejected = dict(
         con.execute("SELECT reject, count(*) FROM documents WHERE extractor = 'none' GROUP BY 1").fetchall()
     )
-    assert rejected == {None: 7, "input:bad_json": 1, "input:no_text": 1}
+    assert rejected == {None: 8, "input:bad_json": 1, "input:no_text": 2}
     deduped = con.execute("SELECT id, reject FROM deduped WHERE extractor = 'none' ORDER BY id").fetchall()
     # The copy and doc-0 hold one text: one of the pair is kept (the smaller id), the other is a duplicate.
     assert ("copy-of-0", None) in deduped and ("doc-0", "duplicate:exact") in deduped
     assert con.execute("SELECT count(*) FROM deduped WHERE extractor = 'trafilatura'").fetchone()[0] == 15
     metadata = con.execute("SELECT DISTINCT metadata FROM annotated WHERE id LIKE 'doc-%'").fetchall()
     assert metadata == [('{"group": "positives"}',)]
+    parquet = con.execute("SELECT domain, metadata, reject FROM deduped WHERE id = 'pq-1'").fetchall()
+    assert parquet == [("example.org", '{"score": 0.5}', None)]
 
 
 def test_jsonl_documents_alone_run_through_annotated_and_deduped(spark, tmp_path):
