@@ -42,9 +42,9 @@ def check_input_file(path: str) -> None:
 
 
 def check_inputs(files: list[str], *, strict: bool) -> None:
-    """With `strict`, every input file is readable as its kind (one small read each, on the driver:
-    seconds per thousand local files). Without, a bad file is the documents stage's to list and
-    skip; a glob that matches nothing was refused already (jobs/run.py `expand_inputs`)."""
+    """With `strict`, every input file is readable as its kind (one read of its head each, on the
+    driver). Without, a bad file is the documents stage's to list and skip; a glob that matches
+    nothing was refused already (jobs/run.py `expand_inputs`)."""
     if strict:
         for path in files:
             check_input_file(path)
