@@ -124,3 +124,18 @@ def test_jsonl_documents_alone_run_through_annotated_and_deduped(spark, tmp_path
     assert manifests["documents"]["bad_files"] == [] and manifests["documents"]["counts"]["input_rows"] == 9
     assert manifests["annotated"]["rows"]["in"] == 7
     assert manifests["deduped"]["rejected"].get("duplicate:exact") == 1
+
+
+def test_same_documents_input_gives_byte_identical_parts(spark, tmp_path):
+    from jobs import documents
+    from jobs.config import load_config
+
+    docs = write_docs(tmp_path / "docs")
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for out in runs:
+        documents.main(spark, load_config(), [str(docs)], str(out), "docs")
+    parts = [
+        {p.relative_to(out): p.read_bytes() for p in sorted(out.glob("documents/*/*.parquet"))}
+        for out in runs
+    ]
+    assert parts[0] == parts[1] and len(parts[0]) == 2
