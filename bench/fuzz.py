@@ -5,12 +5,14 @@
 Each file is a real WARC from ../shared/data with one mutation from corpus/faults.py (truncation,
 bit flips, garbage between records, corrupt members, wrong Content-Length, malformed HTTP headers,
 missing WARC headers, huge and empty payloads, wrong charsets, lying Content-Encoding, deeply
-nested HTML), chosen and seeded by its index so the run is reproducible. Every file runs through
-`corpus.documents.warc_documents` in a worker process:
+nested HTML) or replaced by a file that is no WARC at all (zero bytes, a gzipped CSV, a PNG),
+chosen and seeded by its index so the run is reproducible. Every file runs through
+`corpus.inputs.input_documents`, as the documents stage reads it, in a worker process:
 - crash: an exception escaped (must be 0);
 - hang: no result within --hang-s seconds (must be 0; the worker pool is restarted);
 - lost: a record of a member that ends before the first damaged byte was not read back (must be 0);
-- counted: files whose counts hold a read error; silent: files that lost records with no error
+- counted: files whose counts hold a read error or that were listed as bad input files; bad:
+  those listed as bad files (not a WARC, empty); silent: files that lost records with no error
   counted (must be 0). A file cut exactly at a gzip member boundary is a valid shorter WARC that
   no reader can tell from a complete one: its missing records are not counted as lost.
 """
@@ -26,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from corpus.documents import warc_documents  # noqa: E402
 from corpus.extract import Extractor  # noqa: E402
 from corpus.faults import MUTATIONS, clean_cut, intact_record_ids, members  # noqa: E402
+from corpus.inputs import input_documents  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 EXTRACTOR = Extractor()
@@ -48,8 +50,11 @@ def one(task: tuple[int, str, str, str]) -> dict:
     path.write_bytes(blob)
     counts: Counter = Counter()
     errors: list = []
+    bad_files: list = []
     try:
-        rows = warc_documents(str(path), source="fuzz", extractor=EXTRACTOR, counts=counts, errors=errors)
+        rows = input_documents(
+            str(path), source="fuzz", extractor=EXTRACTOR, counts=counts, errors=errors, bad_files=bad_files
+        )
         documents = sum(1 for _ in rows)
     except Exception as exc:  # the property under test: this must never happen
         return {"index": index, "mutation": mutation, "crash": f"{type(exc).__name__}: {exc}"}
@@ -66,7 +71,8 @@ def one(task: tuple[int, str, str, str]) -> dict:
         "records": counts["records"],
         "expected_min": len(expected),
         "lost": max(0, len(expected) - counts["records"]),
-        "errors": counts["errors"],
+        "errors": counts["errors"] + len(bad_files),
+        "bad": len(bad_files),
         "damaged": counts["records"] < records_original,
         "documents": documents,
     }
@@ -103,12 +109,15 @@ def main() -> None:
     ok = [r for r in results if not r["crash"]]
     print(f"{args.files} fuzzed files from {len(files)} real WARCs, {args.workers} workers, {wall:.0f} s")
     print(f"crashes: {len(crashes)}   hangs: {len(hangs)}")
-    print(f"{'mutation':<26}{'files':>6}{'records':>9}{'lost':>6}{'counted':>9}{'silent':>8}{'docs':>7}")
+    print(
+        f"{'mutation':<26}{'files':>6}{'records':>9}{'lost':>6}{'counted':>9}{'bad':>5}{'silent':>8}{'docs':>7}"
+    )
     for name in names:
         rs = [r for r in ok if r["mutation"] == name]
         print(
             f"{name:<26}{len(rs):>6}{sum(r['records'] for r in rs):>9}{sum(r['lost'] for r in rs):>6}"
-            f"{sum(r['errors'] > 0 for r in rs):>9}{sum(r['damaged'] and not r['errors'] for r in rs):>8}"
+            f"{sum(r['errors'] > 0 for r in rs):>9}{sum(r['bad'] for r in rs):>5}"
+            f"{sum(r['damaged'] and not r['errors'] for r in rs):>8}"
             f"{sum(r['documents'] for r in rs):>7}"
         )
     for r in crashes[:10]:

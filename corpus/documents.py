@@ -23,10 +23,14 @@ from corpus.warc import WarcError, is_html, open_warc, read_warc, record_kind
 MAX_ERRORS_KEPT = 20
 
 
-def document_id(record_id: str | None, url: str | None, date: str | None) -> str:
-    """Stable id: sha256 of the WARC-Record-ID, else of url and date, cut to 128 bits."""
-    key = record_id or f"{url}\x00{date}"
+def stable_id(key: str) -> str:
+    """sha256 of `key`, cut to 128 bits: the id of a document that brings none of its own."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def document_id(record_id: str | None, url: str | None, date: str | None) -> str:
+    """Stable id of a WARC document: of the WARC-Record-ID, else of url and date."""
+    return stable_id(record_id or f"{url}\x00{date}")
 
 
 def registered_domain(url: str | None) -> str | None:
@@ -91,5 +95,6 @@ def warc_documents(
                 "title": result.title,
                 "text": result.text,
                 "date": result.date,
+                "extractor": extractor.name,
                 "reject": result.reject,
             }

@@ -147,6 +147,8 @@ class Extractor:
     the crawl sample (bench/RESULTS.md).
     """
 
+    name = "trafilatura"  # the documents' `extractor` column
+
     def __init__(
         self,
         *,

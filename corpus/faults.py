@@ -1,7 +1,8 @@
 """Fault injection for WARC files: the damage real crawls show, made on purpose and reproducibly.
 
 Used by tests/test_warc_fuzz.py and bench/fuzz.py to check the reader's promises: never a crash
-or a hang, every record before the first fault recovered, the fault counted. Each mutation takes
+or a hang, every record before the first fault recovered, the fault counted (a file that is no
+WARC at all: listed as a bad input file). Each mutation takes
 the bytes of a multi-member `.warc.gz` and a `random.Random`, and returns the damaged bytes and
 the offset of the first damaged byte (members that end before it must read back intact).
 Mutations that rewrite a record recompress only that member, as a crawler writing bad
@@ -193,6 +194,27 @@ wrong_charset = _payload_mutation(_mislabelled)
 deep_nesting = _payload_mutation(_nested)
 wrong_content_encoding = _payload_mutation(_lying_encoding)
 
+# Files that are not WARCs at all, as a crawl's folder holds them: a failed download, a gzipped
+# log or CSV, an image. The whole file is the fault (offset 0); the documents stage lists it
+# as a bad input file (corpus/inputs.py) and goes on.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def zero_bytes(blob: bytes, rng: random.Random) -> tuple[bytes, int]:
+    return b"", 0
+
+
+def gzip_text(blob: bytes, rng: random.Random) -> tuple[bytes, int]:
+    lines = (f"{rng.randrange(10**9)},{rng.random():.6f},{rng.choice(['GET', 'POST'])}\n" for _ in range(500))
+    return gzip.compress("".join(lines).encode(), mtime=0), 0
+
+
+def png_file(blob: bytes, rng: random.Random) -> tuple[bytes, int]:
+    return PNG_SIGNATURE + b"\x00\x00\x00\rIHDR" + rng.randbytes(rng.randrange(100, 20_000)), 0
+
+
+NOT_WARC = ("zero_bytes", "gzip_text", "png_file")
+
 MUTATIONS: dict[str, Callable[[bytes, random.Random], tuple[bytes, int]]] = {
     "truncate": truncate,
     "bit_flip": bit_flip,
@@ -206,6 +228,9 @@ MUTATIONS: dict[str, Callable[[bytes, random.Random], tuple[bytes, int]]] = {
     "bad_http_headers": bad_http_headers,
     "missing_headers": missing_headers,
     "wrong_content_encoding": wrong_content_encoding,
+    "zero_bytes": zero_bytes,
+    "gzip_text": gzip_text,
+    "png_file": png_file,
 }
 
 

@@ -35,7 +35,9 @@ DOCUMENT = pa.schema(
         pa.field("source", pa.string()),
         pa.field("title", pa.string()),
         pa.field("text", pa.string()),
-        pa.field("date", pa.string()),  # publication date found by trafilatura, as it wrote it
+        pa.field("date", pa.string()),  # publication date found by trafilatura (or given), as written
+        pa.field("extractor", pa.string()),  # what made `text`: `trafilatura`, or `none` for input documents
+        pa.field("metadata", pa.string()),  # JSON object: an input document's other fields (corpus/inputs.py)
         pa.field("lang", pa.string()),
         pa.field("lang_score", pa.float32()),
         pa.field("signals", SIGNALS),

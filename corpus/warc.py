@@ -35,6 +35,7 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # Types servers send when they do not know: the body is sniffed for HTML (WHATWG MIME Sniffing §7).
 SNIFFED_TYPES = frozenset({None, "application/octet-stream", "text/plain", "unknown/unknown"})
 SNIFF_BYTES = 1024
+SNIFF_INFLATE = 64  # decompressed bytes enough to see whether a gzip file holds `WARC/`
 _HTML_SIGNS = (b"<!doctype html", b"<html", b"<head", b"<body")
 KINDS = ("warcinfo", "request", "response", "revisit", "metadata")
 # warcio parses HTTP headers only under http(s): target URIs; a record that declares
@@ -69,6 +70,29 @@ class WarcRecord:
     charset: str | None
     payload: bytes | None  # the decoded HTTP body of an HTML 200 response, else None
     payload_truncated: bool = False  # the body was longer than the cap and was cut
+
+
+def warc_problem(head: bytes) -> str | None:
+    """Why a file starting with `head` is not a WARC, or None: a WARC starts with `WARC/`, or with a
+    gzip member whose content starts with `WARC/`.
+
+    A gzip member that does not inflate passes: damage is the reader's business (it counts the
+    error and resynchronizes at the next member); only a file that is clearly something else
+    (HTML, JSON, a gzipped CSV, nothing at all) is named here.
+    """
+    if not head:
+        return "empty file (0 bytes)"
+    if head[:2] == GZIP_MAGIC[:2]:
+        try:
+            inner = zlib.decompressobj(wbits=31).decompress(head, SNIFF_INFLATE)
+        except zlib.error:
+            return None
+        if len(inner) >= len(WARC_MAGIC) and not inner.startswith(WARC_MAGIC):
+            return f"gzip file whose content starts {inner[:16]!r}, not a WARC record (WARC/...)"
+        return None
+    if not head.startswith(WARC_MAGIC):
+        return f"not a WARC file (starts {head[:16]!r}; expected WARC/ or gzip)"
+    return None
 
 
 def is_html(content_type: str | None) -> bool:

@@ -27,7 +27,13 @@ def _run(args: argparse.Namespace) -> None:
     if not args.input and (args.stages is None or "documents" in args.stages):
         raise ValueError("--input is required for the documents stage")
     manifests = run(
-        args.config, args.input, args.out, master=args.master, stages=args.stages, force=args.force
+        args.config,
+        args.input,
+        args.out,
+        master=args.master,
+        stages=args.stages,
+        force=args.force,
+        strict=args.strict,
     )
     for name, manifest in manifests.items():
         rows, summary = manifest.get("rows"), manifest.get("summary")
@@ -86,14 +92,24 @@ def _pii_audit(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser("run", help="run pipeline stages over WARC files")
+    run = sub.add_parser("run", help="run pipeline stages over WARC, JSONL or Parquet files")
     run.add_argument("config", nargs="?", help="YAML config (default: conf/pipeline.yaml)")
-    run.add_argument("--input", action="append", default=[], help="WARC file glob (repeatable)")
+    run.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        help="glob of WARC files, or of documents as *.jsonl[.gz|.zst] / *.parquet (repeatable)",
+    )
     run.add_argument("--out", required=True, help="run directory")
     run.add_argument("--master", help="Spark master URL (default: the config's, local[*])")
     run.add_argument("--stages", help="comma-separated subset of the stages (default: all)")
     run.add_argument(
         "--force", action="store_true", help="write into an --out holding another run (changed stages redone)"
+    )
+    run.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse the run if an input file cannot be read (default: list it in the manifest, go on)",
     )
     run.set_defaults(func=_run)
 

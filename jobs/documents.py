@@ -1,10 +1,14 @@
-"""documents stage: WARC files → RUN/documents/{kept,rejected}/part-NNNNN.parquet + manifest.json.
+"""documents stage: input files → RUN/documents/{kept,rejected}/part-NNNNN.parquet + manifest.json.
 
-Input: WARC files (plain or gzip, one Spark task per file, part N = the N-th file in sorted
-order). Every record read is counted by kind in the manifest (`records.*`, and responses by
-status and type as `response.<status>.<mime>`); read errors are counted and listed with their
-file and offset. HTML 200 responses become rows. Reject rules: `extract:too_large`,
-`extract:timeout`, `extract:failed`, `extract:empty`.
+Input: WARC files (plain or gzip) and documents as JSONL or Parquet (corpus/inputs.py), one
+Spark task per file, part N = the N-th file in sorted order. Every WARC record read is counted
+by kind in the manifest (`records.*`, and responses by status and type as
+`response.<status>.<mime>`); read errors are counted and listed with their file and offset.
+HTML 200 responses and the rows of JSONL and Parquet files (counted as `input_rows`) become
+rows. A file that cannot be read at all (empty, not a WARC, unreadable) is listed in the
+manifest's `bad_files` with its reason and counted as `input_files.bad`; the run goes on.
+Reject rules: `extract:too_large`, `extract:timeout`, `extract:failed`, `extract:empty`,
+`input:bad_json`, `input:too_large`, `input:no_text`.
 """
 
 import logging
@@ -15,14 +19,15 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from corpus.documents import warc_documents
 from corpus.extract import Extractor
+from corpus.inputs import input_documents
 from corpus.manifest import files_fingerprint, fingerprint
 from jobs.config import PipelineConfig, build
 from jobs.stage import Stage, inject_fault
 
 STAGE = "documents"
-VERSION = 1  # bump when a code change alters this stage's output for the same config
+# Bump when a code change alters this stage's output for the same config.
+VERSION = 2  # 2: JSONL and Parquet input, bad files skipped, `extractor` and `metadata` columns
 log = logging.getLogger(__name__)
 
 
@@ -44,15 +49,23 @@ def main(
             return done
         counts: Counter = Counter()
         errors: list[dict[str, Any]] = []
-        rows = warc_documents(inputs[index], source=source, extractor=extractor, counts=counts, errors=errors)
+        bad: list[dict[str, str]] = []
+        rows = input_documents(
+            inputs[index], source=source, extractor=extractor, counts=counts, errors=errors, bad_files=bad
+        )
         rows = inject_fault(STAGE, index, rows)  # test-only; inert unless REFINERY_FAULT_KILL is set
-        return stage.write_part(index, rows, counts=counts, input=inputs[index], errors=errors)
+        return stage.write_part(index, rows, counts=counts, input=inputs[index], errors=errors, bad_files=bad)
 
-    # One partition per WARC file: a file is read sequentially, so it is the unit of parallelism.
+    # One partition per input file: a file is read sequentially, so it is the unit of parallelism.
     parts = spark.sparkContext.parallelize(range(len(inputs)), max(len(inputs), 1)).map(task).collect()
     rows_in = sum(p["counts"].get("documents", 0) for p in parts)
     errors = [e for p in parts for e in p["errors"]]
-    return stage.commit(parts, rows_in=rows_in, started=started, inputs=len(inputs), errors=errors)
+    bad_files = [b for p in parts for b in p["bad_files"]]  # at most one per input file
+    if bad_files:
+        log.warning("documents: %d input file(s) unreadable, skipped (manifest: bad_files)", len(bad_files))
+    return stage.commit(
+        parts, rows_in=rows_in, started=started, inputs=len(inputs), errors=errors, bad_files=bad_files
+    )
 
 
 def source_name(inputs: list[str]) -> str:

@@ -1,21 +1,21 @@
 """Checks `refinery run` makes before it starts Spark or writes anything to RUN.
 
 Every problem found here would otherwise surface minutes into a run, after earlier stages had
-written their outputs: a file that is not a WARC (the reader would count it as one long read
-error), a model or list file that does not exist (the annotated stage hashes it when it starts),
-a stage whose upstream stage never finished, or an output directory that holds another run.
+written their outputs: a model or list file that does not exist (the annotated stage hashes it
+when it starts), a stage whose upstream stage never finished, or an output directory that holds
+another run. An input file that cannot be read (empty, not a WARC) is refused here only with
+`--strict`; otherwise the documents stage lists it in its manifest and the run goes on.
 Each check raises `ValueError` or `FileNotFoundError` with one line naming the file or key and
 what is wrong; jobs/cli.py prints it and exits with status 2.
 """
 
 import json
-import zlib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from corpus.warc import GZIP_MAGIC, WARC_MAGIC
+from corpus.inputs import file_problem
 from jobs import train_stages
 
 # Upstream stages each stage reads; one of them must be requested in the same run or finished
@@ -32,37 +32,22 @@ REQUIRES_ALL: dict[str, tuple[str, ...]] = {"shards": ("tokenizer",)}  # besides
 # (master, memory) do not change what a stage writes, so they are left out of the comparison.
 IDENTITY = ("config", "inputs", "source")
 NOT_IDENTITY = ("spark",)
-HEAD_BYTES = 64
 
 
-def check_warc_file(path: str) -> None:
-    """The file starts like a WARC: `WARC/` or a gzip member whose content starts with `WARC/`.
-
-    A gzip member that does not inflate is let through: damage is the reader's business (it
-    counts the error and resynchronizes at the next member); only a file that is clearly
-    something else (HTML, JSON, a gzipped CSV, nothing at all) is refused here.
-    """
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    if not head:
-        raise ValueError(f"--input {path}: empty file, not a WARC")
-    if head[:2] == GZIP_MAGIC[:2]:
-        try:
-            inner = zlib.decompressobj(wbits=31).decompress(head, HEAD_BYTES)
-        except zlib.error:
-            return
-        if len(inner) >= len(WARC_MAGIC) and not inner.startswith(WARC_MAGIC):
-            raise ValueError(
-                f"--input {path}: gzip file whose content starts {inner[:16]!r}, not a WARC record (WARC/...)"
-            )
-        return
-    if not head.startswith(WARC_MAGIC):
-        raise ValueError(f"--input {path}: not a WARC file (starts {head[:16]!r}; expected WARC/ or gzip)")
+def check_input_file(path: str) -> None:
+    """The file can be read as what its name says (corpus/inputs.py `file_problem`): for
+    `--strict`, which refuses up front the bad files a run would otherwise list and skip."""
+    if (problem := file_problem(path)) is not None:
+        raise ValueError(f"--input {path}: {problem}")
 
 
-def check_inputs(files: list[str]) -> None:
-    for path in files:
-        check_warc_file(path)
+def check_inputs(files: list[str], *, strict: bool) -> None:
+    """With `strict`, every input file is readable as its kind (one read of its head each, on the
+    driver). Without, a bad file is the documents stage's to list and skip; a glob that matches
+    nothing was refused already (jobs/run.py `expand_inputs`)."""
+    if strict:
+        for path in files:
+            check_input_file(path)
 
 
 def _must_exist(path: str | None, what: str) -> None:
@@ -172,10 +157,17 @@ def check_run_dir(run_dir: Path, record: dict[str, Any], *, force: bool) -> None
 
 
 def check(
-    cfg: Any, stages: list[str], files: list[str], run_dir: Path, record: dict[str, Any], *, force: bool
+    cfg: Any,
+    stages: list[str],
+    files: list[str],
+    run_dir: Path,
+    record: dict[str, Any],
+    *,
+    force: bool,
+    strict: bool = False,
 ) -> None:
     """All of the above, cheapest first; nothing is written."""
     check_run_dir(run_dir, record, force=force)
     check_config_files(cfg, stages)
     check_upstreams(run_dir, stages)
-    check_inputs(files)
+    check_inputs(files, strict=strict)

@@ -76,6 +76,7 @@ def run(
     master: str | None = None,
     stages: str | None = None,
     force: bool = False,
+    strict: bool = False,
 ) -> dict[str, Any]:
     cfg = load_config(config)
     names = parse_stages(stages, cfg)
@@ -92,7 +93,7 @@ def run(
         "versions": _versions(),
     }
     # Inputs, model files, upstream stages and RUN itself are checked before anything is written.
-    preflight.check(cfg, names, files, run_dir, record, force=force)
+    preflight.check(cfg, names, files, run_dir, record, force=force, strict=strict)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "run.json", record)
     # Training stages alone need no Spark (and no JVM start-up).

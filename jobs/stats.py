@@ -6,7 +6,8 @@ Views (only for stages that finished, i.e. have a manifest):
 - `rejected`: every stage's rejected rows with a `stage` column;
 - `kept`: the kept rows of the last finished stage;
 - `shards`: one row per shard of RUN/shards/manifest.json (split, name, documents, tokens, bytes).
-The record counts (WARC records by kind, read errors) live in the manifests, not in rows.
+The record counts (WARC records by kind, read errors, bad input files) live in the manifests, not
+in rows.
 """
 
 import csv
@@ -113,20 +114,34 @@ def funnel_rows(run_dir: Path) -> list[tuple[str, int]]:
         manifest = read_json(run_dir / stage / "manifest.json")
         counts = manifest["counts"]
         if stage == "documents":
-            rows.append(("WARC records read", counts.get("records", 0)))
-            rows.append(("  read errors (files stopped or resynced)", counts.get("errors", 0)))
-            rows.append(
-                (
-                    "  not documents (non-response, non-200, non-HTML)",
-                    counts.get("records", 0) - manifest["rows"]["in"] - counts.get("documents.unreadable", 0),
-                )
-            )
-            if counts.get("documents.unreadable"):
-                rows.append(("  HTML 200 with unreadable body", counts["documents.unreadable"]))
-            rows.append(("HTML 200 responses (documents)", manifest["rows"]["in"]))
+            rows += _documents_funnel(counts, manifest["rows"]["in"])
         for reason, n in sorted(manifest["rejected"].items(), key=lambda kv: -kv[1]):
             rows.append((f"  - {reason}", -n))
         rows.append((f"kept after {stage}", manifest["rows"]["kept"]))
+    return rows
+
+
+def _documents_funnel(counts: dict[str, int], rows_in: int) -> list[tuple[str, int]]:
+    """Input files and WARC records → documents: HTML 200 responses plus JSONL/Parquet rows."""
+    input_rows = counts.get("input_rows", 0)
+    unreadable = counts.get("documents.unreadable", 0)
+    rows = []
+    if counts.get("input_files.bad"):
+        rows.append(("bad input files, skipped (files, not documents)", counts["input_files.bad"]))
+    rows.append(("WARC records read", counts.get("records", 0)))
+    rows.append(("  read errors (files stopped or resynced)", counts.get("errors", 0)))
+    rows.append(
+        (
+            "  not documents (non-response, non-200, non-HTML)",
+            counts.get("records", 0) - (rows_in - input_rows) - unreadable,
+        )
+    )
+    if unreadable:
+        rows.append(("  HTML 200 with unreadable body", unreadable))
+    if input_rows:
+        rows.append(("HTML 200 responses", rows_in - input_rows))
+        rows.append(("JSONL/Parquet rows", input_rows))
+    rows.append(("documents" if input_rows else "HTML 200 responses (documents)", rows_in))
     return rows
 
 
@@ -136,30 +151,7 @@ def print_stats(run_dir: str | Path, console: Console | None = None) -> None:
     con = connect(run_dir)
     stages = finished_stages(run_dir)
     if "documents" in stages:
-        counts = read_json(run_dir / "documents" / "manifest.json")["counts"]
-        kinds = sorted(
-            ((k.removeprefix("records."), v) for k, v in counts.items() if k.startswith("records.")),
-            key=lambda kv: -kv[1],
-        )
-        print_table(
-            console,
-            "WARC records by kind",
-            ["kind", "records"],
-            [*kinds, ("total", counts.get("records", 0))],
-        )
-        responses = sorted(
-            ((k.removeprefix("response."), v) for k, v in counts.items() if k.startswith("response.")),
-            key=lambda kv: -kv[1],
-        )
-        print_table(console, "Responses by status and content type", ["status.type", "records"], responses)
-        errors = read_json(run_dir / "documents" / "manifest.json")["errors"]
-        if errors:
-            print_table(
-                console,
-                "Read errors",
-                ["file", "offset", "error"],
-                [(e["file"], e["offset"], e["message"][:100]) for e in errors],
-            )
+        print_documents(read_json(run_dir / "documents" / "manifest.json"), console)
     print_table(console, "Funnel", ["step", "documents"], funnel_rows(run_dir))
     print_mixture(run_dir, console)
     if "annotated" in stages:
@@ -189,6 +181,30 @@ def print_stats(run_dir: str | Path, console: Console | None = None) -> None:
         ["rows", "count", *(f"p{int(q * 100)}" for q in LENGTH_QUANTILES)],
         lengths,
     )
+
+
+def print_documents(manifest: dict[str, Any], console: Console) -> None:
+    """The documents stage's records by kind and status, its bad input files and read errors."""
+    counts = manifest["counts"]
+    kinds = sorted(
+        ((k.removeprefix("records."), v) for k, v in counts.items() if k.startswith("records.")),
+        key=lambda kv: -kv[1],
+    )
+    print_table(
+        console, "WARC records by kind", ["kind", "records"], [*kinds, ("total", counts.get("records", 0))]
+    )
+    responses = sorted(
+        ((k.removeprefix("response."), v) for k, v in counts.items() if k.startswith("response.")),
+        key=lambda kv: -kv[1],
+    )
+    print_table(console, "Responses by status and content type", ["status.type", "records"], responses)
+    bad_files = manifest.get("bad_files", [])  # manifests before bad files were skipped have none
+    if bad_files:
+        title = f"Bad input files, skipped ({len(bad_files):,})"
+        print_table(console, title, ["file", "reason"], [(b["file"], b["reason"][:100]) for b in bad_files])
+    if manifest["errors"]:
+        rows = [(e["file"], e["offset"], e["message"][:100]) for e in manifest["errors"]]
+        print_table(console, "Read errors", ["file", "offset", "error"], rows)
 
 
 def print_mixture(run_dir: Path, console: Console) -> None:

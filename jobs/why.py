@@ -85,11 +85,15 @@ def find_ids(con, stage: str, key: str) -> list[str]:
 
 
 def scan_warcs(inputs: list[str], url: str) -> list[dict[str, Any]]:
-    """Every record of `url` in the WARC files: type, HTTP status and media type, file and offset."""
+    """Every record of `url` in the WARC files: type, HTTP status and media type, file and offset.
+    JSONL and Parquet inputs, and the files the documents stage listed as bad, are not WARCs."""
+    from corpus.inputs import file_problem, input_format
     from corpus.warc import WarcError, open_warc, read_warc
 
     found = []
     for path in inputs:
+        if input_format(path) != "warc" or file_problem(path) is not None:
+            continue
         with open_warc(path) as stream:
             for item in read_warc(stream, max_payload_bytes=1):  # headers are what we want
                 if not isinstance(item, WarcError) and item.url == url:

@@ -11,7 +11,7 @@ import pytest
 
 from corpus.faults import members
 from jobs.cli import main
-from jobs.preflight import check_run_dir, check_warc_file
+from jobs.preflight import check_input_file, check_run_dir
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 WARC = SAMPLE / "commoncrawl-2024-22.warc.gz"
@@ -38,20 +38,30 @@ def test_empty_input_pattern_is_refused(capsys, tmp_path):
     assert not out.exists()
 
 
+def test_missing_input_path_is_refused_and_nothing_written(capsys, tmp_path):
+    out = tmp_path / "run"
+    line = refuse(capsys, ["run", "--input", str(tmp_path / "absent.jsonl"), "--out", str(out)])
+    assert "absent.jsonl" in line and "no file matches" in line
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("name", "content", "expected"),
     [
         ("empty.warc.gz", b"", "empty file"),
         ("page.warc", b"<!doctype html><html><body>hello</body></html>", "not a WARC file"),
         ("data.warc.gz", gzip.compress(b'{"url": "https://example.com"}\n' * 10), "not a WARC record"),
+        ("docs.jsonl.gz", b'{"text": "plain, not gzip"}\n', "not a gzip file"),
+        ("docs.parquet", b"PAR1 and nothing else", "unreadable Parquet file"),
     ],
 )
-def test_non_warc_input_is_refused_naming_the_file(capsys, tmp_path, name, content, expected):
+def test_strict_refuses_an_unreadable_input_naming_the_file(capsys, tmp_path, name, content, expected):
+    """Without --strict the run lists the file and goes on (tests/test_inputs_spark.py)."""
     (tmp_path / "in").mkdir()
     shutil.copy(WARC, tmp_path / "in" / "good.warc.gz")
     (tmp_path / "in" / name).write_bytes(content)
     out = tmp_path / "run"
-    line = refuse(capsys, ["run", "--input", str(tmp_path / "in" / "*"), "--out", str(out)])
+    line = refuse(capsys, ["run", "--input", str(tmp_path / "in" / "*"), "--out", str(out), "--strict"])
     assert str(tmp_path / "in" / name) in line and expected in line
     assert not out.exists()
 
@@ -63,10 +73,10 @@ def test_damaged_warc_passes_preflight_for_the_reader_to_count(tmp_path):
     damaged = tmp_path / "damaged.warc.gz"
     damaged.write_bytes(blob[:12] + b"\x00" * 40 + blob[52:])
     assert first.end > 52
-    check_warc_file(str(damaged))
+    check_input_file(str(damaged))
     plain = tmp_path / "plain.warc"
     plain.write_bytes(b"".join(m.data for m in members(blob)))
-    check_warc_file(str(plain))
+    check_input_file(str(plain))
 
 
 def test_unknown_config_key_names_key_and_file(capsys, tmp_path):

@@ -349,3 +349,16 @@ def test_quality_rule_is_held_to_the_threshold_the_stage_computed():
         }
     ]
     assert explained["thresholds_agree"]
+
+
+def test_warc_scan_skips_documents_inputs_and_bad_files(tmp_path):
+    """`--warc` reads a run's WARC inputs only: its JSONL files and the files the documents stage
+    listed as bad (empty, gone since) are passed over, not read as WARCs or crashed on."""
+    from jobs.why import scan_warcs
+
+    warc = Path(__file__).resolve().parent.parent / "data" / "sample" / "commoncrawl-2019.warc.gz"
+    (tmp_path / "empty.warc.gz").write_bytes(b"")
+    (tmp_path / "docs.jsonl").write_text('{"text": "x", "url": "http://commoncrawl.org/"}\n')
+    inputs = [str(tmp_path / "empty.warc.gz"), str(tmp_path / "docs.jsonl"), str(tmp_path / "gone.warc.gz")]
+    found = scan_warcs([*inputs, str(warc)], "http://commoncrawl.org/")
+    assert [(r["warc_file"], r["type"], r["status"]) for r in found] == [(str(warc), "response", 200)]

@@ -1,0 +1,258 @@
+"""The documents stage's input files, by extension: WARC, or documents as JSONL or Parquet.
+
+- `*.jsonl`, `*.jsonl.gz`, `*.jsonl.zst`: one JSON object per line with at least `text`; read
+  line by line through pyarrow's gzip and zstd streams (no `zstandard` package needed).
+- `*.parquet`: a `text` column; read by row batches, so a task holds one row group at a time.
+- anything else: a WARC, plain or gzip, read and extracted by corpus/documents.py.
+
+Documents given as input are not extracted: their rows say `extractor: none`. `id`, `url`,
+`date` and `title` fill their columns (`domain` follows from `url`); every other field goes to
+`metadata`, a JSON object with sorted keys (non-finite floats as null), so the row keeps the
+document schema. The id is the document's own `id` as given (unique ids are the dataset's
+promise, as they are its users' key), else a hash of the file path and line (or row) number:
+the same input gives the same ids. A line that is not a JSON object is rejected as
+`input:bad_json`, one over MAX_LINE_BYTES as `input:too_large` (unparsed; the metadata of both
+is `{"line": N}`), a document without a non-blank string `text` as `input:no_text`: a row with
+its reason, never a crash. Blank lines are skipped.
+
+A file that cannot be read at all is a *bad file*, and a bad file is data: `file_problem` names
+why (unreadable, empty, not a WARC, not the gzip or zstd its name says, not a Parquet file or
+one without `text`), and `input_documents` records it in `bad_files` and counts
+`input_files.bad` instead of raising, so one bad file among 90,000 does not stop a run.
+`refinery run --strict` refuses the same files, with the same reasons, before anything starts
+(jobs/preflight.py). Damage further into a file that started well (a corrupt gzip stream
+midway) is a read error in `errors`, with the line or row it followed, after that file's rows.
+"""
+
+import io
+import json
+import math
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from corpus.documents import registered_domain, stable_id, warc_documents
+from corpus.extract import Extractor
+from corpus.warc import GZIP_MAGIC, warc_problem
+
+BAD_JSON = "input:bad_json"
+NO_TEXT = "input:no_text"
+TOO_LARGE = "input:too_large"
+RULES = (BAD_JSON, NO_TEXT, TOO_LARGE)
+NOT_EXTRACTED = "none"  # the `extractor` of documents given as input
+COLUMNS = ("id", "url", "date", "title")  # fields with a column of their own, besides `text`
+JSONL = (".jsonl", ".jsonl.gz", ".jsonl.zst")
+# A longer line is rejected unread: it bounds a task's memory (a WARC body is cut at 2 MB).
+MAX_LINE_BYTES = 16 << 20
+HEAD_BYTES = 1 << 16  # what `file_problem` reads of each file
+# Decompressed bytes read at a time. A stream that breaks midway loses the lines of the chunk
+# it broke in (pyarrow returns none of a failed read), so the chunk is kept small.
+READ_CHUNK = 1 << 16
+PARQUET_MAGIC = b"PAR1"
+UTF8_BOM = b"\xef\xbb\xbf"
+ROWS_PER_BATCH = 1024
+# Compressed JSONL by its last suffix: pyarrow's codec name and the magic bytes the file starts with.
+CODECS = {".gz": ("gzip", GZIP_MAGIC[:2]), ".zst": ("zstd", b"\x28\xb5\x2f\xfd")}
+
+
+def input_format(path: str) -> str:
+    """`jsonl`, `parquet` or `warc`, by the file name's ending (case-insensitive)."""
+    name = path.lower()
+    if name.endswith(JSONL):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    return "warc"
+
+
+def _codec(path: str) -> tuple[str, bytes] | None:
+    return next((codec for suffix, codec in CODECS.items() if path.lower().endswith(suffix)), None)
+
+
+def file_problem(path: str) -> str | None:
+    """Why the file at `path` cannot be read at all, or None. Reads its first 64 KiB (and a
+    Parquet file's footer)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+        if not head:
+            return "empty file (0 bytes)"
+        kind = input_format(path)
+        if kind == "warc":
+            return warc_problem(head)
+        if kind == "parquet":
+            return _parquet_problem(path, head)
+        codec = _codec(path)
+        if codec and not head.startswith(codec[1]):
+            return f"not a {codec[0]} file (starts {head[:16]!r})"
+        return None
+    except OSError as exc:
+        return f"unreadable ({type(exc).__name__}: {exc.strerror or exc})"
+
+
+def _parquet_problem(path: str, head: bytes) -> str | None:
+    if not head.startswith(PARQUET_MAGIC):
+        return f"not a Parquet file (starts {head[:16]!r})"
+    try:
+        names = pq.read_schema(path).names
+    except pa.ArrowException as exc:
+        return f"unreadable Parquet file ({exc})"
+    if "text" not in names:
+        return f"Parquet file without a `text` column (columns: {', '.join(names[:20])})"
+    return None
+
+
+def input_documents(
+    path: str,
+    *,
+    source: str,
+    extractor: Extractor,
+    counts: Counter,
+    errors: list[dict[str, Any]],
+    bad_files: list[dict[str, str]],
+) -> Iterator[dict[str, Any]]:
+    """The rows of one input file of any format; a bad file yields none and is recorded."""
+    problem = file_problem(path)
+    if problem is not None:
+        counts["input_files.bad"] += 1
+        bad_files.append({"file": path, "reason": problem})
+        return
+    kind = input_format(path)
+    if kind == "warc":
+        yield from warc_documents(path, source=source, extractor=extractor, counts=counts, errors=errors)
+    else:
+        yield from READERS[kind](path, source=source, counts=counts, errors=errors)
+
+
+def jsonl_documents(
+    path: str, *, source: str, counts: Counter, errors: list[dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """A row per non-blank line of a JSONL file, plain, gzip or zstd, streamed."""
+    line_no = 0
+    codec = _codec(path)
+    try:
+        with pa.input_stream(path, compression=codec[0] if codec else None) as raw:
+            stream = io.BufferedReader(raw, READ_CHUNK)
+            for line_no, line in enumerate(_lines(stream), 1):
+                if line_no == 1 and line is not None:
+                    line = line.removeprefix(UTF8_BOM)  # json.loads refuses it; Windows tools write it
+                if line is not None and not line.strip():
+                    continue
+                counts["documents"] += 1
+                counts["input_rows"] += 1
+                yield _line_row(line, path=path, line_no=line_no, source=source)
+    except (OSError, pa.ArrowException) as exc:  # the stream broke midway (corrupt gzip, I/O error)
+        _read_error(counts, errors, path, line_no, "line", exc)
+
+
+def _lines(stream: io.BufferedReader) -> Iterator[bytes | None]:
+    """The stream's lines; None for a line longer than MAX_LINE_BYTES, whose rest is skipped."""
+    while line := stream.readline(MAX_LINE_BYTES + 1):
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := stream.readline(READ_CHUNK)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+        else:
+            yield line
+
+
+def _line_row(line: bytes | None, *, path: str, line_no: int, source: str) -> dict[str, Any]:
+    if line is None:
+        return _unparsed(path, line_no, source, TOO_LARGE)
+    try:
+        fields = json.loads(line)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: [[[[...
+        return _unparsed(path, line_no, source, BAD_JSON)
+    if not isinstance(fields, dict):
+        return _unparsed(path, line_no, source, BAD_JSON)
+    return document_row(fields, path=path, position=line_no, source=source)
+
+
+def parquet_documents(
+    path: str, *, source: str, counts: Counter, errors: list[dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """A row per row of a Parquet file with a `text` column, read a batch at a time."""
+    row_no = 0
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(ROWS_PER_BATCH):
+            for fields in batch.to_pylist():
+                row_no += 1
+                counts["documents"] += 1
+                counts["input_rows"] += 1
+                yield document_row(fields, path=path, position=row_no, source=source)
+    except (OSError, pa.ArrowException) as exc:  # a corrupt page or row group midway
+        _read_error(counts, errors, path, row_no, "row", exc)
+
+
+READERS = {"jsonl": jsonl_documents, "parquet": parquet_documents}
+
+
+def document_row(fields: dict[str, Any], *, path: str, position: int, source: str) -> dict[str, Any]:
+    """The document-schema row of one input document (a JSON object or a Parquet row)."""
+    text = fields.get("text")
+    has_text = isinstance(text, str) and bool(text.strip())
+    url = _string(fields.get("url"))
+    extra = {k: v for k, v in fields.items() if k != "text" and k not in COLUMNS}
+    return {
+        "id": _string(fields.get("id")) or stable_id(f"{path}\x00{position}"),
+        "url": url,
+        "domain": registered_domain(url),
+        "warc_file": path,
+        "source": source,
+        "title": _string(fields.get("title")),
+        "text": _string(text) if has_text else None,
+        "date": _string(fields.get("date")),
+        "extractor": NOT_EXTRACTED,
+        # ensure_ascii: JSON escapes keep a lone surrogate ("\ud800" in the input) writable as UTF-8
+        "metadata": json.dumps(_finite(extra), sort_keys=True, default=str) if extra else None,
+        "reject": None if has_text else NO_TEXT,
+    }
+
+
+def _unparsed(path: str, line_no: int, source: str, rule: str) -> dict[str, Any]:
+    return {
+        "id": stable_id(f"{path}\x00{line_no}"),
+        "warc_file": path,
+        "source": source,
+        "extractor": NOT_EXTRACTED,
+        "metadata": json.dumps({"line": line_no}),
+        "reject": rule,
+    }
+
+
+def _string(value: Any) -> str | None:
+    """A column's string: strings as they are (a lone surrogate, which JSON can carry and UTF-8
+    cannot, becomes U+FFFD), objects and lists as JSON, other values by `str`, NaN as None."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(_finite(value), sort_keys=True, default=str)
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities as None: JSON has no such numbers (DuckDB refuses them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _read_error(
+    counts: Counter, errors: list[dict[str, Any]], path: str, position: int, unit: str, exc: Exception
+) -> None:
+    counts["errors"] += 1
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    errors.append({"file": path, "offset": position, "message": f"after {unit} {position}: {message}"[:500]})
