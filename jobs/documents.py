@@ -5,6 +5,9 @@ order). Every record read is counted by kind in the manifest (`records.*`, and r
 status and type as `response.<status>.<mime>`); read errors are counted and listed with their
 file and offset. HTML 200 responses become rows. Reject rules: `extract:too_large`,
 `extract:timeout`, `extract:failed`, `extract:empty`.
+
+Driver holds: the input paths and one summary per part (O(input files)): its counts and at
+most MAX_ERRORS_KEPT (20) read errors (corpus/documents.py). No record or row reaches it.
 """
 
 import logging

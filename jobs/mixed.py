@@ -10,6 +10,10 @@ bucketing by quality), the estimated tokens per bucket (share weights need the t
 factor is known; a bad weight fails here, before anything is written), then the writing pass.
 The manifest's `buckets` holds, per bucket, documents, bytes and estimated tokens before and
 after, the factor, the realized epochs and the share of the output.
+
+Driver holds: the quality cuts (one number per quantile; `approxQuantile` aggregates on the
+executors), the domain lists of the config, and per part (O(input files)) its counts per
+bucket (O(buckets)). No row reaches it.
 """
 
 import logging

@@ -30,6 +30,10 @@ rejected here; the mixed stage accounted for every row.
 5. The driver writes manifest.json and renames the directory into place. The manifest holds no
    time or absolute path: the same inputs, config and seed give byte-identical files;
    `timing.json` beside it has the wall time.
+
+Driver holds: the counts per bucket and split (O(buckets)) and one entry per shard written
+(O(tokens / shard_tokens): 100 entries for 10 billion tokens at the default). Tokens and keys
+stay on the executors (persisted, then range-partitioned by shard).
 """
 
 import json
