@@ -5,6 +5,11 @@ so the choice depends on the id alone: not on partitioning, scheduling or the ot
 and a document stays on its side as the corpus grows. The k documents of smallest unit are a
 sample of exactly min(k, n) documents with the same properties (a bottom-k sample), which
 Spark selects without the corpus reaching the driver (jobs/sampling.py).
+
+The project's one hash draw: the quality classifier's folds and held-out sites
+(classifiers/quality.py), the corpus tasks' sample and split (training/corpus_tasks.py), and,
+scaled to 62-bit integers, the mixture's repeats, the tokenizer sample and the shards' order
+and validation split (corpus/mix.py `key`).
 """
 
 import hashlib

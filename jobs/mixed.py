@@ -45,7 +45,7 @@ from jobs.spark import spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage
 
 STAGE = "mixed"
-VERSION = 1
+VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
 UPSTREAMS = ("deduped", "annotated")  # the first one that finished is the input
 # approxQuantile's rank error: 0.1% of the rank moves a band edge by a negligible amount and
 # avoids the full sort an exact quantile (0.0) needs.

@@ -63,7 +63,7 @@ from jobs.spark import spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage
 
 STAGE = "shards"
-VERSION = 1
+VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
 SPLITS = ("train", "valid")
 TIMING = "timing.json"
 # Step 1's rows: the Arrow schema the tokenizer yields and the same in Spark's DDL.

@@ -38,7 +38,7 @@ from jobs.config import PipelineConfig
 from jobs.stage import ROWS_PER_BATCH, Stage
 
 STAGE = "tokenizer"
-VERSION = 1
+VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
 TOKENIZER_FILE = "tokenizer.json"
 log = logging.getLogger(__name__)
 
