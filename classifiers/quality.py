@@ -18,7 +18,6 @@ same way. Departures, for a classifier that trains in seconds on small data:
   cutoff keeps the model under 1 MB instead of tens of MB of bigram buckets.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ import numpy as np
 from classifiers.fasttext_file import check_model_file
 from classifiers.quality_data import Doc
 from corpus.manifest import file_sha256, write_json_atomic
+from corpus.sampling import hashed_unit
 
 LABEL_HQ = "__label__hq"
 LABEL_CC = "__label__cc"
@@ -86,12 +86,6 @@ def chunks(text: str, rng: random.Random) -> Iterator[str]:
         size = rng.randint(CHUNK_MIN_WORDS, CHUNK_MAX_WORDS)
         yield " ".join(tokens[start : start + size])
         start += size
-
-
-def hashed_unit(key: str, seed: int) -> float:
-    """A number in [0, 1) from a hash of (seed, key): the same key, the same number, in any order."""
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def cross_fold(group: str, folds: int, seed: int) -> int:

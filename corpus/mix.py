@@ -26,7 +26,6 @@ keys for the shuffle and the validation split.
   similar text cancels out of their repeat factors. The shard manifest reports the real counts.
 """
 
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from corpus.sampling import hashed_unit
 from corpus.schema import DOCUMENT
 
 KEY_BITS = 62  # non-negative in a signed int64 (Spark's LongType), and 2**62 itself still fits
@@ -56,9 +56,13 @@ CRITERIA = (*COLUMN_CRITERIA, QUALITY, DOMAIN_LIST)
 
 
 def key(seed: int, salt: str, doc_id: str, index: int = 0) -> int:
-    """A uniform 62-bit integer from (seed, salt, id, index): the same everywhere, every run."""
-    digest = hashlib.blake2b(f"{seed}\x1f{salt}\x1f{doc_id}\x1f{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> (64 - KEY_BITS)
+    """A uniform integer in [0, 2**62) from (seed, salt, id, index): the same everywhere, every run.
+
+    The project's one hash draw (corpus/sampling.py) on the integer key space Spark SQL compares
+    and divides exactly; its 53 bits of resolution make ties negligible (sorts break them by id).
+    """
+    unit = hashed_unit(f"{salt}\x1f{doc_id}\x1f{index}", seed)
+    return min(int(unit * KEY_SPACE), KEY_SPACE - 1)  # a unit that rounded up to 1.0 stays in range
 
 
 def keys(seed: int, salt: str, ids: Iterable[str], index: int = 0) -> np.ndarray:

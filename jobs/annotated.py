@@ -7,18 +7,28 @@ redacted `text` (corpus/annotate.py) and `quality`, the quality classifier's P(h
 file of the documents stage.
 
 Quality (`annotated.quality`, classifiers/quality.py):
-- `model: null` trains classifiers for the run first, on the driver (seconds): the bundled
-  positives against a sample of up to TRAIN_NEGATIVE_DOCS of the run's documents in the
-  configured languages, one model per fold of sites, each scoring only the sites it did not
-  see (`_run_models`), into RUN/annotated/quality/model-K.ftz with held-out figures in
-  model-K.json. The same documents give the same models.
+- `model: null` trains classifiers for the run first (seconds): the bundled positives against
+  a sample of the run's documents in the configured languages, one model per fold of sites,
+  each scoring only the sites it did not see (`_run_models`), into
+  RUN/annotated/quality/model-K.ftz with held-out figures in model-K.json. The sample is drawn
+  on the executors (`_negative_sample`): the documents whose hash of the id falls below
+  sample_docs / rows, at most `sample_docs` (10,000) of them, in input order. The same
+  documents give the same models.
 - `threshold` is decided in the one pass, with the other rules.
 - `keep_top_fraction` takes two passes. Pass 1 annotates every part into a staging stage inside
-  the partial directory (`._scored.partial/`). The threshold is Spark SQL's exact `percentile`
-  of `quality` over the staged kept rows (the executors aggregate; no score goes to the
-  driver), saved to `_quality.json`. Pass 2 moves each staged part's kept rows below it to
+  the partial directory (`._scored.partial/`). The threshold is Spark SQL's `percentile_approx`
+  of `quality` over the staged kept rows at accuracy QUANTILE_ACCURACY (the executors
+  aggregate; no score goes to the driver): one of the scores, whose rank is within 1/10,000
+  of the kept rows of the exact quantile's. It is saved to `_quality.json` and, with the method
+  and its rank error, in the manifest. Pass 2 moves each staged part's kept rows below it to
   rejected as `quality:low`, into the stage's own part files. Both passes resume per part, and
   a resumed attempt reuses the saved threshold.
+
+Driver holds: the part summaries (O(part files)); with `model: null`, the training sample (at
+most `sample_docs` documents with their text: ~34 MB at the 3.4 KB median crawl page, at most
+`sample_docs` x the extractor's `max_html_bytes`), the positives (the bundled file: 3 MB) and
+the chunks cut from both (at most MAX_CHUNKS_PER_CLASS a class); the threshold (one number). A
+finished stage (its manifest matches) trains and reads nothing.
 """
 
 import dataclasses
@@ -27,7 +37,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +48,8 @@ from pyspark import SparkFiles
 from pyspark.sql import SparkSession
 
 from classifiers.langid import lid176_path
-from classifiers.quality import TrainParams, cross_fold, hashed_unit, in_languages, report_path, train
-from classifiers.quality_data import read_docs
+from classifiers.quality import TrainParams, cross_fold, in_languages, report_path, train
+from classifiers.quality_data import Doc, read_docs
 from corpus.annotate import Annotator, Step
 from corpus.filters.c4 import C4Filter
 from corpus.filters.fineweb import FineWebFilter
@@ -48,13 +60,17 @@ from corpus.filters.quality import QualityFilter
 from corpus.filters.url import UrlFilter
 from corpus.manifest import file_sha256, fingerprint, read_json, write_json_atomic
 from corpus.pii import PiiRedactor
+from corpus.sampling import hashed_unit
 from jobs.config import AnnotatedConfig, PipelineConfig, build
+from jobs.sampling import bottom_k
 from jobs.spark import spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
 
 STAGE = "annotated"
-VERSION = 2  # 2: quality column and rule
-TRAIN_NEGATIVE_DOCS = 10_000  # sampled for the run's own models; balanced down to the 4,354 positive chunks
+VERSION = 3  # 2: quality column and rule; 3: capped training sample, approximate top-fraction threshold
+# percentile_approx's accuracy (Spark's default) for keep_top_fraction: the threshold's rank is
+# within 1/10,000 of the kept rows of the exact one (1,000 documents in 10 million).
+QUANTILE_ACCURACY = 10_000
 FOLDS = 2  # the run's own models (cross-fitting, see _run_models)
 log = logging.getLogger(__name__)
 
@@ -101,7 +117,25 @@ def _list_files(cfg: AnnotatedConfig) -> list[str]:
     )
 
 
-def _run_models(cfg: PipelineConfig, stage: Stage, inputs: list[str], rows: int, lid_model: str) -> list[str]:
+def _negative_sample(spark: SparkSession, inputs: list[str], rows: int, cap: int, seed: int) -> list[Doc]:
+    """The run's documents its own models train on, drawn on the executors: those whose
+    hashed_unit(id, seed) falls below cap / rows (about `cap` of them), at most the `cap` of
+    smallest unit, in input order (part, then row). Only they reach the driver."""
+    rate = cap / max(rows, 1)
+
+    def draw(index: int) -> Iterator[tuple[tuple[float, int, int], Doc]]:
+        for row, doc in enumerate(read_docs([inputs[index]])):
+            unit = hashed_unit(doc.key, seed)
+            if rate >= 1 or unit < rate:
+                yield (unit, index, row), doc
+
+    drawn = bottom_k(spark, len(inputs), draw, cap, order=itemgetter(0))
+    return [doc for _, doc in sorted(drawn, key=lambda pair: pair[0][1:])]
+
+
+def _run_models(
+    spark: SparkSession, cfg: PipelineConfig, stage: Stage, inputs: list[str], rows: int, lid_model: str
+) -> list[str]:
     """The run's own quality models, one per fold (cross-fitting): model k is trained on the
     sampled documents of the other folds' sites and scores only the sites of fold k, so no
     document is scored by a model that saw it. With one model trained on the run, the sites it
@@ -110,12 +144,10 @@ def _run_models(cfg: PipelineConfig, stage: Stage, inputs: list[str], rows: int,
     paths = [stage.partial / "quality" / f"model-{k}.ftz" for k in range(FOLDS)]
     if all(p.is_file() and report_path(p).is_file() for p in paths):  # reports come after models
         return [str(p) for p in paths]
-    # A hash sample of the documents, the same for the same input, of about TRAIN_NEGATIVE_DOCS.
-    rate = TRAIN_NEGATIVE_DOCS / max(rows, 1)
-    sample = (doc for doc in read_docs(inputs) if rate >= 1 or hashed_unit(doc.key, cfg.seed) < rate)
-    language = cfg.annotated.language
+    quality, language = cfg.annotated.quality, cfg.annotated.language
+    sample = _negative_sample(spark, inputs, rows, quality.sample_docs, cfg.seed)
     negatives = list(in_languages(sample, language.languages if language.enabled else None, lid_model))
-    positives = list(read_docs(cfg.annotated.quality.positives_files))
+    positives = list(read_docs(quality.positives_files))
 
     def fit(k: int) -> dict[str, Any]:
         others = [d for d in negatives if cross_fold(d.group, FOLDS, cfg.seed) != k]
@@ -161,15 +193,16 @@ def _ship(spark: SparkSession, path: str) -> str:
     return name
 
 
-def _top_fraction_threshold(spark: SparkSession, kept_dir: Path, fraction: float) -> float | None:
-    """The score at the (1 - fraction) percentile of the kept rows, computed by Spark over the
-    Parquet files (exact, interpolated between neighbours); None when no row is kept.
-
-    Spark's exact `percentile` holds one count per distinct score in its final aggregation, up to
-    one per kept document: fine for millions; a billion-document run wants `percentile_approx`.
-    """
+def _top_fraction_threshold(
+    spark: SparkSession, kept_dir: Path, fraction: float, accuracy: int = QUANTILE_ACCURACY
+) -> float | None:
+    """A score at the (1 - fraction) quantile of the kept rows, by Spark SQL's `percentile_approx`
+    over the Parquet files (the executors aggregate; no score goes to the driver); None when no
+    row is kept. It is one of the scores, and its rank among them is within n / accuracy of
+    (1 - fraction) * n: Spark's stated relative error 1 / accuracy (Greenwald-Khanna sketches
+    of O(accuracy) entries per task, merged)."""
     frame = spark.read.parquet(spark_uri(kept_dir))
-    return frame.selectExpr(f"percentile(quality, {1.0 - fraction}) AS t").first()["t"]
+    return frame.selectExpr(f"percentile_approx(quality, {1.0 - fraction}, {accuracy}) AS t").first()["t"]
 
 
 def _rows(stage: Stage, summary: dict[str, Any]):
@@ -212,7 +245,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         if quality.enabled and quality.model:
             models = [quality.model]
         elif quality.enabled:
-            models = _run_models(cfg, stage, inputs, rows_kept, lid_model)
+            models = _run_models(spark, cfg, stage, inputs, rows_kept, lid_model)
     except ValueError as exc:
         if quality.threshold is not None or quality.keep_top_fraction is not None:
             raise  # a quality rule was asked for: it cannot be applied without a model
@@ -283,7 +316,12 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
 
         parts = run(decide)
         shutil.rmtree(scored.partial)  # staging only: the decided parts are in place
-        extra["quality"].update(keep_top_fraction=top_fraction, threshold=threshold)
+        extra["quality"].update(
+            keep_top_fraction=top_fraction,
+            threshold=threshold,
+            threshold_method={"function": "percentile_approx", "accuracy": QUANTILE_ACCURACY},
+            threshold_rank_error=1 / QUANTILE_ACCURACY,
+        )
     else:
         parts = run(annotate)
     rows_in = sum(p["counts"]["documents"] for p in parts)

@@ -89,6 +89,9 @@ class QualityConfig(BaseModel):
     enabled: bool = True
     model: str | None = None  # None: trained for the run, `positives_files` vs its own documents
     positives_files: tuple[str, ...] = (str(REFERENCE_SAMPLE),)
+    # With `model: None`: the run's documents drawn (by a hash of the id, on the executors) as the
+    # negatives; balanced down to the 4,354 positive chunks, and the most the driver holds.
+    sample_docs: int = pydantic.Field(10_000, gt=0)
     threshold: float | None = pydantic.Field(None, ge=0, le=1)
     keep_top_fraction: float | None = pydantic.Field(None, gt=0, le=1)
 

@@ -10,9 +10,12 @@ rejected/, `bucket` and `repeats` unchanged; the tokenizer and shards stages rea
    config regenerated from its seeds (procedural tasks) and, with `synth_grounded`, its corpus
    tasks' test problems made from this run's mixed documents exactly as `refinery synth sft
    --run RUN` makes them (training/synth.py); `sft_test_files`, `reference_files` and
-   `eval_files`. Their n-gram index (sorted 64-bit hashes and a 64-bit set mask, 16 bytes an
-   n-gram) is built here and broadcast: on crawl-sample, 108,327 distinct 13-grams (800
-   procedural and 103 grounded test problems, 80 sections of reference prose), 1.7 MB, 0.8 s.
+   `eval_files`. The corpus tasks' documents are a sample drawn on the executors
+   (`grounded_sources`: the config's `sample_documents` rows of smallest seeded hash of the
+   id, cut to the passages, jobs/sampling.py); only the sample reaches the driver. Their n-gram
+   index (sorted 64-bit hashes and a 64-bit set mask, 16 bytes an n-gram) is built here and
+   broadcast: on crawl-sample, 108,327 distinct 13-grams (800 procedural and 103 grounded test
+   problems, 80 sections of reference prose), 1.7 MB, 0.8 s.
    The corpus-grounded test problems are passages of kept documents: this stage is what keeps
    those documents out of pretraining.
 2. Executors, one task per mixed part file: every row matched against the index, rejected or
@@ -21,10 +24,16 @@ rejected/, `bucket` and `repeats` unchanged; the tokenizer and shards stages rea
    matched per set, n-grams matched, copies and bytes removed, characters cut, and the matched
    documents themselves (id, n-grams, sets, the first shared n-gram; the first MAX_LISTED).
 
-The stage key holds the index's fingerprint, so a changed evaluation file or synth config
-redoes the stage; the index is rebuilt on every run to compute it (seconds: the reading of the
-mixed documents for the grounded tasks dominates; at scale, write the test split once with
-`refinery synth sft` and list its test.jsonl in `sft_test_files` with `synth_grounded: false`).
+The stage key holds the config and the sha256 of every file the sets come from (synth configs,
+test, reference and eval files), and its input fingerprint covers the mixed rows, so a finished stage
+is found before any set is read or any index built; a changed evaluation file, synth config
+or mixed output redoes the stage (the index's fingerprint is recorded in the manifest).
+
+Driver holds: the part summaries (O(part files), with at most MAX_LISTED matches each), the
+grounded sample (per synth config at most `sample_documents` rows: id, title and the text cut
+to `passage_chars` + 1 characters; 20,000 x ~700 bytes by default) and its test problems, the
+evaluation files' texts, and the index (16 bytes per distinct n-gram of the evaluation sets,
+independent of the corpus size).
 `enabled: false` removes an earlier decontam/ directory, so the later stages read mixed/kept.
 """
 
@@ -41,13 +50,14 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
 from corpus.decontam import Decontaminator, NgramIndex, read_texts, record_text
-from corpus.manifest import fingerprint, read_json, sum_counts
+from corpus.manifest import file_sha256, fingerprint, read_json, sum_counts
 from jobs.config import PipelineConfig
+from jobs.sampling import bottom_k
 from jobs.stage import ROWS_PER_BATCH, Stage
 
 STAGE = "decontam"
 UPSTREAM = "mixed"
-VERSION = 1
+VERSION = 2  # 2: keyed by the evaluation files, not the index; grounded tasks from a capped sample
 MAX_LISTED = 1000  # matched documents listed in the manifest (all are counted)
 log = logging.getLogger(__name__)
 
@@ -71,7 +81,7 @@ def _unique(name: str, taken: dict[str, Any]) -> str:
     return candidate
 
 
-def eval_sets(cfg: PipelineConfig, run_dir: str | Path) -> dict[str, list[str]]:
+def eval_sets(spark: SparkSession, cfg: PipelineConfig, run_dir: str | Path) -> dict[str, list[str]]:
     """Every configured evaluation set by name (`kind:file`), as lists of texts."""
     from training.config import load_yaml
     from training.synth import SynthSftConfig, grounded, procedural
@@ -83,7 +93,7 @@ def eval_sets(cfg: PipelineConfig, run_dir: str | Path) -> dict[str, list[str]]:
         name = Path(path).name
         problems = {"procedural": procedural(scfg)["test"]}
         if dcfg.synth_grounded:
-            problems["grounded"] = grounded(scfg, run_dir)["test"]
+            problems["grounded"] = grounded(scfg, grounded_sources(spark, run_dir, scfg))["test"]
         for kind, chosen in problems.items():
             key = _unique(f"sft_test:{name}:{kind}", sets)
             sets[key] = [record_text(p.to_record("test")) for p in chosen]
@@ -102,6 +112,37 @@ def eval_sets(cfg: PipelineConfig, run_dir: str | Path) -> dict[str, list[str]]:
     return sets
 
 
+def grounded_sources(spark: SparkSession, run_dir: str | Path, scfg: Any) -> list[Any]:
+    """The documents a synth config's corpus tasks are made from, drawn on the executors: the
+    `sample_documents` kept rows of smallest `sample_order`, cut to the passages; the same
+    documents `refinery synth sft --run RUN` streams (training/synth.py `corpus_sample`)."""
+    from training.corpus_tasks import curated_parts, documents, sample_order, source_rows
+    from training.synth import passage_chars
+
+    _, parts = curated_parts(run_dir)
+    inputs, limit, seed = [str(p) for p in parts], passage_chars(scfg), scfg.test_seed
+    rows = bottom_k(
+        spark,
+        len(inputs),
+        lambda index: source_rows(inputs[index], limit),
+        scfg.sample_documents,
+        order=lambda row: sample_order(row, seed),
+    )
+    return documents(rows)
+
+
+def stage_key(dcfg: Any) -> dict[str, Any]:
+    """What the output depends on besides the mixed rows: the config and the content of every file
+    the evaluation sets come from. It needs no index, so a finished stage builds none; a change
+    to the code that makes the test problems (training/tasks.py, corpus_tasks.py) bumps VERSION."""
+    files = (*dcfg.synth_config_files, *dcfg.sft_test_files, *dcfg.reference_files, *dcfg.eval_files)
+    return {
+        "version": VERSION,
+        "decontam": dcfg.model_dump(mode="json"),
+        "files": {path: file_sha256(path) for path in sorted(set(files))},
+    }
+
+
 def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
     run = Path(run_dir)
     dcfg = cfg.decontam
@@ -118,18 +159,14 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     upstream_manifest = read_json(upstream / "manifest.json")
     started = time.time()
 
-    # region 1: the evaluation sets' n-gram index, on the driver
-    index = NgramIndex.build(eval_sets(cfg, run_dir), dcfg.ngram)
-    decontaminator = make_decontaminator(index, dcfg)
-    key = {
-        "version": VERSION,
-        "decontam": dcfg.model_dump(mode="json"),
-        "index": index.fingerprint(),
-    }
-    stage = Stage(run_dir, STAGE, fingerprint(key), upstream_manifest["output_fingerprint"])
+    stage = Stage(run_dir, STAGE, fingerprint(stage_key(dcfg)), upstream_manifest["output_fingerprint"])
     if manifest := stage.finished():
         log.info("decontam: up to date, skipped (%s)", stage.final)
         return manifest
+
+    # region 1: the evaluation sets' n-gram index, on the driver
+    index = NgramIndex.build(eval_sets(spark, cfg, run_dir), dcfg.ngram)
+    decontaminator = make_decontaminator(index, dcfg)
     log.info(
         "decontam: %s distinct %d-grams from %d evaluation sets in %.1f s",
         f"{len(index):,}",
@@ -169,7 +206,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         input_stage=UPSTREAM,
         ngram=index.n,
         mode=dcfg.mode,
-        index={"ngrams": len(index), "sets": index.stats},
+        index={"ngrams": len(index), "sets": index.stats, "fingerprint": index.fingerprint()},
         matched={
             "documents": counts.get("matched.documents", 0),
             "ngrams": counts.get("matched.ngrams", 0),

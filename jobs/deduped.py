@@ -27,6 +27,10 @@ Three steps, each resumable inside the stage's partial directory (intermediates 
 `cluster_id` is the kept document's id rather than the component's smallest node: it names a
 real row (`JOIN ... ON id = cluster_id` finds what a duplicate was folded into) and does not
 depend on the part numbering.
+
+Driver holds: one summary per part (O(input files)), the cluster counts and the histogram of
+cluster sizes (at most 32 rows), and one row per connected-components round (`is_star_forest`);
+signatures, edges and decisions stay in Parquet on the executors.
 """
 
 import logging

@@ -9,6 +9,10 @@ rows. A file that cannot be read at all (empty, not a WARC, unreadable) is liste
 manifest's `bad_files` with its reason and counted as `input_files.bad`; the run goes on.
 Reject rules: `extract:too_large`, `extract:timeout`, `extract:failed`, `extract:empty`,
 `input:bad_json`, `input:too_large`, `input:no_text`.
+
+Driver holds: the input paths and one summary per part (O(input files)): its counts, its bad
+file if any, and at most MAX_ERRORS_KEPT (20) read errors (corpus/documents.py). No record or
+row reaches it.
 """
 
 import logging

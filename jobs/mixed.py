@@ -10,6 +10,10 @@ bucketing by quality), the estimated tokens per bucket (share weights need the t
 factor is known; a bad weight fails here, before anything is written), then the writing pass.
 The manifest's `buckets` holds, per bucket, documents, bytes and estimated tokens before and
 after, the factor, the realized epochs and the share of the output.
+
+Driver holds: the quality cuts (one number per quantile; `approxQuantile` aggregates on the
+executors), the domain lists of the config, and per part (O(input files)) its counts per
+bucket (O(buckets)). No row reaches it.
 """
 
 import logging
@@ -41,7 +45,7 @@ from jobs.spark import spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage
 
 STAGE = "mixed"
-VERSION = 1
+VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
 UPSTREAMS = ("deduped", "annotated")  # the first one that finished is the input
 # approxQuantile's rank error: 0.1% of the rank moves a band edge by a negligible amount and
 # avoids the full sort an exact quantile (0.0) needs.

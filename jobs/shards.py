@@ -30,6 +30,10 @@ rejected here; the mixed stage accounted for every row.
 5. The driver writes manifest.json and renames the directory into place. The manifest holds no
    time or absolute path: the same inputs, config and seed give byte-identical files;
    `timing.json` beside it has the wall time.
+
+Driver holds: the counts per bucket and split (O(buckets)) and one entry per shard written
+(O(tokens / shard_tokens): 100 entries for 10 billion tokens at the default). Tokens and keys
+stay on the executors (persisted, then range-partitioned by shard).
 """
 
 import json
@@ -59,7 +63,7 @@ from jobs.spark import spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage, task_attempt
 
 STAGE = "shards"
-VERSION = 1
+VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
 SPLITS = ("train", "valid")
 TIMING = "timing.json"
 # Step 1's rows: the Arrow schema the tokenizer yields and the same in Spark's DDL.

@@ -12,6 +12,11 @@ travels to the driver. HF `tokenizers` trains deterministically (merge ties are 
 pair), so the same sample gives a byte-identical tokenizer.json; its sha256 in the manifest is
 what the shards record and training checks.
 
+Driver holds: the sample's texts, independent draws of expected total `sample_bytes` (100 MB by
+default; an expectation, not a hard cap: the relative spread is about 1 / sqrt(documents
+drawn), widened by the spread of document sizes), the BPE trainer's counts over them, and one
+list of texts per part until they are joined (O(input files)).
+
 `refinery tokenizer train RUN` (jobs/tokenizer_cli.py) runs this stage alone.
 """
 
@@ -33,7 +38,7 @@ from jobs.config import PipelineConfig
 from jobs.stage import ROWS_PER_BATCH, Stage
 
 STAGE = "tokenizer"
-VERSION = 1
+VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
 TOKENIZER_FILE = "tokenizer.json"
 log = logging.getLogger(__name__)
 

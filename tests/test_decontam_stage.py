@@ -1,3 +1,4 @@
+import logging
 import shutil
 
 import pyarrow.parquet as pq
@@ -162,3 +163,41 @@ def test_no_evaluation_set_is_an_error(spark, mixed_run, tmp_path):
     empty = {"synth_config_files": [], "reference_files": []}
     with pytest.raises(ValueError, match="no evaluation set"):
         decontam.main(spark, config(decontam=empty), str(run))
+
+
+def test_a_finished_stage_reads_no_set_and_builds_no_index(spark, mixed_run, tmp_path, monkeypatch, caplog):
+    from jobs import decontam
+
+    run = copy_run(mixed_run, tmp_path)
+    cfg = decontam_config(mixed_run, synth_grounded=True)
+    first = decontam.main(spark, cfg, str(run))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished stage rebuilt its evaluation sets or index")
+
+    monkeypatch.setattr(decontam, "eval_sets", refuse)
+    monkeypatch.setattr(decontam.NgramIndex, "build", refuse)
+    caplog.set_level(logging.INFO, logger="jobs.decontam")
+    assert decontam.main(spark, cfg, str(run)) == first
+    assert "decontam: up to date, skipped" in caplog.text
+
+
+def test_grounded_sources_are_the_capped_sample_synth_streams_read_by_the_executors(
+    spark, mixed_run, monkeypatch
+):
+    """The driver opens no Parquet file: the executors (other processes) read the mixed parts,
+    and only the `sample_documents` drawn reach the driver, the documents synth sft draws."""
+    from jobs import decontam
+    from training.synth import corpus_sample
+
+    scfg = SYNTH.model_copy(update={"sample_documents": 25})
+    streamed = corpus_sample(scfg, mixed_run)
+    assert len(corpus_sample(scfg.model_copy(update={"sample_documents": 500}), mixed_run)) == 80
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the driver read a Parquet file")
+
+    monkeypatch.setattr(pq, "ParquetFile", refuse)
+    monkeypatch.setattr(pq, "read_table", refuse)
+    drawn = decontam.grounded_sources(spark, mixed_run, scfg)
+    assert len(drawn) == 25 and drawn == streamed

@@ -4,11 +4,16 @@ import shutil
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from qualitydata import reference_docs, web_docs
 
+from classifiers import quality_data
 from classifiers.quality import TrainParams, cross_fold, load_quality_model, score_texts, train
+from classifiers.quality_data import read_docs
 from corpus.manifest import read_json, write_json_atomic
+from corpus.sampling import hashed_unit
 from jobs import annotated
 from jobs.config import load_config
 from jobs.stage import Stage
@@ -99,9 +104,42 @@ def test_top_fraction_keeps_the_top_of_the_documents_that_pass_the_other_rules(t
     candidates = [(q, r) for _, _, _, q, r in rows if r in (None, "quality:low")]
     scores = np.array([q for q, _ in candidates], dtype=np.float64)
     threshold = manifest["quality"]["threshold"]
-    assert threshold == pytest.approx(np.percentile(scores, 70), abs=1e-12)  # Spark's exact percentile
+    assert threshold in scores and manifest["quality"]["threshold_method"]["function"] == "percentile_approx"
     assert all((r is None) == (q >= threshold) for q, r in candidates)
     assert sum(r is None for _, r in candidates) == pytest.approx(0.3 * len(candidates), abs=1)
+
+
+def test_top_fraction_threshold_is_within_the_stated_rank_error(spark, tmp_path):
+    """percentile_approx at accuracy A: the threshold's rank among n scores is within n / A of
+    the exact quantile's, at the accuracy the stage uses and at a coarse one where that bound bites."""
+    scores = np.random.default_rng(0).beta(2, 5, size=5000)
+    pq.write_table(pa.table({"quality": scores}), tmp_path / "part-00000.parquet")
+    ordered = np.sort(scores)
+    for accuracy in (annotated.QUANTILE_ACCURACY, 50):
+        for fraction in (0.05, 0.3, 0.9):
+            threshold = annotated._top_fraction_threshold(spark, tmp_path, fraction, accuracy)
+            rank = int(np.searchsorted(ordered, threshold, side="right"))  # scores <= threshold
+            assert threshold in scores
+            assert abs(rank - (1 - fraction) * len(scores)) <= len(scores) / accuracy + 1
+
+
+def test_the_training_sample_is_drawn_by_the_executors_and_capped(spark, documents_run, monkeypatch):
+    """The driver opens no documents part: it receives the `cap` documents of smallest hash below
+    cap / rows, in input order, and nothing else."""
+    inputs = sorted(str(p) for p in (documents_run / "documents" / "kept").glob("*.parquet"))
+    everything = [(i, n, d) for i, path in enumerate(inputs) for n, d in enumerate(read_docs([path]))]
+    # A rate of 5 / 40 over the 96 documents draws about 12: the cap, not the rate, decides.
+    cap, rows = 5, 40
+    units = [(hashed_unit(d.key, 0), i, n, d) for i, n, d in everything]
+    drawn = sorted(u for u in units if u[0] < cap / rows)
+    expected = [d for *_, d in sorted(drawn[:cap], key=lambda t: t[1:3])]
+    assert len(everything) == 96 and len(drawn) > cap
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the driver read a documents part")
+
+    monkeypatch.setattr(quality_data, "_parquet_docs", refuse)
+    assert annotated._negative_sample(spark, inputs, rows, cap, 0) == expected
 
 
 def test_interrupted_top_fraction_stage_resumes_with_the_same_threshold(spark, top_fraction_run):

@@ -3,7 +3,15 @@ import json
 import pytest
 
 from jobs.stage import Stage
-from training.corpus_tasks import cloze, curated_documents, split_documents, title_choice
+from training.corpus_tasks import (
+    cloze,
+    curated_documents,
+    passage,
+    sample_order,
+    source_rows,
+    split_documents,
+    title_choice,
+)
 from training.synth import SynthSftConfig, synthesize
 from training.tasks import check
 
@@ -41,24 +49,40 @@ def run(tmp_path):
 
 
 def test_corpus_tasks_use_only_kept_documents(run):
-    stage, docs = curated_documents(run)
+    stage, docs = curated_documents(run, 100, seed=1)
     assert stage == "annotated" and len(docs) == 40 and all(d.id.startswith("k") for d in docs)
 
 
 def test_no_placeholder_in_a_target(run):
-    _, docs = curated_documents(run)
+    _, docs = curated_documents(run, 100, seed=1)
     problems = title_choice(docs, 100, 0) + cloze(docs, 100, 0)
     assert problems and not any("<EMAIL>" in p.solution for p in problems)
 
 
 def test_corpus_task_solutions_pass_the_checker(run):
-    _, docs = curated_documents(run)
+    _, docs = curated_documents(run, 100, seed=1)
     for p in title_choice(docs, 10, 0) + cloze(docs, 10, 0):
         assert check(p.task, p.solution, p.answer)
 
 
+def test_corpus_sample_is_the_capped_documents_of_smallest_hash(run):
+    _, docs = curated_documents(run, 10, seed=1)
+    rows = sorted(
+        source_rows(run / "annotated" / "kept" / "part-00000.parquet"), key=lambda r: sample_order(r, 1)
+    )
+    assert [d.id for d in docs] == sorted(r["id"] for r in rows[:10])
+    assert [d.id for d in curated_documents(run, 10, seed=2)[1]] != [d.id for d in docs]
+
+
+def test_texts_cut_for_the_sample_give_the_same_passages(run):
+    _, whole = curated_documents(run, 100, seed=1)
+    _, cut = curated_documents(run, 100, seed=1, max_chars=40)
+    assert all(len(d.text) <= 41 for d in cut) and any(len(d.text) > 41 for d in whole)
+    assert [passage(d.text, 40) for d in cut] == [passage(d.text, 40) for d in whole]
+
+
 def test_document_split_is_disjoint_and_complete(run):
-    _, docs = curated_documents(run)
+    _, docs = curated_documents(run, 100, seed=1)
     split = split_documents(docs, 0.25, seed=1)
     assert not {d.id for d in split["train"]} & {d.id for d in split["test"]}
     assert len(split["train"]) + len(split["test"]) == 40 and split["test"]

@@ -7,23 +7,31 @@
 
 Both have exact answers, so the checker of training/tasks.py grades them. Documents come from
 the last curation stage of a run that finished (mixed, else deduped, else annotated) and only
-from its kept rows; train and test use disjoint documents (split by a seeded hash of the id).
+from its kept rows: a sample of at most `cap` of them, those of smallest seeded hash of the id
+(`sample_order`), each cut to the longest passage a task reads, so whoever draws it holds
+O(cap) short rows whatever the corpus size. Train and test use disjoint documents (split by
+another seeded hash of the id), so a document stays on its side as the corpus grows.
 No target holds a PII placeholder: titles with one are skipped and blanked words are
 alphabetic.
 """
 
-import hashlib
+import heapq
 import random
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
+from corpus.sampling import hashed_unit
 from corpus.tokenizer import PLACEHOLDER_TOKENS
 from training.tasks import FINAL, Problem
 
 CURATED_STAGES = ("mixed", "deduped", "annotated")
+SAMPLE_SALT = "sample"
+ROWS_PER_BATCH = 1024  # rows read at a time: bounds the reader's memory
 LETTERS = "ABCD"
 MIN_TITLE_WORDS, MAX_TITLE_WORDS = 3, 20
 MIN_BLANK_CHARS = 5  # short words (the, and) are guessable without reading
@@ -37,31 +45,55 @@ class Doc:
     text: str
 
 
-def curated_documents(run_dir: str | Path) -> tuple[str, list[Doc]]:
-    """The kept documents of the run's last finished curation stage, in id order."""
+def curated_parts(run_dir: str | Path) -> tuple[str, list[Path]]:
+    """The run's last finished curation stage and its kept Parquet parts, in name order."""
     run_dir = Path(run_dir)
     for stage in CURATED_STAGES:
         if (run_dir / stage / "manifest.json").is_file():
-            parts = sorted((run_dir / stage / "kept").glob("*.parquet"))
-            rows = [r for p in parts for r in pq.read_table(p, columns=["id", "title", "text"]).to_pylist()]
-            docs = sorted(
-                {r["id"]: Doc(r["id"], r["title"], r["text"] or "") for r in rows}.values(),
-                key=lambda d: d.id,
-            )
-            return stage, docs
+            return stage, sorted((run_dir / stage / "kept").glob("*.parquet"))
     raise FileNotFoundError(f"{run_dir}: no finished curation stage ({', '.join(CURATED_STAGES)})")
+
+
+def source_rows(part: str | Path, max_chars: int | None = None) -> Iterator[dict[str, Any]]:
+    """A part's rows as the corpus tasks read them: id, title and the text, cut to `max_chars` + 1
+    characters (enough for `passage(text, max_chars)` to come out the same), streamed."""
+    source = pq.ParquetFile(part)
+    for batch in source.iter_batches(ROWS_PER_BATCH, columns=["id", "title", "text"]):
+        for row in batch.to_pylist():
+            text = row["text"] or ""
+            yield {**row, "text": text if max_chars is None else text[: max_chars + 1]}
+
+
+def sample_order(row: dict[str, Any], seed: int) -> tuple[float, str, str, str]:
+    """A row's place in the sample: a seeded hash of its id (salted, so independent of the
+    train/test split's hash), then the row itself, so the order is total and the sample exact."""
+    return hashed_unit(f"{SAMPLE_SALT}:{row['id']}", seed), row["id"], row["title"] or "", row["text"]
+
+
+def documents(rows: Iterable[dict[str, Any]]) -> list[Doc]:
+    """Documents in id order, one per id (the first row of each in `rows`)."""
+    by_id: dict[str, Doc] = {}
+    for r in rows:
+        by_id.setdefault(r["id"], Doc(r["id"], r["title"], r["text"] or ""))
+    return sorted(by_id.values(), key=lambda d: d.id)
+
+
+def curated_documents(
+    run_dir: str | Path, cap: int, seed: int, max_chars: int | None = None
+) -> tuple[str, list[Doc]]:
+    """The `cap` kept documents of smallest `sample_order` in the run's last finished curation
+    stage, in id order. Streams the parts in one process, holding at most `cap` rows;
+    jobs/decontam.py draws the same documents on Spark's executors (jobs/sampling.py)."""
+    stage, parts = curated_parts(run_dir)
+    rows = (row for part in parts for row in source_rows(part, max_chars))
+    return stage, documents(heapq.nsmallest(cap, rows, key=lambda r: sample_order(r, seed)))
 
 
 def split_documents(docs: list[Doc], test_fraction: float, seed: int) -> dict[str, list[Doc]]:
     """Disjoint train and test documents, by a seeded hash of the id (stable as the corpus grows)."""
-
-    def bucket(doc: Doc) -> float:
-        digest = hashlib.sha256(f"{seed}:{doc.id}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64
-
     return {
-        "train": [d for d in docs if bucket(d) >= test_fraction],
-        "test": [d for d in docs if bucket(d) < test_fraction],
+        "train": [d for d in docs if hashed_unit(d.id, seed) >= test_fraction],
+        "test": [d for d in docs if hashed_unit(d.id, seed) < test_fraction],
     }
 
 

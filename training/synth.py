@@ -8,6 +8,10 @@ per task and split), and prints the mix. Procedural tasks draw test problems fro
 first and train problems from `train_seed` excluding every test prompt; corpus tasks split by
 document (training/corpus_tasks.py). Lines are in a seeded shuffled order, so the same config
 and run give the same bytes.
+
+Memory: `--run` streams the run's kept parts in this one process, holding the
+`sample_documents` passages it draws (20,000 by default, ~15 MB), never the corpus; its time
+grows with the corpus. The decontam stage draws the same documents on Spark's executors.
 """
 
 import argparse
@@ -17,11 +21,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.manifest import write_json_atomic
 from training.config import load_yaml
-from training.corpus_tasks import CORPUS_TASKS, curated_documents, split_documents
+from training.corpus_tasks import CORPUS_TASKS, Doc, curated_documents, split_documents
 from training.tasks import Problem, make_split
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -54,6 +58,10 @@ class SynthSftConfig(BaseModel):
     train_seed: int = 0
     test_seed: int = 1
     test_documents: float = 0.2  # fraction of corpus documents reserved for corpus-task tests
+    # Corpus documents the corpus tasks draw from (the smallest seeded hashes of the id): about
+    # 4,000 test and 16,000 train documents for 2 x 200 test and 2 x 2,000 train problems;
+    # whoever draws them holds this many passages (20,000 x ~600 characters).
+    sample_documents: int = Field(20_000, gt=0)
     arithmetic: ArithmeticConfig = ArithmeticConfig()
     count_letters: LettersConfig = LettersConfig()
     spell: LettersConfig = LettersConfig(train=600, test=100)
@@ -75,8 +83,18 @@ def procedural(cfg: SynthSftConfig) -> dict[str, list[Problem]]:
     return splits
 
 
-def grounded(cfg: SynthSftConfig, run_dir: str | Path) -> dict[str, list[Problem]]:
-    _, docs = curated_documents(run_dir)
+def passage_chars(cfg: SynthSftConfig) -> int:
+    """The longest passage a corpus task reads: the sample's texts are cut to it."""
+    return max(getattr(cfg, task).passage_chars for task in CORPUS_TASKS)
+
+
+def corpus_sample(cfg: SynthSftConfig, run_dir: str | Path) -> list[Doc]:
+    """The corpus tasks' documents of a run, streamed from its kept parts (training/corpus_tasks.py)."""
+    return curated_documents(run_dir, cfg.sample_documents, cfg.test_seed, passage_chars(cfg))[1]
+
+
+def grounded(cfg: SynthSftConfig, docs: list[Doc]) -> dict[str, list[Problem]]:
+    """The corpus tasks' problems from the sampled documents (`corpus_sample`)."""
     by_split = split_documents(docs, cfg.test_documents, cfg.test_seed)
     splits: dict[str, list[Problem]] = {"train": [], "test": []}
     for task, make in CORPUS_TASKS.items():
@@ -105,7 +123,7 @@ def synthesize(cfg: SynthSftConfig, run_dir: str | Path | None, out: str | Path)
     """Write train.jsonl, test.jsonl and report.json into `out`; return the report."""
     splits = procedural(cfg)
     if run_dir is not None:
-        for split, problems in grounded(cfg, run_dir).items():
+        for split, problems in grounded(cfg, corpus_sample(cfg, run_dir)).items():
             splits[split] += problems
     test_prompts = {p.prompt for p in splits["test"]}
     assert not any(p.prompt in test_prompts for p in splits["train"]), "a test problem leaked into train"
