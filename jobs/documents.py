@@ -45,7 +45,7 @@ def main(
         counts: Counter = Counter()
         errors: list[dict[str, Any]] = []
         rows = warc_documents(inputs[index], source=source, extractor=extractor, counts=counts, errors=errors)
-        rows = inject_fault(STAGE, index, rows)  # test-only; inert unless REFINERY_FAULT_KILL is set
+        rows = inject_fault(STAGE, index, rows)  # test-only hook, inert by default
         return stage.write_part(index, rows, counts=counts, input=inputs[index], errors=errors)
 
     # One partition per WARC file: a file is read sequentially, so it is the unit of parallelism.

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyspark import SparkFiles, StorageLevel
+from pyspark import SparkFiles, StorageLevel, TaskContext
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -56,7 +56,7 @@ from corpus.tokenizer import encode_documents, file_hash, load
 from jobs import decontam
 from jobs.config import PipelineConfig
 from jobs.spark import spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
 
 STAGE = "shards"
 VERSION = 1
@@ -153,19 +153,22 @@ def write_batches(stage: Stage, names: list[str], vocab_size: int):
                 entry = stage.part_done(shard) if writer is None else stage.save_part(shard, writer.close())
                 done.append((shard, entry))
 
-        for batch in batches:
-            for s, k, blob in zip(
-                *(batch.column(c).to_pylist() for c in ("shard", "key", "tokens")), strict=True
-            ):
-                if s != shard:
-                    finish()
-                    shard, last_key = s, -1
-                    # a shard finished by an interrupted attempt is not written again
-                    writer = None if stage.part_done(s) else ShardWriter(stage.partial / names[s], vocab_size)
-                assert k >= last_key, f"{names[s]}: rows reached the writer out of key order"
-                last_key = k
-                if writer is not None:
-                    writer.add(np.frombuffer(blob, dtype=dtype))
+        rows = (
+            row
+            for batch in batches
+            for row in zip(*(batch.column(c).to_pylist() for c in ("shard", "key", "tokens")), strict=True)
+        )
+        # test-only hook, inert by default; PART is this task's partition (ranges of shards, in order)
+        for s, k, blob in inject_fault(STAGE, TaskContext.get().partitionId(), rows):
+            if s != shard:
+                finish()
+                shard, last_key = s, -1
+                # a shard finished by an interrupted attempt is not written again
+                writer = None if stage.part_done(s) else ShardWriter(stage.partial / names[s], vocab_size)
+            assert k >= last_key, f"{names[s]}: rows reached the writer out of key order"
+            last_key = k
+            if writer is not None:
+                writer.add(np.frombuffer(blob, dtype=dtype))
         finish()
         yield pa.RecordBatch.from_pydict(
             {"shard": [s for s, _ in done], "entry": [json.dumps(e, sort_keys=True) for _, e in done]},
