@@ -282,7 +282,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         )
         source = pq.ParquetFile(inputs[index])
         rows = (local(doc) for batch in source.iter_batches(ROWS_PER_BATCH) for doc in batch.to_pylist())
-        rows = inject_fault(STAGE, index, rows)  # test-only; inert unless REFINERY_FAULT_KILL is set
+        rows = inject_fault(STAGE, index, rows)  # test-only hook, inert by default
         return target.write_part(
             index, rows, counts={"documents": source.metadata.num_rows}, input=inputs[index]
         )

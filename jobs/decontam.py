@@ -53,7 +53,7 @@ from corpus.decontam import Decontaminator, NgramIndex, read_texts, record_text
 from corpus.manifest import file_sha256, fingerprint, read_json, sum_counts
 from jobs.config import PipelineConfig
 from jobs.sampling import bottom_k
-from jobs.stage import ROWS_PER_BATCH, Stage
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
 
 STAGE = "decontam"
 UPSTREAM = "mixed"
@@ -190,6 +190,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         batches = pq.ParquetFile(inputs[part]).iter_batches(ROWS_PER_BATCH)
         rows = (row for batch in batches for row in batch.to_pylist())
         decontaminated = decontaminate_rows(shipped.value, rows, counts, listed)
+        decontaminated = inject_fault(STAGE, part, decontaminated)  # test-only hook, inert by default
         return stage.write_part(part, decontaminated, counts=counts, input=inputs[part], matches=listed)
 
     parts = sc.parallelize(range(len(inputs)), max(len(inputs), 1)).map(task).collect() if inputs else []

@@ -52,7 +52,7 @@ from corpus.manifest import fingerprint, read_json, sum_counts, temporary_path, 
 from corpus.minhash import band_keys, sign
 from jobs.config import DedupedConfig, PipelineConfig
 from jobs.spark import spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage, task_attempt
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, task_attempt
 
 STAGE = "deduped"
 VERSION = 2  # 2: exact verification and no chaining (clusters split by `attach`)
@@ -436,6 +436,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         decisions = read_decisions(work / DECISIONS / f"part={index}")
         signatures = work / SIGNATURES / f"part-{index:05d}.parquet"
         rows_out = deduped_rows(inputs[index], signatures, decisions)
+        rows_out = inject_fault(STAGE, index, rows_out)  # test-only hook, inert by default
         documents = pq.ParquetFile(inputs[index]).metadata.num_rows
         return stage.write_part(index, rows_out, counts={"documents": documents}, input=inputs[index])
 

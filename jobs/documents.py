@@ -57,7 +57,7 @@ def main(
         rows = input_documents(
             inputs[index], source=source, extractor=extractor, counts=counts, errors=errors, bad_files=bad
         )
-        rows = inject_fault(STAGE, index, rows)  # test-only; inert unless REFINERY_FAULT_KILL is set
+        rows = inject_fault(STAGE, index, rows)  # test-only hook, inert by default
         return stage.write_part(index, rows, counts=counts, input=inputs[index], errors=errors, bad_files=bad)
 
     # One partition per input file: a file is read sequentially, so it is the unit of parallelism.

@@ -42,7 +42,7 @@ from corpus.mix import (
 )
 from jobs.config import MixedConfig, PipelineConfig
 from jobs.spark import spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
 
 STAGE = "mixed"
 VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
@@ -169,7 +169,8 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
                         counts.update({f"after.{b}.bytes": r * nb, f"after.{b}.tokens": r * t})
                     yield row
 
-        return stage.write_part(index, rows(), counts=counts, input=inputs[index])
+        rows_out = inject_fault(STAGE, index, rows())  # test-only hook, inert by default
+        return stage.write_part(index, rows_out, counts=counts, input=inputs[index])
 
     parts = sc.parallelize(range(len(inputs)), n_tasks).map(task).collect()
     # endregion

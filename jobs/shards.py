@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyspark import SparkFiles, StorageLevel
+from pyspark import SparkFiles, StorageLevel, TaskContext
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -60,7 +60,7 @@ from corpus.tokenizer import encode_documents, file_hash, load
 from jobs import decontam
 from jobs.config import PipelineConfig
 from jobs.spark import spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage, task_attempt
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, task_attempt
 
 STAGE = "shards"
 VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
@@ -157,22 +157,24 @@ def write_batches(stage: Stage, names: list[str], vocab_size: int):
                 entry = stage.part_done(shard) if writer is None else stage.save_part(shard, writer.close())
                 done.append((shard, entry))
 
-        for batch in batches:
-            for s, k, blob in zip(
-                *(batch.column(c).to_pylist() for c in ("shard", "key", "tokens")), strict=True
-            ):
-                if s != shard:
-                    finish()
-                    shard, last_key = s, -1
-                    # a shard finished by an interrupted attempt is not written again
-                    if stage.part_done(s):
-                        writer = None
-                    else:
-                        writer = ShardWriter(stage.partial / names[s], vocab_size, task_attempt())
-                assert k >= last_key, f"{names[s]}: rows reached the writer out of key order"
-                last_key = k
-                if writer is not None:
-                    writer.add(np.frombuffer(blob, dtype=dtype))
+        rows = (
+            row
+            for batch in batches
+            for row in zip(*(batch.column(c).to_pylist() for c in ("shard", "key", "tokens")), strict=True)
+        )
+        # test-only hook, inert by default; PART is this task's partition (ranges of shards, in order)
+        for s, k, blob in inject_fault(STAGE, TaskContext.get().partitionId(), rows):
+            if s != shard:
+                finish()
+                shard, last_key = s, -1
+                # a shard finished by an interrupted attempt is not written again
+                writer = None
+                if not stage.part_done(s):
+                    writer = ShardWriter(stage.partial / names[s], vocab_size, task_attempt())
+            assert k >= last_key, f"{names[s]}: rows reached the writer out of key order"
+            last_key = k
+            if writer is not None:
+                writer.add(np.frombuffer(blob, dtype=dtype))
         finish()
         yield pa.RecordBatch.from_pydict(
             {"shard": [s for s, _ in done], "entry": [json.dumps(e, sort_keys=True) for _, e in done]},

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
 from pyspark import TaskContext
@@ -51,12 +51,21 @@ from corpus.schema import DOCUMENT, to_table
 SPLITS = ("kept", "rejected")
 ROWS_PER_BATCH = 1024  # rows converted and written at a time: bounds a task's memory
 ROW_GROUP_ROWS = 8192
-# Test-only fault injection (tests/test_faults.py), never set in production: with
-# REFINERY_FAULT_KILL="STAGE:PART:MARKER", the task writing part PART of STAGE kills its own
-# Python worker (os._exit) after its first row, once: it creates the file MARKER first, and a
-# retry that finds MARKER runs normally. Unset (the default) it changes nothing.
+T = TypeVar("T")
+# Test-only fault injection (tests/test_faults.py), never set in production. Each variable holds
+# comma-separated specs "STAGE:PART:MARKER": the executor task of STAGE that handles part PART
+# (shards: the write task of partition PART), after its first row (tokenizer: Arrow batch),
+# creates the file MARKER and then
+# - FAULT_ENV: kills its own Python worker (os._exit), as a lost executor would; Spark retries it;
+# - STALL_ENV: waits mid-task until its worker's parent is gone, so a test can kill the driver
+#   while the stage is half done (the task cannot finish, so neither can the stage).
+# Once only: a retry or a rerun that finds MARKER runs normally. Unset (the default) they change
+# nothing.
 FAULT_ENV = "REFINERY_FAULT_KILL"
+STALL_ENV = "REFINERY_FAULT_STALL"
 FAULT_EXIT = 77
+STALL_POLL_S = 0.05
+STALL_MAX_S = 600  # a stalled task nobody came to kill dies then, as a killed worker would
 log = logging.getLogger(__name__)
 
 
@@ -189,26 +198,49 @@ class Stage:
         return manifest
 
 
-def inject_fault(stage: str, index: int, rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    """`rows` unchanged, unless FAULT_ENV names this stage and part (see FAULT_ENV)."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return rows
-    name, part, marker = spec.split(":", 2)
-    if name != stage or int(part) != index:
+def inject_fault(stage: str, index: int, rows: Iterable[T]) -> Iterable[T]:
+    """`rows` unchanged, unless FAULT_ENV or STALL_ENV names this stage and part (see FAULT_ENV)."""
+    faults = [(env, marker) for env in (FAULT_ENV, STALL_ENV) if (marker := _fault_marker(env, stage, index))]
+    if not faults:
         return rows
 
-    def killed_once() -> Iterator[dict[str, Any]]:
+    def faulted() -> Iterator[T]:
         for n, row in enumerate(rows):
             yield row
-            if n == 0:
-                try:
-                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                except FileExistsError:
-                    continue  # fired already: this is the retry
-                os._exit(FAULT_EXIT)
+            if n > 0:
+                continue
+            for env, marker in faults:
+                if not _first_time(marker):
+                    continue  # fired in an earlier attempt: this is the retry, or the rerun
+                if env == STALL_ENV:
+                    _wait_for_parent_exit()
+                os._exit(FAULT_EXIT)  # no cleanup, no more writes: as a killed process
 
-    return killed_once()
+    return faulted()
+
+
+def _fault_marker(env: str, stage: str, index: int) -> str | None:
+    for spec in filter(None, os.environ.get(env, "").split(",")):
+        name, part, marker = spec.split(":", 2)
+        if name == stage and int(part) == index:
+            return marker
+    return None
+
+
+def _first_time(marker: str) -> bool:
+    """Create `marker`; False if it exists already (the fault fired in an earlier attempt)."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _wait_for_parent_exit() -> None:
+    """Until the worker's parent (Spark's daemon, or the JVM) is gone: the test killed the driver."""
+    parent, deadline = os.getppid(), time.monotonic() + STALL_MAX_S
+    while os.getppid() == parent and time.monotonic() < deadline:
+        time.sleep(STALL_POLL_S)
 
 
 def _write_splits(paths: dict[str, Path], rows: Iterable[dict[str, Any]]) -> Counter[str]:

@@ -35,7 +35,7 @@ from corpus.manifest import fingerprint, read_json
 from corpus.tokenizer import CONTROL_TOKENS, END_OF_TEXT, PLACEHOLDER_TOKENS, file_hash, load, train_bpe
 from jobs import decontam
 from jobs.config import PipelineConfig
-from jobs.stage import ROWS_PER_BATCH, Stage
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
 
 STAGE = "tokenizer"
 VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
@@ -69,13 +69,17 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         log.info("tokenizer: up to date, skipped (%s)", stage.final)
         return manifest
     started = time.time()
+    # Started before the executors sample, as every stage is: a rerun after a kill finds the
+    # partial directory and keeps it (it holds nothing to reuse: the sample is cheap to redo).
+    stage.prepare(subdirs=())
     p = sample_probability(mixed_manifest, tcfg.sample_bytes)
     seed = cfg.seed
 
     def sample(index: int) -> list[str]:
         texts = []
-        source = pq.ParquetFile(inputs[index])
-        for batch in source.iter_batches(ROWS_PER_BATCH, columns=["id", "repeats", "text"]):
+        columns = ["id", "repeats", "text"]
+        batches = pq.ParquetFile(inputs[index]).iter_batches(ROWS_PER_BATCH, columns=columns)
+        for batch in inject_fault(STAGE, index, batches):  # test-only hook, inert by default
             doc_keys = mix.keys(seed, "tokenizer", batch.column("id").to_pylist())
             repeats = batch.column("repeats").to_numpy(zero_copy_only=False)
             limits = [mix.threshold(p * r) for r in repeats.tolist()]
@@ -89,7 +93,6 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     if not texts:
         raise ValueError(f"{upstream}: no text to train a tokenizer on (the mixed stage kept nothing)")
     tok = train_bpe(texts, tcfg.vocab_size, min_frequency=tcfg.min_frequency, digit_group=tcfg.digit_group)
-    stage.prepare(subdirs=())
     path = stage.partial / TOKENIZER_FILE
     tok.save(str(path))
     load(path)  # checks the special tokens sit at their ids

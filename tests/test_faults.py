@@ -1,23 +1,32 @@
-"""Injected faults: a Python worker killed mid-task, the driver killed mid-run, a shard altered after
-writing. Each ends in the same bytes as a clean run, or in a clear refusal.
+"""Injected faults: a Python worker killed mid-task, the driver killed mid-stage, in every curation
+stage; a shard altered after writing. Each ends in the same bytes as a clean run, or in a clear
+refusal.
 
-The runs are real `refinery run` subprocesses on three small sample WARCs: task retries need a
-master of their own (`local[2,3]`: 2 threads, a task may fail 3 times), and killing the driver
-needs a process to kill. About 15 s a run on 2 cores.
+The runs are real `refinery run` subprocesses, documents to shards, on three small sample WARCs:
+task retries need a master of their own (`local[2,3]`: 2 threads, a task may fail 3 times), and
+killing the driver needs a process to kill. CONFIG is the smallest that gives every stage rows to
+work on: the annotated filters off but language ID (16 of 17 documents kept, in parts of 1, 15
+and 0 rows), no quality model (too little text to train one), a 300-token vocabulary, four shards.
+The faults hit part 1 of each stage (15 rows), and the shards' first write task. The sample holds
+no duplicate, so dedup's clustering writes no decisions here (tests/test_dedup_spark.py has them).
 """
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from corpus.manifest import file_sha256, read_json
-from jobs.stage import FAULT_ENV
+from jobs.run import CURATION
+from jobs.stage import FAULT_ENV, STALL_ENV
 
 pytestmark = pytest.mark.spark
 REPO = Path(__file__).resolve().parent.parent
@@ -25,33 +34,85 @@ SAMPLE = REPO / "data" / "sample"
 BIN = Path(sys.executable).parent
 FILES = ("commoncrawl-2019.warc.gz", "commoncrawl-2020-34.warc.gz", "commoncrawl-2024-22.warc.gz")
 MASTER = "local[2,3]"  # local[N,F]: local mode retries a failed task only when F > 1
-STAGES = "documents,annotated"
-RUN_TIMEOUT_S = 300
+CONFIG = {
+    "spark": {
+        "conf": {
+            # Tiny data: 2 shuffle partitions rather than 200 (dedup's Spark SQL steps), and a
+            # JVM that compiles less (C1 only) and so starts sooner: about 30 s a full run here
+            # rather than 42 for the JVM flags alone, measured on a loaded 2-core machine.
+            "spark.sql.shuffle.partitions": "2",
+            "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        }
+    },
+    "annotated": {
+        "language": {"languages": None},
+        **{step: {"enabled": False} for step in ("gopher_repetition", "gopher_quality", "c4", "fineweb")},
+        "quality": {"enabled": False},
+    },
+    "deduped": {"verify": False},
+    "decontam": {"synth_config_files": []},  # the held-out reference prose alone
+    "tokenizer": {"vocab_size": 300},
+    "shards": {"shard_tokens": 10000, "valid_fraction": 0.1},
+}
+FAULT_PART = {stage: 0 if stage == "shards" else 1 for stage in CURATION}
+RUN_TIMEOUT_S = 600
+VOLATILE = ("wall_time_s", "seconds")  # manifest fields that time the run
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> str:
+def inputs(tmp_path_factory) -> tuple[str, Path]:
     folder = tmp_path_factory.mktemp("fault-input")
     for name in FILES:
         shutil.copy(SAMPLE / name, folder / name)
-    return str(folder / "*.warc.gz")
+    config = folder / "faults.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    return str(folder / "*.warc.gz"), config
 
 
-def refinery(out: Path, inputs: str, *, stages: str = STAGES, env: dict | None = None, **popen):
-    command = [str(BIN / "refinery"), "run", "--input", inputs, "--out", str(out), "--stages", stages]
-    command += ["--master", MASTER]
+def refinery(out: Path, inputs: tuple[str, Path], *, env: dict | None = None, **popen):
+    pattern, config = inputs
+    command = [str(BIN / "refinery"), "run", str(config), "--input", pattern, "--out", str(out)]
+    command += ["--stages", ",".join(CURATION), "--master", MASTER]
     return command, {"env": {**os.environ, **(env or {})}, "cwd": REPO, **popen}
 
 
-def run_ok(out: Path, inputs: str, **kwargs) -> subprocess.CompletedProcess:
+def run_ok(out: Path, inputs: tuple[str, Path], **kwargs) -> subprocess.CompletedProcess:
     command, options = refinery(out, inputs, **kwargs)
     result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, **options)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
-def parquet_bytes(stage_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(stage_dir)): file_sha256(p) for p in sorted(stage_dir.glob("*/*.parquet"))}
+def output_bytes(stage_dir: Path) -> dict[str, str]:
+    """sha256 of every file a stage publishes but its manifests and task records (they hold times
+    and absolute paths): Parquet parts, tokenizer.json, shard .bin/.idx."""
+    skipped = {"manifest.json", "timing.json"}
+    return {
+        str(p.relative_to(stage_dir)): file_sha256(p)
+        for p in sorted(stage_dir.rglob("*"))
+        if p.is_file() and p.name not in skipped and p.parent.name != "_parts"
+    }
+
+
+def manifest(run: Path, stage: str) -> dict:
+    """A stage's manifest with the run directory written as RUN and the timings left out."""
+    text = (run / stage / "manifest.json").read_text().replace(str(run), "RUN")
+    return _without(json.loads(text), VOLATILE)
+
+
+def _without(value, keys: tuple[str, ...]):
+    if isinstance(value, dict):
+        return {k: _without(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [_without(v, keys) for v in value]
+    return value
+
+
+def assert_same_as_clean(out: Path, clean: Path) -> None:
+    for stage in CURATION:
+        assert output_bytes(out / stage) == output_bytes(clean / stage), f"{stage}: bytes differ"
+        assert manifest(out, stage) == manifest(clean, stage), f"{stage}: manifest differs"
+        assert not list((out / stage).rglob(".*.tmp")), f"{stage}: a killed attempt left temporary files"
 
 
 @pytest.fixture(scope="module")
@@ -61,53 +122,86 @@ def clean(inputs, tmp_path_factory) -> Path:
     return out
 
 
-def test_worker_killed_mid_task_is_retried_to_the_same_bytes(clean, inputs, tmp_path):
-    marker = tmp_path / "fired"
+def test_worker_killed_in_every_stage_is_retried_to_the_same_bytes(clean, inputs, tmp_path):
+    markers = {stage: tmp_path / f"killed-{stage}" for stage in CURATION}
+    spec = ",".join(f"{stage}:{FAULT_PART[stage]}:{marker}" for stage, marker in markers.items())
     out = tmp_path / "run"
-    result = run_ok(out, inputs, stages="documents", env={FAULT_ENV: f"documents:1:{marker}"})
-    assert marker.exists(), "the fault never fired"
+    result = run_ok(out, inputs, env={FAULT_ENV: spec})
+    assert [s for s, m in markers.items() if not m.exists()] == [], "a fault never fired"
     log = result.stdout + result.stderr
-    assert "Lost task" in log, log[-3000:]  # Spark saw the worker die and retried the task
-    manifest = read_json(out / "documents" / "manifest.json")
-    assert (
-        manifest["output_fingerprint"]
-        == read_json(clean / "documents" / "manifest.json")["output_fingerprint"]
-    )
-    assert parquet_bytes(out / "documents") == parquet_bytes(clean / "documents")
-    assert not list((out / "documents").glob("*/.*.tmp")), "a killed attempt left temporary files"
+    # Spark saw each worker die and retried its task
+    assert log.count("Lost task") >= len(CURATION), log[-3000:]
+    assert_same_as_clean(out, clean)
 
 
-def test_driver_killed_mid_stage_resumes_to_the_same_bytes(clean, inputs, tmp_path):
+def test_driver_killed_in_every_stage_resumes_to_the_same_bytes(clean, inputs, tmp_path):
+    """Run k is killed while stage k is half done; run k+1 finishes it from its finished parts."""
     out = tmp_path / "run"
-    command, options = refinery(out, inputs)
-    # A process group of its own: SIGKILL takes the driver, its JVM and the Python workers at once,
-    # as losing the driver's machine would.
-    proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, **options
-    )
-    partial = out / ".annotated.partial"
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    try:
-        while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert partial.exists(), f"never reached the annotated stage (exit status {proc.returncode})"
-    assert not (out / "annotated" / "manifest.json").exists(), "annotated finished before the kill"
-    documents_manifest = (out / "documents" / "manifest.json").read_bytes()
+    reused: dict[str, dict[str, int]] = {}
+    for stage in CURATION:
+        marker = tmp_path / f"stalled-{stage}"
+        reused[stage] = kill_driver_mid_stage(out, inputs, stage, marker, other_parts(clean, stage))
+        assert (out / f".{stage}.partial").is_dir() and not (out / stage).exists(), stage
+        assert reused[stage] or stage == "tokenizer", f"{stage}: no part finished before the kill"
+        assert all((out / s / "manifest.json").is_file() for s in CURATION[: CURATION.index(stage)])
 
     result = run_ok(out, inputs)
     log = result.stdout + result.stderr
-    assert "documents: up to date, skipped" in log
-    assert (out / "documents" / "manifest.json").read_bytes() == documents_manifest
-    assert not partial.exists()
-    for stage in ("documents", "annotated"):
-        assert (
-            read_json(out / stage / "manifest.json")["output_fingerprint"]
-            == (read_json(clean / stage / "manifest.json")["output_fingerprint"])
-        )
-        assert parquet_bytes(out / stage) == parquet_bytes(clean / stage)
+    for stage in CURATION[:-1]:
+        assert f"{stage}: up to date, skipped" in log
+    assert_same_as_clean(out, clean)
+    for stage, files in reused.items():  # the parts finished before the kill were not written again
+        assert {name: (out / stage / name).stat().st_mtime_ns for name in files} == files, stage
+
+
+def other_parts(clean: Path, stage: str) -> int:
+    """The parts (shards) of a stage but the one its fault stalls: they finish before the kill."""
+    if stage == "tokenizer":
+        return 0  # its tasks only sample, for the driver to train on: nothing is written apart
+    done = read_json(clean / stage / "manifest.json")
+    if stage == "shards":  # the stalled first write task holds shard 0 alone (4 ranges, 4 shards)
+        return sum(t["shards"] for t in done["totals"].values()) - 1
+    return len(done["parts"]) - 1
+
+
+def kill_driver_mid_stage(out: Path, inputs, stage: str, marker: Path, others: int) -> dict[str, int]:
+    """Run until STAGE's fault part stalls and its `others` parts are done, then SIGKILL the driver;
+    return the finished parts' files (relative to the stage directory) and their mtimes."""
+    spec = f"{stage}:{FAULT_PART[stage]}:{marker}"
+    log = out.parent / f"killed-in-{stage}.log"
+    command, options = refinery(out, inputs, env={STALL_ENV: spec})
+    partial = out / f".{stage}.partial"
+    # A process group of its own: SIGKILL takes the driver and its JVM at once, as losing the
+    # driver's machine would; the Python workers end with the JVM.
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=sink, start_new_session=True, **options)
+        try:
+            stalled = wait_for(marker.exists, proc)
+            settled = stalled and wait_for(lambda: len(list(partial.glob("_parts/*.json"))) >= others, proc)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert stalled, f"{stage}: the fault never fired\n{log.read_text()[-3000:]}"
+    assert settled, f"{stage}: fewer than {others} other parts finished\n{log.read_text()[-3000:]}"
+    return finished_files(partial)
+
+
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen) -> bool:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not condition():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def finished_files(partial: Path) -> dict[str, int]:
+    """The files the task records of a partial directory list, with their mtimes."""
+    names = []
+    for record in map(read_json, sorted(partial.glob("_parts/*.json"))):
+        names += [f["file"] for f in record.get("files", {}).values()]  # Parquet stages
+        names += [record[k] for k in ("bin", "idx") if k in record]  # shards
+    return {name: (partial / name).stat().st_mtime_ns for name in names}
 
 
 def test_altered_shard_is_refused_by_pretrain_naming_the_file(text_shards, tmp_path):
