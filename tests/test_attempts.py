@@ -89,6 +89,7 @@ def test_two_attempts_writing_one_part_at_once_commit_clean_bytes(tmp_path):
                 if i == 1:  # both attempts have opened their temporaries by now
                     barrier.wait()
                     open_at_once.append(temporaries(stage.partial / "kept"))
+                    barrier.wait()  # neither renames before both have looked
                 yield row
 
         return stage.write_part(0, meeting(), counts={"documents": N_ROWS})
