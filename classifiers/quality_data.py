@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from corpus.gutenberg import strip_gutenberg
+
 # The bundled positives: the default of `--positive` and of the annotated stage's own model.
 REFERENCE_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "quality" / "positives.jsonl.gz"
 
@@ -106,23 +108,6 @@ def read_docs(paths: Iterable[str | Path]) -> Iterator[Doc]:
 
 
 # --- the bundled reference sample ---------------------------------------------------------------
-
-_PG_START = re.compile(r"^\*\*\* ?START OF (THIS|THE) PROJECT GUTENBERG.*$", re.MULTILINE)
-_PG_END = re.compile(
-    r"^(\*\*\* ?END OF (THIS|THE) PROJECT GUTENBERG|End of (the )?Project Gutenberg).*$", re.MULTILINE
-)
-
-
-def strip_gutenberg(text: str) -> str:
-    """The book between Project Gutenberg's "*** START OF" and "End of ... / *** END OF" lines;
-    `_` italics markers dropped. Text without the markers is returned unchanged."""
-    start = _PG_START.search(text)
-    if start is None:
-        return text
-    end = _PG_END.search(text, start.end())
-    body = text[start.end() : end.start() if end else len(text)]
-    return re.sub(r"(?<!\w)_|_(?!\w)", "", body.replace("\r\n", "\n")).strip()
-
 
 _WT_JOINS = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."))
 _WT_SPACE_BEFORE = re.compile(r" ([.,;:!?)\]}%]|'s\b|'t\b|n't\b|'re\b|'ve\b|'ll\b|'d\b|'m\b)")

@@ -28,7 +28,7 @@ report (Touvron et al. 2023, Appendix A.6) do the same on normalized words. Here
   `decide()`.
 
 Pure functions and small objects, no engine: jobs/decontam.py runs them per partition with the
-index broadcast, training/ablate.py on the driver.
+index broadcast, jobs/ablate.py on the driver.
 """
 
 import gzip

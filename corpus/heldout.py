@@ -4,7 +4,7 @@ nothing in Refinery trains on.
 Ten public-domain novels from ../shared/data/gutenberg-gitenberg (data/heldout/SOURCES.md):
 the fiction that the quality classifier's positives leave out (data/quality/SOURCES.md), so
 neither the classifier, nor a tokenizer, nor a model has seen it. `refinery ablate` measures
-bits per byte on it (training/ablate.py), and the decontam stage removes crawl documents that
+bits per byte on it (jobs/ablate.py), and the decontam stage removes crawl documents that
 quote it (conf/pipeline.yaml `decontam.reference_files`), so a run's shards never hold it.
 
 Each book: the Project Gutenberg header and footer stripped, hard-wrapped lines joined into
@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from classifiers.quality_data import strip_gutenberg
+from corpus.gutenberg import strip_gutenberg
 
 HELDOUT_REFERENCE = Path(__file__).resolve().parent.parent / "data" / "heldout" / "fiction.jsonl.gz"
 # Project Gutenberg ids of the fiction in ../shared/data/gutenberg-gitenberg.

@@ -81,6 +81,32 @@ def range_divisor(n: int) -> int:
     return -(-KEY_SPACE // n)
 
 
+def copy_keys(seed: int, doc_id: str, copies: int) -> list[int]:
+    """The shards stage's key of each copy of a document, key(seed, "shuffle", id, r): it orders
+    the copies and picks their shards (`shard_placement`)."""
+    return [key(seed, "shuffle", doc_id, r) for r in range(copies)]
+
+
+def shard_placement(
+    seed: int, doc_id: str, repeats: int, valid_limit: int, shard_counts: Mapping[str, int]
+) -> tuple[str, list[int]]:
+    """The split of a mixed document and the shard (index in that split) of each of its copies.
+
+    Held out for validation when key(seed, "valid", id) < `valid_limit`, with one copy; else in
+    train with `repeats` copies. Copy r lands in the shard whose key range (`range_divisor` over
+    the split's shard count) holds its `copy_keys` key. jobs/shards.py computes the same in Spark
+    SQL over the keys of `keys` and `copy_keys`, and jobs/why.py calls this for one document;
+    tests/test_why.py checks the two against the written shards.
+    """
+    valid = key(seed, "valid", doc_id) < valid_limit
+    split = "valid" if valid else "train"
+    n = shard_counts[split]
+    if not n:
+        return split, []
+    divisor = range_divisor(n)
+    return split, [k // divisor for k in copy_keys(seed, doc_id, 1 if valid else repeats)]
+
+
 def draw_repeats(factors: np.ndarray, doc_keys: np.ndarray) -> np.ndarray:
     """floor(factor) copies of each document, one more where its key falls below frac(factor)."""
     factors = np.asarray(factors, dtype=np.float64)

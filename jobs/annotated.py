@@ -1,7 +1,7 @@
 """annotated stage: RUN/documents/kept → RUN/annotated/{kept,rejected}/part-NNNNN.parquet + manifest.json.
 
 Every document gets `lang`/`lang_score` (fastText lid.176), all filter signals, PII counts, a
-redacted `text` (corpus/annotate.py) and `quality`, the quality classifier's P(hq) of that text;
+redacted `text` (classifiers/annotate.py) and `quality`, the quality classifier's P(hq) of that text;
 `reject` is the first failing rule in config order: `url:*`, `lang:not_allowed`, `lang:score`,
 `gopher_rep:*`, `gopher_quality:*`, `c4:*`, `fineweb:*`, `quality:low`. One Spark task per part
 file of the documents stage.
@@ -33,9 +33,7 @@ finished stage (its manifest matches) trains and reads nothing.
 
 import dataclasses
 import logging
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -47,10 +45,10 @@ import pyarrow.parquet as pq
 from pyspark import SparkFiles
 from pyspark.sql import SparkSession
 
+from classifiers.annotate import Annotator, Step
 from classifiers.langid import lid176_path
 from classifiers.quality import TrainParams, cross_fold, in_languages, report_path, train
 from classifiers.quality_data import Doc, read_docs
-from corpus.annotate import Annotator, Step
 from corpus.filters.c4 import C4Filter
 from corpus.filters.fineweb import FineWebFilter
 from corpus.filters.gopher_quality import GopherQualityFilter
@@ -63,7 +61,7 @@ from corpus.pii import PiiRedactor
 from corpus.sampling import hashed_unit
 from jobs.config import AnnotatedConfig, PipelineConfig, build
 from jobs.sampling import bottom_k
-from jobs.spark import spark_uri
+from jobs.spark import ship, spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
 
 STAGE = "annotated"
@@ -175,24 +173,6 @@ def _run_models(
     return [str(p) for p in paths]
 
 
-def _ship(spark: SparkSession, path: str) -> str:
-    """`addFile` the model under a name made of its content hash; return that name.
-
-    Spark serves added files by base name, refuses a second file of the same name from another
-    path, and ignores a second `addFile` of a path ("overwriting is not supported"): two runs'
-    `model.ftz`, or a model retrained in place, would collide or go stale on the executors.
-    """
-    name = f"quality-{file_sha256(path)[:16]}.ftz"
-    shipped = Path(tempfile.gettempdir()) / "refinery-models" / name
-    if not shipped.is_file():
-        shipped.parent.mkdir(exist_ok=True)
-        tmp = shipped.with_name(f".{name}.{os.getpid()}.tmp")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, shipped)
-    spark.sparkContext.addFile(str(shipped))
-    return name
-
-
 def _top_fraction_threshold(
     spark: SparkSession, kept_dir: Path, fraction: float, accuracy: int = QUANTILE_ACCURACY
 ) -> float | None:
@@ -263,7 +243,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
             "models": [{"model": w, "sha256": file_sha256(m)} for w, m in zip(where, models, strict=True)],
             "threshold": quality.threshold,
         }
-    names = tuple(_ship(spark, m) for m in models)
+    names = tuple(ship(spark, m, "quality") for m in models)
     annotator = make_annotator(
         cfg.annotated, lid_model=Path(lid_model).name, quality_models=names, seed=cfg.seed
     )

@@ -13,10 +13,10 @@ import os
 import sys
 
 from classifiers import cli as classifier_cli
-from jobs import dedup_cli, tokenizer_cli, why
+from jobs import ablate, dedup_cli, tokenizer_cli, why
 from jobs.console import PipeConsole
-from training import ablate, synth
 from training import cli as training_cli
+from training import synth
 
 console = PipeConsole()
 

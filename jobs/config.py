@@ -26,7 +26,7 @@ from corpus.filters.url import UrlFilter
 from corpus.heldout import HELDOUT_REFERENCE
 from corpus.pii import PiiRedactor
 from corpus.tokenizer import SPECIAL_TOKENS
-from training.config import load_yaml
+from corpus.yaml_config import load_yaml
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "pipeline.yaml"

@@ -83,7 +83,7 @@ def _unique(name: str, taken: dict[str, Any]) -> str:
 
 def eval_sets(spark: SparkSession, cfg: PipelineConfig, run_dir: str | Path) -> dict[str, list[str]]:
     """Every configured evaluation set by name (`kind:file`), as lists of texts."""
-    from training.config import load_yaml
+    from corpus.yaml_config import load_yaml
     from training.synth import SynthSftConfig, grounded, procedural
 
     dcfg = cfg.decontam

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from corpus.inputs import file_problem
+from corpus.yaml_config import MISSING, differences
 from jobs import train_stages
 
 # Upstream stages each stage reads; one of them must be requested in the same run or finished
@@ -101,19 +102,6 @@ def check_upstreams(run_dir: Path, stages: list[str]) -> None:
                 )
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ (nested dicts compared key by key). A key only one side has
-    is a config field another Refinery version added or removed, not another run."""
-    out = []
-    for key in sorted(set(old) & set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}")
-    return out
-
-
 def check_run_dir(run_dir: Path, record: dict[str, Any], *, force: bool) -> None:
     """RUN is new, empty, or holds this same run (same config, inputs and source): a rerun
     resumes it. Another run's outputs are refused unless `force`; then the stages whose
@@ -145,7 +133,8 @@ def check_run_dir(run_dir: Path, record: dict[str, Any], *, force: bool) -> None
             continue
         if isinstance(a, dict) and isinstance(b, dict):
             a, b = ({k: v for k, v in d.items() if k not in NOT_IDENTITY} for d in (a, b))
-            changed += [f"config.{k}" for k in _differences(a, b)]
+            # A key only one side has is a field another Refinery version added or removed.
+            changed += [f"config.{k}" for k, x, y in differences(a, b) if MISSING not in (x, y)]
         elif a != b:
             changed.append(key)
     if changed:

@@ -40,8 +40,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,7 +57,7 @@ from corpus.shards import ShardWriter, token_dtype
 from corpus.tokenizer import encode_documents, file_hash, load
 from jobs import decontam
 from jobs.config import PipelineConfig
-from jobs.spark import spark_uri
+from jobs.spark import ship, spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, task_attempt
 
 STAGE = "shards"
@@ -91,19 +89,6 @@ def shard_name(split: str, index: int) -> str:
     return f"{split}_{index:05d}"
 
 
-def _ship_tokenizer(spark: SparkSession, path: Path, sha256: str) -> str:
-    """addFile a copy named by its content: Spark refuses one name for two paths, and two runs in
-    one session (or two tokenizers) would otherwise both be `tokenizer.json`."""
-    shipped = Path(tempfile.gettempdir()) / "refinery-tokenizers" / f"tokenizer-{sha256[:32]}.json"
-    if not shipped.is_file():
-        shipped.parent.mkdir(parents=True, exist_ok=True)
-        tmp = shipped.with_name(f".{shipped.name}.{os.getpid()}.tmp")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, shipped)
-    spark.sparkContext.addFile(str(shipped))
-    return shipped.name
-
-
 def _slices(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         for start in range(0, batch.num_rows, rows):
@@ -132,10 +117,7 @@ def tokenize_batches(tokenizer_file: str, seed: int, dtype: np.dtype):
                     "n_bytes": mix.utf8_bytes(batch.column("text")),
                     "n_tokens": [len(e) for e in encoded],
                     "valid_key": mix.keys(seed, "valid", ids),
-                    "keys": [
-                        [mix.key(seed, "shuffle", i, r) for r in range(n)]
-                        for i, n in zip(ids, repeats, strict=True)
-                    ],
+                    "keys": [mix.copy_keys(seed, i, n) for i, n in zip(ids, repeats, strict=True)],
                     "tokens": [np.asarray(e, dtype=dtype).tobytes() for e in encoded],
                 },
                 schema=TOKENIZED,
@@ -247,7 +229,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     # region 1: tokenize; persisted, see the module docstring
     tokenized = None
     if inputs:
-        shipped = _ship_tokenizer(spark, tok_path, sha256)
+        shipped = ship(spark, tok_path, "tokenizer")
         docs = spark.read.parquet(*map(spark_uri, inputs)).select("id", "bucket", "repeats", "text")
         tokenized = docs.mapInArrow(tokenize_batches(shipped, cfg.seed, dtype), TOKENIZED_DDL)
         tokenized = tokenized.persist(StorageLevel.MEMORY_AND_DISK)

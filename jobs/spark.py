@@ -8,14 +8,21 @@ config's default.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
 
+from corpus.manifest import file_sha256
+
 # spark-submit starts the Python driver with the address of its JVM in this variable.
 SUBMITTED_ENV = "PYSPARK_GATEWAY_PORT"
+
+# Where the driver keeps the copies it ships (`ship`), named by their content.
+SHIPPED_DIR = Path(tempfile.gettempdir()) / "refinery-shipped"
 
 if TYPE_CHECKING:
     from jobs.config import SparkConfig
@@ -52,3 +59,25 @@ def spark_uri(path: str | Path) -> str:
     with Python file I/O, so RUN is a POSIX path every executor sees; a bare path would resolve
     against the cluster's default file system instead (HDFS under YARN)."""
     return Path(path).resolve().as_uri()
+
+
+def ship(spark: SparkSession, path: str | Path, kind: str) -> str:
+    """`addFile` a copy of `path` named `KIND-SHA256[:16]SUFFIX`; return that name for `SparkFiles.get`.
+
+    Spark serves added files by base name, refuses a second file of one name from another path,
+    and ignores a second `addFile` of a path ("overwriting is not supported"): two runs'
+    `model.ftz`, or a file rewritten in place, would collide or go stale on the executors, so
+    the copy is named by its content. The copies sit in a shared temporary directory where
+    another process may have left one truncated or altered, so an existing copy is used only
+    after its content is hashed again; otherwise it is copied anew.
+    """
+    digest = file_sha256(path)
+    name = f"{kind}-{digest[:16]}{Path(path).suffix}"
+    shipped = SHIPPED_DIR / name
+    if not shipped.is_file() or file_sha256(shipped) != digest:
+        SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = shipped.with_name(f".{name}.{os.getpid()}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, shipped)
+    spark.sparkContext.addFile(str(shipped))
+    return name

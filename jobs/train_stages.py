@@ -166,34 +166,36 @@ def _pretrain_config(cfg: PipelineConfig, path: str):
 
 
 def _synth_config(cfg: PipelineConfig, path: str):
-    from training.config import load_yaml
+    from corpus.yaml_config import load_yaml
     from training.synth import SynthSftConfig
 
     return load_yaml(path, SynthSftConfig)
 
 
 def _sft_config(cfg: PipelineConfig, path: str):
-    from training.config import SftConfig, load_yaml
+    from corpus.yaml_config import load_yaml
+    from training.config import SftConfig
 
     return load_yaml(path, SftConfig)
 
 
 def _prefs_config(cfg: PipelineConfig, path: str):
-    from training.config import load_yaml
+    from corpus.yaml_config import load_yaml
     from training.preferences import SynthPreferencesConfig
 
     return load_yaml(path, SynthPreferencesConfig)
 
 
 def _reward_config(cfg: PipelineConfig, path: str):
-    from training.config import RewardConfig, load_yaml
+    from corpus.yaml_config import load_yaml
+    from training.config import RewardConfig
 
     return load_yaml(path, RewardConfig)
 
 
 def _align_config(cfg: PipelineConfig, path: str):
+    from corpus.yaml_config import load_yaml
     from training.align import CONFIGS
-    from training.config import load_yaml
 
     return load_yaml(path, CONFIGS[cfg.train.align_method])
 

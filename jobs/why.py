@@ -206,21 +206,15 @@ def explain_deduped(con, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def shard_placement(doc_id: str, repeats: int, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Split and shard files of a mixed document's copies, as jobs/shards.py places them: held out
-    when key(seed, "valid", id) is below the cut (one copy), else `repeats` copies, copy r in the
-    shard whose key range holds key(seed, "shuffle", id, r)."""
+    """Split and shard files of a mixed document's copies: corpus/mix.py `shard_placement` with the
+    shard manifest's seed, validation cut and shards."""
     from corpus import mix  # numpy and pyarrow: imported by the command, not by `refinery --help`
 
-    seed = manifest["seed"]
-    valid = mix.key(seed, "valid", doc_id) < manifest["valid_key_limit"]
-    split = "valid" if valid else "train"
-    shards = manifest["splits"][split]
-    copies = 1 if valid else repeats
-    if not shards:
-        return {"split": split, "copies": copies, "shards": []}
-    divisor = mix.range_divisor(len(shards))
-    names = [shards[mix.key(seed, "shuffle", doc_id, r) // divisor]["name"] for r in range(copies)]
-    return {"split": split, "copies": copies, "shards": names}
+    shards, limit = manifest["splits"], manifest["valid_key_limit"]
+    counts = {split: len(entries) for split, entries in shards.items()}
+    split, indices = mix.shard_placement(manifest["seed"], doc_id, repeats, limit, counts)
+    copies = 1 if split == "valid" else repeats
+    return {"split": split, "copies": copies, "shards": [shards[split][i]["name"] for i in indices]}
 
 
 DOCUMENT_COLUMNS = ("warc_file", "warc_record_id", "fetch_time", "source", "title", "text_chars", "reject")

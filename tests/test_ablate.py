@@ -6,10 +6,8 @@ import pytest
 
 from classifiers.quality_data import REFERENCE_SAMPLE, read_docs
 from corpus.manifest import write_json_atomic
-from jobs.config import AnnotatedConfig, PipelineConfig
-from jobs.stage import Stage
-from training import ablate_data as data
-from training.ablate import (
+from jobs import ablate_data as data
+from jobs.ablate import (
     DEFAULT_CONFIG,
     AblateConfig,
     VariantConfig,
@@ -17,6 +15,8 @@ from training.ablate import (
     format_table,
     load_ablate_config,
 )
+from jobs.config import AnnotatedConfig, PipelineConfig
+from jobs.stage import Stage
 from training.testing import SAMPLE_TEXT
 
 GERMAN = (
@@ -143,7 +143,7 @@ def test_small_ablation_trains_each_variant_on_the_same_budget(run, tmp_path):
 
 
 def test_rerun_and_identical_variants_reuse_results(run, tmp_path, monkeypatch):
-    import training.ablate as module
+    import jobs.ablate as module
 
     variants = {"annotated": {"stage": "annotated"}, "again": {"stage": "annotated"}}
     cfg = tiny_config(variants=variants)

@@ -10,6 +10,7 @@ import torch
 from test_resume import assert_same_state
 
 from corpus.tokenizer import load as load_tokenizer
+from corpus.yaml_config import load_yaml
 from training.align import align, compare, heldout_figures
 from training.chat import ChatTokens
 from training.checkpoint import latest_checkpoint, load_model
@@ -21,7 +22,6 @@ from training.config import (
     RsConfig,
     SamplingConfig,
     SftConfig,
-    load_yaml,
 )
 from training.pairs import PairBatches
 from training.preferences import SynthPreferencesConfig, answer_first, corrupt, synthesize

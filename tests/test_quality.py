@@ -30,8 +30,9 @@ from classifiers.quality import (
     split_groups,
     train,
 )
-from classifiers.quality_data import Doc, detokenize_wikitext, read_docs, strip_gutenberg
+from classifiers.quality_data import Doc, detokenize_wikitext, read_docs
 from corpus.filters.quality import LOW, QualityFilter
+from corpus.gutenberg import strip_gutenberg
 from jobs.config import load_config
 
 FAST = TrainParams(epoch=10, cutoff=2_000, bucket=20_000)

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import training.config
+from corpus.yaml_config import load_yaml
 from jobs.config import load_config
-from training.config import RewardConfig, SftConfig, load_pretrain_config, load_yaml
+from training.config import RewardConfig, SftConfig, load_pretrain_config
 
 REPO = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
@@ -59,7 +60,7 @@ def _pipeline(path: Path, argv: list[str]) -> None:
 
 
 def _ablate(path: Path, argv: list[str]) -> None:
-    from training.ablate import load_ablate_config
+    from jobs.ablate import load_ablate_config
 
     missing = [f for f in load_ablate_config(path).reference_files if not Path(f).is_file()]
     if missing:

@@ -25,7 +25,8 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 
 def _sft(args: argparse.Namespace) -> None:
-    from training.config import SftConfig, load_yaml
+    from corpus.yaml_config import load_yaml
+    from training.config import SftConfig
     from training.sft import sft
 
     overrides = {"lora_rank": args.lora_rank} if args.lora_rank is not None else {}
@@ -41,7 +42,8 @@ def _sft(args: argparse.Namespace) -> None:
 
 
 def _reward(args: argparse.Namespace) -> None:
-    from training.config import RewardConfig, load_yaml
+    from corpus.yaml_config import load_yaml
+    from training.config import RewardConfig
     from training.reward import train_reward
 
     cfg = load_yaml(args.config, RewardConfig)
@@ -52,8 +54,8 @@ def _reward(args: argparse.Namespace) -> None:
 
 
 def _align(args: argparse.Namespace) -> None:
+    from corpus.yaml_config import load_yaml
     from training.align import CONFIGS, align
-    from training.config import load_yaml
 
     cfg = load_yaml(args.config or f"conf/train/{args.method}.yaml", CONFIGS[args.method])
     result = align(

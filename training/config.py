@@ -7,13 +7,13 @@ architecture record a checkpoint carries, so post-training and export rebuild th
 """
 
 import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+from corpus.yaml_config import load_yaml
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
 # SwiGLU with hidden width 8/3·d has the parameter count of a 4·d GELU MLP (Shazeer 2020,
@@ -244,50 +244,6 @@ RESUMABLE_CHANGES = {
     "compile", "threads", "log_every", "eval_every", "eval_windows", "save_every",
     "eval_conversations", "eval_tasks", "max_new_tokens", "eval_pairs",
 }  # fmt: skip
-
-
-def load_yaml(
-    path: str | Path,
-    cls: type[BaseModel],
-    overrides: dict[str, Any] | None = None,
-    transform: Callable[[dict[str, Any], Path], dict[str, Any]] | None = None,
-) -> Any:
-    """Read YAML with `yaml.safe_load` into `cls`; errors name the file and every bad key.
-
-    `transform(raw, directory_of_the_file)` rewrites the mapping before validation (the pipeline
-    config resolves its relative paths with it); `overrides` replace top-level keys after that."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    with open(path) as f:
-        try:
-            raw = yaml.safe_load(f) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(_yaml_problem(path, exc)) from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: the top level must be a mapping, not {type(raw).__name__}")
-    if transform is not None:
-        raw = transform(raw, path.resolve().parent)
-    raw.update(overrides or {})
-    try:
-        return cls.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"  {where}: {what}")
-        raise ValueError(f"{path}: invalid config\n" + "\n".join(problems)) from None
-
-
-def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
-    """`FILE:LINE:COLUMN: invalid YAML: problem (context)` in one line; PyYAML's message spans five."""
-    mark = getattr(exc, "problem_mark", None)
-    if mark is None:  # an error without a position (an undecodable byte): its message on one line
-        return f"{path}: invalid YAML: " + " ".join(str(exc).split())
-    context = getattr(exc, "context", None)
-    where = f"{path}:{mark.line + 1}:{mark.column + 1}"
-    return f"{where}: invalid YAML: {exc.problem}" + (f" ({context})" if context else "")
 
 
 def load_pretrain_config(path: str | Path) -> PretrainConfig:

@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 
+from corpus.yaml_config import MISSING, differences
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import RESUMABLE_CHANGES, LoopConfig, OptimConfig
 
@@ -117,30 +118,30 @@ def lr_multiplier(step: int, total: int, optim: OptimConfig) -> float:
     return 1.0 - (1.0 - floor) * (step - decay_start + 1) / cooldown
 
 
-def _config_changes(saved: dict[str, Any], current: BaseModel, prefix: str = "") -> list[str]:
+def _config_changes(saved: dict[str, Any], current: BaseModel) -> list[str]:
     """The options of `current` that differ from the checkpoint's `saved` config. An option the
     checkpoint does not name is newer than it; new options default to the old behaviour, so
     one left at its default is no change."""
-    dumped = current.model_dump(mode="json")
-    fields = type(current).model_fields
     changes = []
-    for key in sorted(set(saved) | set(dumped)):
-        a, b = saved.get(key), dumped.get(key)
-        value = getattr(current, key, None)
-        if isinstance(a, dict) and isinstance(value, BaseModel):
-            changes += _config_changes(a, value, f"{prefix}{key}.")
-        elif (
-            key not in saved
-            and key in fields
-            and b == _dump(fields[key].get_default(call_default_factory=True))
-        ):
+    for key, a, b in differences(saved, current.model_dump(mode="json")):
+        if key.rsplit(".", 1)[-1] in RESUMABLE_CHANGES:
             continue
-        elif a != b and key not in RESUMABLE_CHANGES:
-            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
+        if a is MISSING and b == _default(current, key):
+            continue
+        changes.append(f"{key}: {None if a is MISSING else a!r} -> {None if b is MISSING else b!r}")
     return changes
 
 
-def _dump(value: Any) -> Any:
+def _default(model: BaseModel, dotted: str) -> Any:
+    """The JSON default of the option at `dotted` in `model`'s nested configs; MISSING where the
+    path leaves them (an option only the checkpoint names has none)."""
+    *path, name = dotted.split(".")
+    for part in path:
+        model = getattr(model, part, None)
+    fields = type(model).model_fields if isinstance(model, BaseModel) else {}
+    if name not in fields:
+        return MISSING
+    value = fields[name].get_default(call_default_factory=True)
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 

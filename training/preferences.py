@@ -44,7 +44,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from corpus.manifest import write_json_atomic
-from training.config import SamplingConfig, load_yaml
+from corpus.yaml_config import load_yaml
+from training.config import SamplingConfig
 from training.tasks import FINAL, STEP, apply, check, steps_hold
 
 STRICT = ConfigDict(extra="forbid", frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.manifest import write_json_atomic
-from training.config import load_yaml
+from corpus.yaml_config import load_yaml
 from training.corpus_tasks import CORPUS_TASKS, Doc, curated_documents, split_documents
 from training.tasks import Problem, make_split
 

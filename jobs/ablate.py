@@ -5,7 +5,7 @@ Identical small models are trained on equal token budgets drawn from chosen stag
 several seeds each, and compared by bits per byte on text none of them trained on:
 - `reference`: clean held-out prose (data/heldout/fiction.jsonl.gz by default, corpus/heldout.py);
 - `crawl`: the documents of held-out sites as extracted; `crawl_kept`: those of them the most
-  curated stage among the variants kept (training/ablate_data.py).
+  curated stage among the variants kept (jobs/ablate_data.py).
 `crawl` favours the variants whose text is most like raw crawl and `crawl_kept` the curated ones,
 by construction; `reference` is the arbiter.
 
@@ -50,8 +50,9 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 from corpus.decontam import DEFAULT_N, Decontaminator, NgramIndex
 from corpus.heldout import HELDOUT_REFERENCE
 from corpus.manifest import fingerprint, write_json_atomic
-from training import ablate_data as data
-from training.config import ModelConfig, OptimConfig, PretrainConfig, load_yaml
+from corpus.yaml_config import load_yaml
+from jobs import ablate_data as data
+from training.config import ModelConfig, OptimConfig, PretrainConfig
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "ablate.yaml"

@@ -1,4 +1,4 @@
-"""The data of `refinery ablate` (training/ablate.py): each variant's training documents, the
+"""The data of `refinery ablate` (jobs/ablate.py): each variant's training documents, the
 held-out evaluation sets, decontamination against them, the shared tokenizer and the shards.
 No torch here; the run is read with pyarrow on the driver (the proxy budgets are small).
 
@@ -77,6 +77,7 @@ def heldout_rule(seed: int, fraction: float) -> Callable[[dict[str, Any]], bool]
 
 def redecider(run: Path, without: tuple[str, ...]) -> Callable[[dict[str, Any]], str | None]:
     """The first failing annotated rule of a row with the steps `without` switched off."""
+    # Here, not at the top: jobs.annotated imports pyspark, which only `without:` variants need.
     from corpus.filters.quality import QualityFilter
     from jobs.annotated import make_annotator
     from jobs.config import AnnotatedConfig
