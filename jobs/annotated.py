@@ -3,8 +3,10 @@
 Every document gets `lang`/`lang_score` (fastText lid.176), all filter signals, PII counts, a
 redacted `text` (classifiers/annotate.py) and `quality`, the quality classifier's P(hq) of that text;
 `reject` is the first failing rule in config order: `url:*`, `lang:not_allowed`, `lang:score`,
-`gopher_rep:*`, `gopher_quality:*`, `c4:*`, `fineweb:*`, `quality:low`. One Spark task per part
-file of the documents stage.
+`gopher_rep:*`, `gopher_quality:*`, `c4:*`, `fineweb:*`, `quality:low`. One Spark task per work
+unit: the documents stage's row groups cut into units of about `spark.task_target_mb`
+(corpus/units.py), so one large input file is annotated by several tasks and small parts are
+merged; part N is unit N, and the plan is in the manifest (`plan`).
 
 Quality (`annotated.quality`, classifiers/quality.py):
 - `model: null` trains classifiers for the run first (seconds): the bundled positives against
@@ -24,11 +26,11 @@ Quality (`annotated.quality`, classifiers/quality.py):
   rejected as `quality:low`, into the stage's own part files. Both passes resume per part, and
   a resumed attempt reuses the saved threshold.
 
-Driver holds: the part summaries (O(part files)); with `model: null`, the training sample (at
-most `sample_docs` documents with their text: ~34 MB at the 3.4 KB median crawl page, at most
-`sample_docs` x the extractor's `max_html_bytes`), the positives (the bundled file: 3 MB) and
-the chunks cut from both (at most MAX_CHUNKS_PER_CLASS a class); the threshold (one number). A
-finished stage (its manifest matches) trains and reads nothing.
+Driver holds: the plan and the part summaries (O(row groups of the input)); with `model: null`,
+the training sample (at most `sample_docs` documents with their text: ~34 MB at the 3.4 KB
+median crawl page, at most `sample_docs` x the extractor's `max_html_bytes`), the positives
+(the bundled file: 3 MB) and the chunks cut from both (at most MAX_CHUNKS_PER_CLASS a class);
+the threshold (one number). A finished stage (its manifest matches) trains and reads nothing.
 """
 
 import dataclasses
@@ -59,6 +61,7 @@ from corpus.filters.url import UrlFilter
 from corpus.manifest import file_sha256, fingerprint, read_json, write_json_atomic
 from corpus.pii import PiiRedactor
 from corpus.sampling import hashed_unit
+from corpus.units import Unit, plan_parts, plan_summary, unit_rows
 from jobs.config import AnnotatedConfig, PipelineConfig, build
 from jobs.sampling import bottom_k
 from jobs.spark import ship, spark_uri
@@ -185,6 +188,22 @@ def _top_fraction_threshold(
     return frame.selectExpr(f"percentile_approx(quality, {1.0 - fraction}, {accuracy}) AS t").first()["t"]
 
 
+def _annotate_unit(
+    stage: Stage, target: Stage, annotator: Annotator, names: tuple[str, ...], unit: Unit, index: int
+) -> dict[str, Any]:
+    """Annotate the rows of one work unit into part `index` of `target` (a finished part is reused)."""
+    if done := stage.part_done(index) or target.part_done(index):
+        return done
+    local = dataclasses.replace(
+        annotator,
+        lid_model=SparkFiles.get(annotator.lid_model),
+        quality_models=tuple(SparkFiles.get(name) for name in names),
+    )
+    rows = (local(doc) for doc in unit_rows(unit, ROWS_PER_BATCH))
+    rows = inject_fault(STAGE, index, rows)  # test-only hook, inert by default
+    return target.write_part(index, rows, counts={"documents": unit.rows}, input=unit.describe())
+
+
 def _rows(stage: Stage, summary: dict[str, Any]):
     """The staged rows of one part: its rejected rows, then its kept rows, each in file order."""
     for split in ("rejected", "kept"):
@@ -208,6 +227,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         # A given model is part of the config; a trained one follows from the lists and the input.
         "quality_model": file_sha256(quality.model) if quality.enabled and quality.model else None,
         "seed": cfg.seed,
+        "task_target_mb": cfg.spark.task_target_mb,  # decides the part files
     }
     upstream_manifest = read_json(upstream / "manifest.json")
     rows_kept = upstream_manifest["rows"]["kept"]
@@ -217,10 +237,12 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         return manifest
     started = time.time()
     stage.prepare()
+    units = plan_parts(inputs, cfg.spark.task_target_mb)
+    extra: dict[str, Any] = {"plan": plan_summary(units, cfg.spark.task_target_mb)}
     # addFile ships the models to every executor, so the same code runs on a cluster whose
     # workers do not share the driver's file system.
     spark.sparkContext.addFile(lid_model)
-    models, extra = [], {}
+    models = []
     try:
         if quality.enabled and quality.model:
             models = [quality.model]
@@ -252,23 +274,11 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     scored = Stage(str(stage.partial), "_scored", stage.config_hash, stage.input_fingerprint)
     target = scored if top_fraction is not None else stage
 
-    def annotate(index: int) -> dict[str, Any] | None:
-        if done := stage.part_done(index) or target.part_done(index):
-            return done
-        local = dataclasses.replace(
-            annotator,
-            lid_model=SparkFiles.get(annotator.lid_model),
-            quality_models=tuple(SparkFiles.get(name) for name in names),
-        )
-        source = pq.ParquetFile(inputs[index])
-        rows = (local(doc) for batch in source.iter_batches(ROWS_PER_BATCH) for doc in batch.to_pylist())
-        rows = inject_fault(STAGE, index, rows)  # test-only hook, inert by default
-        return target.write_part(
-            index, rows, counts={"documents": source.metadata.num_rows}, input=inputs[index]
-        )
+    def annotate(index: int) -> dict[str, Any]:
+        return _annotate_unit(stage, target, annotator, names, units[index], index)
 
     def run(task) -> list[dict[str, Any]]:
-        return spark.sparkContext.parallelize(range(len(inputs)), max(len(inputs), 1)).map(task).collect()
+        return spark.sparkContext.parallelize(range(len(units)), max(len(units), 1)).map(task).collect()
 
     if top_fraction is not None:
         scored.prepare()
@@ -276,7 +286,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         saved = stage.partial / "_quality.json"
         if not saved.is_file():
             threshold = (
-                _top_fraction_threshold(spark, scored.partial / "kept", top_fraction) if inputs else None
+                _top_fraction_threshold(spark, scored.partial / "kept", top_fraction) if units else None
             )
             write_json_atomic(saved, {"keep_top_fraction": top_fraction, "threshold": threshold})
         threshold = read_json(saved)["threshold"]
@@ -291,7 +301,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
                 for row in _rows(scored, staged)
             )
             return stage.write_part(
-                index, rows, counts={"documents": staged["counts"]["documents"]}, input=inputs[index]
+                index, rows, counts={"documents": staged["counts"]["documents"]}, input=staged["input"]
             )
 
         parts = run(decide)

@@ -107,6 +107,10 @@ class SparkConfig(BaseModel):
     master: str = "local[*]"
     driver_memory: str = "4g"
     conf: dict[str, str] = {}
+    # Uncompressed MiB of upstream Parquet per task in the stages after documents (corpus/units.py):
+    # tasks are cut from row groups, not upstream files. Part of those stages' config hash: it
+    # decides their part files.
+    task_target_mb: pydantic.PositiveFloat = 128.0
 
 
 class AnnotatedConfig(BaseModel):

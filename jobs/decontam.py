@@ -18,8 +18,9 @@ rejected/, `bucket` and `repeats` unchanged; the tokenizer and shards stages rea
    problems, 80 sections of reference prose), 1.7 MB, 0.8 s.
    The corpus-grounded test problems are passages of kept documents: this stage is what keeps
    those documents out of pretraining.
-2. Executors, one task per mixed part file: every row matched against the index, rejected or
-   cut, written with jobs/stage.py (resumable per part).
+2. Executors, one task per work unit (the mixed row groups cut into units of about
+   `spark.task_target_mb`, corpus/units.py): every row matched against the index, rejected or
+   cut, written with jobs/stage.py (resumable per part; part N is unit N).
 3. The manifest: the index (per set: texts, texts shorter than n words, n-grams), documents
    matched per set, n-grams matched, copies and bytes removed, characters cut, and the matched
    documents themselves (id, n-grams, sets, the first shared n-gram; the first MAX_LISTED).
@@ -29,11 +30,11 @@ test, reference and eval files), and its input fingerprint covers the mixed rows
 is found before any set is read or any index built; a changed evaluation file, synth config
 or mixed output redoes the stage (the index's fingerprint is recorded in the manifest).
 
-Driver holds: the part summaries (O(part files), with at most MAX_LISTED matches each), the
-grounded sample (per synth config at most `sample_documents` rows: id, title and the text cut
-to `passage_chars` + 1 characters; 20,000 x ~700 bytes by default) and its test problems, the
-evaluation files' texts, and the index (16 bytes per distinct n-gram of the evaluation sets,
-independent of the corpus size).
+Driver holds: the plan and the part summaries (O(row groups of the input), with at most
+MAX_LISTED matches each), the grounded sample (per synth config at most `sample_documents`
+rows: id, title and the text cut to `passage_chars` + 1 characters; 20,000 x ~700 bytes by
+default) and its test problems, the evaluation files' texts, and the index (16 bytes per
+distinct n-gram of the evaluation sets, independent of the corpus size).
 `enabled: false` removes an earlier decontam/ directory, so the later stages read mixed/kept.
 """
 
@@ -46,11 +47,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
 from corpus.decontam import Decontaminator, NgramIndex, read_texts, record_text
 from corpus.manifest import file_sha256, fingerprint, read_json, sum_counts
+from corpus.units import plan_parts, plan_summary, unit_rows
 from jobs.config import PipelineConfig
 from jobs.sampling import bottom_k
 from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
@@ -131,7 +132,7 @@ def grounded_sources(spark: SparkSession, run_dir: str | Path, scfg: Any) -> lis
     return documents(rows)
 
 
-def stage_key(dcfg: Any) -> dict[str, Any]:
+def stage_key(dcfg: Any, task_target_mb: float) -> dict[str, Any]:
     """What the output depends on besides the mixed rows: the config and the content of every file
     the evaluation sets come from. It needs no index, so a finished stage builds none; a change
     to the code that makes the test problems (training/tasks.py, corpus_tasks.py) bumps VERSION."""
@@ -140,6 +141,7 @@ def stage_key(dcfg: Any) -> dict[str, Any]:
         "version": VERSION,
         "decontam": dcfg.model_dump(mode="json"),
         "files": {path: file_sha256(path) for path in sorted(set(files))},
+        "task_target_mb": task_target_mb,  # decides the part files
     }
 
 
@@ -159,7 +161,12 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     upstream_manifest = read_json(upstream / "manifest.json")
     started = time.time()
 
-    stage = Stage(run_dir, STAGE, fingerprint(stage_key(dcfg)), upstream_manifest["output_fingerprint"])
+    stage = Stage(
+        run_dir,
+        STAGE,
+        fingerprint(stage_key(dcfg, cfg.spark.task_target_mb)),
+        upstream_manifest["output_fingerprint"],
+    )
     if manifest := stage.finished():
         log.info("decontam: up to date, skipped (%s)", stage.final)
         return manifest
@@ -176,8 +183,9 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     )
     # endregion
 
-    # region 2: match every row, per part file, in the executors
+    # region 2: match every row, per work unit of the mixed parts (corpus/units.py), in the executors
     inputs = sorted(str(p) for p in (upstream / "kept").glob("part-*.parquet"))
+    units = plan_parts(inputs, cfg.spark.task_target_mb)
     stage.prepare()
     sc = spark.sparkContext
     shipped = sc.broadcast(decontaminator)
@@ -187,13 +195,14 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
             return done
         counts: Counter[str] = Counter()
         listed: list[dict[str, Any]] = []
-        batches = pq.ParquetFile(inputs[part]).iter_batches(ROWS_PER_BATCH)
-        rows = (row for batch in batches for row in batch.to_pylist())
+        rows = unit_rows(units[part], ROWS_PER_BATCH)
         decontaminated = decontaminate_rows(shipped.value, rows, counts, listed)
         decontaminated = inject_fault(STAGE, part, decontaminated)  # test-only hook, inert by default
-        return stage.write_part(part, decontaminated, counts=counts, input=inputs[part], matches=listed)
+        return stage.write_part(
+            part, decontaminated, counts=counts, input=units[part].describe(), matches=listed
+        )
 
-    parts = sc.parallelize(range(len(inputs)), max(len(inputs), 1)).map(task).collect() if inputs else []
+    parts = sc.parallelize(range(len(units)), max(len(units), 1)).map(task).collect() if units else []
     shipped.unpersist()
     # endregion
 
@@ -204,6 +213,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         rows_in=counts.get("documents", 0),
         started=started,
         inputs=len(inputs),
+        plan=plan_summary(units, cfg.spark.task_target_mb),
         input_stage=UPSTREAM,
         ngram=index.n,
         mode=dcfg.mode,

@@ -5,15 +5,16 @@ Reject rule: `mix:downsampled`, a document drawn 0 times, so every input row is 
 rejected/ and the mixture is one `GROUP BY bucket, reject` away. Repeats are not expanded here:
 the shards stage writes each kept document `repeats` times.
 
-Spark passes over the input, one task per upstream part file: the quality quantiles (only when
+Spark passes over the input, one task per work unit (the upstream row groups cut into units of
+about `spark.task_target_mb`, corpus/units.py; part N is unit N): the quality quantiles (only when
 bucketing by quality), the estimated tokens per bucket (share weights need the totals before any
 factor is known; a bad weight fails here, before anything is written), then the writing pass.
 The manifest's `buckets` holds, per bucket, documents, bytes and estimated tokens before and
 after, the factor, the realized epochs and the share of the output.
 
 Driver holds: the quality cuts (one number per quantile; `approxQuantile` aggregates on the
-executors), the domain lists of the config, and per part (O(input files)) its counts per
-bucket (O(buckets)). No row reaches it.
+executors), the domain lists of the config, the plan (O(row groups of the input)) and per part
+its counts per bucket (O(buckets)). No row reaches it.
 """
 
 import logging
@@ -22,7 +23,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
 from corpus.manifest import file_sha256, fingerprint, read_json
@@ -40,6 +40,7 @@ from corpus.mix import (
     resolve_factors,
     utf8_bytes,
 )
+from corpus.units import plan_parts, plan_summary, unit_batches
 from jobs.config import MixedConfig, PipelineConfig
 from jobs.spark import spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
@@ -101,6 +102,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         "mixed": mcfg.model_dump(mode="json"),
         "lists": {p: file_sha256(p) for p in mcfg.domain_list_files},
         "upstream": upstream.name,
+        "task_target_mb": cfg.spark.task_target_mb,  # decides the part files
     }
     stage = Stage(
         run_dir, STAGE, fingerprint(key), read_json(upstream / "manifest.json")["output_fingerprint"]
@@ -113,12 +115,13 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     bucketer = make_bucketer(mcfg, cuts)
     columns = sorted({"id", "text", *bucketer.columns})
     sc = spark.sparkContext
-    n_tasks = max(len(inputs), 1)
+    units = plan_parts(inputs, cfg.spark.task_target_mb)
+    n_tasks = max(len(units), 1)
 
     # region: estimated tokens per bucket, then every bucket's factor (fails before any write)
     def count(index: int) -> dict[str, BucketStats]:
         stats: dict[str, BucketStats] = {}
-        for batch in pq.ParquetFile(inputs[index]).iter_batches(ROWS_PER_BATCH, columns=columns):
+        for batch in unit_batches(units[index], ROWS_PER_BATCH, columns):
             nbytes = utf8_bytes(batch.column("text"))
             tokens = estimate_tokens(nbytes, mcfg.bytes_per_token)
             for name, s in bucket_stats(bucketer.assign(batch), nbytes, tokens).items():
@@ -126,7 +129,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         return stats
 
     before: dict[str, BucketStats] = {}
-    for stats in sc.parallelize(range(len(inputs)), n_tasks).map(count).collect():
+    for stats in sc.parallelize(range(len(units)), n_tasks).map(count).collect():
         for name, s in stats.items():
             before[name] = before.get(name, BucketStats()) + s
     factors, target = resolve_factors(
@@ -148,7 +151,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         counts: Counter[str] = Counter()
 
         def rows():
-            for batch in pq.ParquetFile(inputs[index]).iter_batches(ROWS_PER_BATCH):
+            for batch in unit_batches(units[index], ROWS_PER_BATCH):
                 buckets, repeats, nbytes, tokens = mix_batch(
                     batch, bucketer, factors, seed=cfg.seed, bytes_per_token=mcfg.bytes_per_token
                 )
@@ -170,9 +173,9 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
                     yield row
 
         rows_out = inject_fault(STAGE, index, rows())  # test-only hook, inert by default
-        return stage.write_part(index, rows_out, counts=counts, input=inputs[index])
+        return stage.write_part(index, rows_out, counts=counts, input=units[index].describe())
 
-    parts = sc.parallelize(range(len(inputs)), n_tasks).map(task).collect()
+    parts = sc.parallelize(range(len(units)), n_tasks).map(task).collect()
     # endregion
 
     after: dict[str, dict[str, int]] = {}
@@ -187,6 +190,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         rows_in=rows_in,
         started=started,
         inputs=len(inputs),
+        plan=plan_summary(units, cfg.spark.task_target_mb),
         input_stage=upstream.name,
         token_estimate={
             "method": "ceil(utf8_bytes / bytes_per_token)",

@@ -15,7 +15,7 @@ what the shards record and training checks.
 Driver holds: the sample's texts, independent draws of expected total `sample_bytes` (100 MB by
 default; an expectation, not a hard cap: the relative spread is about 1 / sqrt(documents
 drawn), widened by the spread of document sizes), the BPE trainer's counts over them, and one
-list of texts per part until they are joined (O(input files)).
+list of texts per work unit until they are joined (O(units)).
 
 `refinery tokenizer train RUN` (jobs/tokenizer_cli.py) runs this stage alone.
 """
@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
 from corpus import mix
 from corpus.manifest import fingerprint, read_json
 from corpus.tokenizer import CONTROL_TOKENS, END_OF_TEXT, PLACEHOLDER_TOKENS, file_hash, load, train_bpe
+from corpus.units import plan_parts, unit_batches
 from jobs import decontam
 from jobs.config import PipelineConfig
 from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
@@ -75,10 +75,12 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     p = sample_probability(mixed_manifest, tcfg.sample_bytes)
     seed = cfg.seed
 
+    # One task per work unit (corpus/units.py); the sample does not depend on the units.
+    units = plan_parts(inputs, cfg.spark.task_target_mb)
+
     def sample(index: int) -> list[str]:
         texts = []
-        columns = ["id", "repeats", "text"]
-        batches = pq.ParquetFile(inputs[index]).iter_batches(ROWS_PER_BATCH, columns=columns)
+        batches = unit_batches(units[index], ROWS_PER_BATCH, ["id", "repeats", "text"])
         for batch in inject_fault(STAGE, index, batches):  # test-only hook, inert by default
             doc_keys = mix.keys(seed, "tokenizer", batch.column("id").to_pylist())
             repeats = batch.column("repeats").to_numpy(zero_copy_only=False)
@@ -88,7 +90,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         return [t for t in texts if t]
 
     # Part order, then row order: the sample (and so the tokenizer) does not depend on scheduling.
-    parts = spark.sparkContext.parallelize(range(len(inputs)), max(len(inputs), 1)).map(sample).collect()
+    parts = spark.sparkContext.parallelize(range(len(units)), max(len(units), 1)).map(sample).collect()
     texts = [t for part in parts for t in part]
     if not texts:
         raise ValueError(f"{upstream}: no text to train a tokenizer on (the mixed stage kept nothing)")

@@ -66,7 +66,8 @@ def annotate(spark, documents_run, tmp_path, quality: str):
     run = tmp_path / "run"
     shutil.copytree(documents_run / "documents", run / "documents")
     config = tmp_path / "c.yaml"
-    config.write_text(f"annotated:\n{OFF}\n  quality:\n{quality}\n")
+    # a tiny task target: one task per documents part (one row group each), as the resume test needs
+    config.write_text(f"spark:\n  task_target_mb: 0.001\nannotated:\n{OFF}\n  quality:\n{quality}\n")
     manifest = annotated.main(spark, load_config(config), str(run))
     rows = duckdb.sql(
         f"SELECT id, domain, text, quality, reject FROM '{run}/annotated/*/*.parquet'"
