@@ -36,6 +36,9 @@ FILES = ("commoncrawl-2019.warc.gz", "commoncrawl-2020-34.warc.gz", "commoncrawl
 MASTER = "local[2,3]"  # local[N,F]: local mode retries a failed task only when F > 1
 CONFIG = {
     "spark": {
+        # one task per upstream part (as many as there are documents parts), so part 1 exists in
+        # every stage: at the default target the three small parts would be merged into one task
+        "task_target_mb": 0.001,
         "conf": {
             # Tiny data: 2 shuffle partitions rather than 200 (dedup's Spark SQL steps), and a
             # JVM that compiles less (C1 only) and so starts sooner: about 30 s a full run here
