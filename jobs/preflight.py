@@ -31,7 +31,20 @@ REQUIRES_ALL: dict[str, tuple[str, ...]] = {"shards": ("tokenizer",)}  # besides
 # run.json fields that identify a run: another value means another run's outputs. Spark settings
 # (master, memory) do not change what a stage writes, so they are left out of the comparison.
 IDENTITY = ("config", "inputs", "source")
+# Parts of a setting's name that say its value is a credential (spark.executorEnv.AWS_SECRET_ACCESS_KEY).
+SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD")
 NOT_IDENTITY = ("spark",)
+
+
+def check_no_secrets(cfg: Any) -> None:
+    """No credential in the config's Spark settings: run.json records the config. Executors get
+    theirs from their environment (README, "Runs on object storage")."""
+    for key in cfg.spark.conf:
+        if any(word in key.upper() for word in SECRET_WORDS):
+            raise ValueError(
+                f"spark.conf.{key}: a credential in the config would be written to run.json; "
+                "set it in the executors' environment or use instance roles"
+            )
 
 
 def check_input_file(path: str) -> None:
@@ -167,6 +180,7 @@ def check(
     strict: bool = False,
 ) -> None:
     """All of the above, cheapest first; nothing is written."""
+    check_no_secrets(cfg)
     check_run_dir(run_dir, record, force=force)
     check_config_files(cfg, stages)
     check_upstreams(run_dir, stages)
