@@ -107,11 +107,11 @@ def expand(pattern: str) -> list[str]:
 def file_version(path: str) -> tuple[int, Any]:
     """(size, version) of a file for input fingerprints: the modification time in ns locally, the
     ETag on object stores (else their modification time). Raises FileNotFoundError naming it."""
-    if not is_remote(path):
-        st = Path(local_path(path)).stat()
-        return st.st_size, st.st_mtime_ns
-    fs, inner = filesystem(path)
     try:
+        if not is_remote(path):
+            st = Path(local_path(path)).stat()
+            return st.st_size, st.st_mtime_ns
+        fs, inner = filesystem(path)
         info = with_retries(lambda: fs.info(inner), what=path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None

@@ -138,3 +138,25 @@ def test_parent_name_of_local_files_and_uris(tmp_path):
     assert parent_name("s3://crawl/crawl-sample/a.warc.gz") == "crawl-sample"
     assert parent_name("s3://crawl/a.warc.gz") == "crawl"
     assert parent_name(str(WARC)) == "sample" and parent_name(f"file://{WARC}") == "sample"
+
+
+def test_path_list_options_without_a_path_list_are_refused():
+    from jobs.run import expand_inputs
+
+    with pytest.raises(
+        ValueError, match=r"--input-prefix, --input-skip and --input-limit apply to a path list"
+    ):
+        expand_inputs([str(WARC)], limit=2)
+
+
+def test_local_path_list_names_files_under_the_prefix_and_a_missing_one_is_refused(tmp_path):
+    from jobs.run import expand_inputs
+
+    listing = tmp_path / "warc.paths"
+    listing.write_text(f"{WARC.name}\ncommoncrawl-2019.warc.gz\nmissing.warc.gz\n")
+    folder = str(WARC.parent)
+    assert expand_inputs([str(listing)], prefix=folder, limit=2) == sorted(
+        [str(WARC), f"{folder}/commoncrawl-2019.warc.gz"]
+    )
+    with pytest.raises(FileNotFoundError, match=rf"^{folder}/missing.warc.gz: no such file$"):
+        expand_inputs([str(listing)], prefix=folder, skip=2)

@@ -11,16 +11,21 @@ import gzip
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from s3server import upload
 
+from corpus.extract import Extractor
+from corpus.inputs import input_documents
 from corpus.manifest import read_json
 from jobs import documents
 from jobs.cli import main
 from jobs.config import load_config
+from jobs.run import expand_inputs
 
 pytestmark = pytest.mark.spark
 REPO = Path(__file__).resolve().parent.parent
@@ -171,3 +176,28 @@ def test_a_credential_in_the_configs_spark_settings_is_refused(tmp_path, capsys)
     printed = capsys.readouterr().out
     assert "spark.conf.spark.executorEnv.AWS_SECRET_ACCESS_KEY: a credential in the config" in printed
     assert "hunter2" not in printed and not out.exists()
+
+
+def test_jsonl_and_parquet_objects_read_as_their_local_copies(s3_server, tmp_path):
+    docs = tmp_path / "docs.jsonl.gz"
+    docs.write_bytes(
+        gzip.compress(b'{"id": "a", "text": "One."}\n{oops\n{"text": "Two.", "n": 2}\n', mtime=0)
+    )
+    pq.write_table(
+        pa.table({"text": ["Three.", None], "url": ["https://www.example.org/p", None]}),
+        tmp_path / "d.parquet",
+    )
+    local = [str(docs), str(tmp_path / "d.parquet")]
+    remote = upload([Path(p) for p in local], "s3://docs/in/")
+    assert expand_inputs(["s3://docs/in/docs.jsonl.gz"]) == [remote[0]]  # a URI without wildcards
+
+    def read(path: str) -> tuple[list[dict], Counter]:
+        counts: Counter = Counter()
+        rows = input_documents(
+            path, source="s", extractor=Extractor(), counts=counts, errors=[], bad_files=[]
+        )
+        # A document without an id of its own gets one from its file's path, which differs here.
+        return [{k: v for k, v in r.items() if k not in ("warc_file", "id")} for r in rows], counts
+
+    for here, there in zip(local, remote, strict=True):
+        assert read(there) == read(here) and read(here)[0]
