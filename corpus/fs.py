@@ -18,6 +18,7 @@ reached, so a reset connection costs one ranged request, not the file.
 """
 
 import errno
+import functools
 import glob
 import gzip
 import io
@@ -63,9 +64,30 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
 
 def is_transient(exc: BaseException) -> bool:
     """A failure that may pass on its own: throttling, a dropped connection, a timeout."""
-    if isinstance(exc, ConnectionError | TimeoutError):  # ConnectionResetError, fsspec's FSTimeoutError
+    if isinstance(exc, (ConnectionError, TimeoutError, *_client_errors())):  # FSTimeoutError: a TimeoutError
         return True
     return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+
+
+@functools.cache
+def _client_errors() -> tuple[type[BaseException], ...]:
+    """Connection failures of botocore and aiohttp that s3fs raises as they are once its own retries
+    are spent (they are not OSErrors): an unreachable endpoint, a closed or broken connection."""
+    errors: list[type[BaseException]] = []
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+
+        errors += [BotoConnectionError, HTTPClientError]
+    except ImportError:  # no s3fs installed: no such errors either
+        pass
+    try:
+        from aiohttp import ClientConnectionError, ClientPayloadError
+
+        errors += [ClientConnectionError, ClientPayloadError]
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 def with_retries(action: Callable[[], T], *, what: str, counts: Counter | None = None, sleep=time.sleep) -> T:

@@ -160,3 +160,13 @@ def test_local_path_list_names_files_under_the_prefix_and_a_missing_one_is_refus
     )
     with pytest.raises(FileNotFoundError, match=rf"^{folder}/missing.warc.gz: no such file$"):
         expand_inputs([str(listing)], prefix=folder, skip=2)
+
+
+def test_connection_failures_of_the_s3_client_libraries_are_transient():
+    from aiohttp import ServerDisconnectedError
+    from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+
+    assert fs.is_transient(EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
+    assert fs.is_transient(ReadTimeoutError(endpoint_url="http://127.0.0.1:1"))
+    assert fs.is_transient(ServerDisconnectedError())
+    assert not fs.is_transient(FileNotFoundError(errno.ENOENT, "s3://b/k"))
