@@ -72,9 +72,8 @@ class WarcRecord:
     status: int | None  # HTTP status of a response
     content_type: str | None  # HTTP media type, lowercased, without parameters
     charset: str | None
-    payload: (
-        bytes | None
-    )  # the decoded HTTP body of an HTML 200 response, a conversion record's text, else None
+    # The decoded HTTP body of an HTML 200 response, or a conversion record's text; else None.
+    payload: bytes | None
     payload_truncated: bool = False  # the body was longer than the cap and was cut
 
 
