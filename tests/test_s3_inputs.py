@@ -201,3 +201,22 @@ def test_jsonl_and_parquet_objects_read_as_their_local_copies(s3_server, tmp_pat
 
     for here, there in zip(local, remote, strict=True):
         assert read(there) == read(here) and read(here)[0]
+
+
+@pytest.mark.slow  # two runs of crawl-sample's 1,225 pages through dedup
+def test_crawl_sample_from_a_bucket_keeps_the_same_documents_as_from_disk(
+    bucket, config, shared_data, tmp_path
+):
+    files = sorted((shared_data / "crawl-sample").glob("*.warc.gz"))
+    upload(files, "s3://crawl/crawl-sample/")
+    runs = {"local": tmp_path / "local", "s3": tmp_path / "s3"}
+    inputs = {"local": [str(f) for f in files], "s3": ["s3://crawl/crawl-sample/*.warc.gz"]}
+    for name, out in runs.items():
+        argv = ["--quiet", "run", config, *(a for i in inputs[name] for a in ("--input", i))]
+        assert main([*argv, "--out", str(out), "--stages", STAGES]) == 0
+    assert kept_ids(runs["s3"], "deduped") == kept_ids(runs["local"], "deduped")
+    for split in ("kept", "rejected"):
+        remote, local = (
+            pq.read_table(runs[r] / "documents" / split).drop_columns(["warc_file"]) for r in runs
+        )
+        assert remote.equals(local)
