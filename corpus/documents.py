@@ -4,7 +4,9 @@
 other engines call it directly (compare DataTrove's `process_record()`). Every record lands in
 exactly one count: `records.<kind>` for all of them, and for responses also
 `response.<status>.<mime>`. Of the responses, those with status 200 and an HTML type become
-documents: a row that is kept, or rejected with an `extract:*` rule.
+documents: a row that is kept, or rejected with an `extract:*` rule. In a WET file each
+`conversion` record is a document whose text Common Crawl extracted: it is taken as it is
+(`extractor: wet`), with no HTML extraction.
 """
 
 import hashlib
@@ -15,12 +17,13 @@ from urllib.parse import urlsplit
 
 from tld import get_fld
 
-from corpus.extract import Extractor
-from corpus.warc import WarcError, is_html, open_warc, read_warc, record_kind
+from corpus.extract import EMPTY, TOO_LARGE, Extracted, Extractor
+from corpus.warc import WarcError, WarcRecord, is_html, open_warc, read_warc, record_kind
 
 # The first few read errors of a file are kept verbatim in the manifest; beyond that only
 # the count grows, so a file of garbage cannot blow up the driver's result.
 MAX_ERRORS_KEPT = 20
+WET = "wet"  # the `extractor` of documents whose text is Common Crawl's own (WET files)
 
 
 def stable_id(key: str) -> str:
@@ -50,13 +53,14 @@ def registered_domain(url: str | None) -> str | None:
 def warc_documents(
     path: str, *, source: str, extractor: Extractor, counts: Counter, errors: list[dict[str, Any]]
 ) -> Iterator[dict[str, Any]]:
-    """Yield a row per HTML 200 response of the WARC at `path`; fill `counts` and `errors`.
+    """Yield a row per HTML 200 response (or WET conversion record) of the WARC at `path`; fill
+    `counts` and `errors`.
 
     Rows carry the provenance and extraction columns of the document schema; the annotation
     columns stay unset. A read error is counted and recorded, never raised.
     """
     try:
-        stream = open_warc(path)
+        stream = open_warc(path, counts)
     except OSError as exc:
         counts["errors"] += 1
         errors.append({"file": path, "offset": 0, "message": f"{type(exc).__name__}: {exc}"})
@@ -71,6 +75,10 @@ def warc_documents(
             counts["records"] += 1
             kind = record_kind(item)
             counts[f"records.{kind}"] += 1
+            if kind == "conversion":  # WET: Common Crawl extracted the text already
+                counts["documents"] += 1
+                yield _row(item, wet_text(item), path=path, source=source, extractor=WET)
+                continue
             if kind != "response":
                 continue
             counts[f"response.{item.status or 'unparsed'}.{item.content_type or 'none'}"] += 1
@@ -84,17 +92,31 @@ def warc_documents(
             result = extractor(
                 item.payload, url=item.url, charset=item.charset, truncated=item.payload_truncated
             )
-            yield {
-                "id": document_id(item.record_id, item.url, item.date),
-                "url": item.url,
-                "domain": registered_domain(item.url),
-                "warc_file": path,
-                "warc_record_id": item.record_id,
-                "fetch_time": item.fetch_time,
-                "source": source,
-                "title": result.title,
-                "text": result.text,
-                "date": result.date,
-                "extractor": extractor.name,
-                "reject": result.reject,
-            }
+            yield _row(item, result, path=path, source=source, extractor=extractor.name)
+
+
+def wet_text(item: WarcRecord) -> Extracted:
+    """The text of a WET `conversion` record as an extraction result: UTF-8 (Common Crawl writes it
+    so; a stray byte becomes U+FFFD), stripped, and rejected by the HTML extractor's rules when
+    over its size cap (`extract:too_large`) or blank (`extract:empty`). WET has no title or date."""
+    if item.payload_truncated:
+        return Extracted(None, None, None, TOO_LARGE)
+    text = (item.payload or b"").decode("utf-8", "replace").strip()
+    return Extracted(None, text or None, None, None if text else EMPTY)
+
+
+def _row(item: WarcRecord, result: Extracted, *, path: str, source: str, extractor: str) -> dict[str, Any]:
+    return {
+        "id": document_id(item.record_id, item.url, item.date),
+        "url": item.url,
+        "domain": registered_domain(item.url),
+        "warc_file": path,
+        "warc_record_id": item.record_id,
+        "fetch_time": item.fetch_time,
+        "source": source,
+        "title": result.title,
+        "text": result.text,
+        "date": result.date,
+        "extractor": extractor,
+        "reject": result.reject,
+    }

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from corpus.documents import registered_domain, stable_id, warc_documents
 from corpus.extract import Extractor
+from corpus.fs import open_input
 from corpus.warc import GZIP_MAGIC, warc_problem
 
 BAD_JSON = "input:bad_json"
@@ -76,7 +77,7 @@ def file_problem(path: str) -> str | None:
     """Why the file at `path` cannot be read at all, or None. Reads its first 64 KiB (and a
     Parquet file's footer)."""
     try:
-        with open(path, "rb") as f:
+        with open_input(path) as f:
             head = f.read(HEAD_BYTES)
         if not head:
             return "empty file (0 bytes)"
@@ -97,7 +98,8 @@ def _parquet_problem(path: str, head: bytes) -> str | None:
     if not head.startswith(PARQUET_MAGIC):
         return f"not a Parquet file (starts {head[:16]!r})"
     try:
-        names = pq.read_schema(path).names
+        with open_input(path) as f:
+            names = pq.read_schema(f).names
     except pa.ArrowException as exc:
         return f"unreadable Parquet file ({exc})"
     if "text" not in names:
@@ -134,7 +136,10 @@ def jsonl_documents(
     line_no = 0
     codec = _codec(path)
     try:
-        with pa.input_stream(path, compression=codec[0] if codec else None) as raw:
+        with (
+            open_input(path, counts) as f,
+            pa.input_stream(f, compression=codec[0] if codec else None) as raw,
+        ):
             stream = io.BufferedReader(raw, READ_CHUNK)
             for line_no, line in enumerate(_lines(stream), 1):
                 if line_no == 1 and line is not None:
@@ -177,12 +182,13 @@ def parquet_documents(
     """A row per row of a Parquet file with a `text` column, read a batch at a time."""
     row_no = 0
     try:
-        for batch in pq.ParquetFile(path).iter_batches(ROWS_PER_BATCH):
-            for fields in batch.to_pylist():
-                row_no += 1
-                counts["documents"] += 1
-                counts["input_rows"] += 1
-                yield document_row(fields, path=path, position=row_no, source=source)
+        with open_input(path, counts) as f:
+            for batch in pq.ParquetFile(f).iter_batches(ROWS_PER_BATCH):
+                for fields in batch.to_pylist():
+                    row_no += 1
+                    counts["documents"] += 1
+                    counts["input_rows"] += 1
+                    yield document_row(fields, path=path, position=row_no, source=source)
     except (OSError, pa.ArrowException) as exc:  # a corrupt page or row group midway
         _read_error(counts, errors, path, row_no, "row", exc)
 

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from corpus.fs import file_version
+
 
 def sum_counts(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     total: Counter[str] = Counter()
@@ -41,16 +43,14 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def files_fingerprint(paths: Iterable[str]) -> str:
-    """Identity of input files by path, size and modification time; cheap enough for a driver.
+    """Identity of input files by path, size and version (local modification time, or an object
+    store's ETag: corpus/fs.py `file_version`); cheap enough for a driver, one metadata request
+    per remote file.
 
     Content hashes would be exact but read every input byte on the driver; a stage's own
     outputs are fingerprinted by the sha256 its tasks compute while writing them.
     """
-    entries = []
-    for path in sorted(paths):
-        st = os.stat(path)
-        entries.append((path, st.st_size, st.st_mtime_ns))
-    return fingerprint(entries)
+    return fingerprint([(path, *file_version(path)) for path in sorted(paths)])
 
 
 TEMPORARY_SUFFIX = ".tmp"

@@ -36,7 +36,7 @@ DOCUMENT = pa.schema(
         pa.field("title", pa.string()),
         pa.field("text", pa.string()),
         pa.field("date", pa.string()),  # publication date found by trafilatura (or given), as written
-        pa.field("extractor", pa.string()),  # what made `text`: `trafilatura`, or `none` for input documents
+        pa.field("extractor", pa.string()),  # made `text`: trafilatura, wet (CC's WET text), none (given)
         pa.field("metadata", pa.string()),  # JSON object: an input document's other fields (corpus/inputs.py)
         pa.field("lang", pa.string()),
         pa.field("lang_score", pa.float32()),

@@ -12,10 +12,12 @@ resynchronizing belong to the same damaged region and are not counted again.
 
 Records are yielded with their HTTP status and content type parsed; the body is read only
 for 200 responses that are HTML by their header or, when the header is missing or generic,
-by sniffing the first bytes.
+by sniffing the first bytes, and for `conversion` records (the plain text of a page in Common
+Crawl's WET files).
 """
 
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +27,8 @@ from warcio.archiveiterator import WARCIterator
 from warcio.bufferedreaders import BufferedReader
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.statusandheaders import StatusAndHeadersParser, StatusAndHeadersParserException
+
+from corpus.fs import open_input
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
 WARC_MAGIC = b"WARC/"
@@ -37,7 +41,7 @@ SNIFFED_TYPES = frozenset({None, "application/octet-stream", "text/plain", "unkn
 SNIFF_BYTES = 1024
 SNIFF_INFLATE = 64  # decompressed bytes enough to see whether a gzip file holds `WARC/`
 _HTML_SIGNS = (b"<!doctype html", b"<html", b"<head", b"<body")
-KINDS = ("warcinfo", "request", "response", "revisit", "metadata")
+KINDS = ("warcinfo", "request", "response", "revisit", "metadata", "conversion")  # conversion: WET text
 # warcio parses HTTP headers only under http(s): target URIs; a record that declares
 # `application/http` under another scheme is parsed with this.
 _HTTP_HEADERS = StatusAndHeadersParser(["HTTP/1.0", "HTTP/1.1"], verify=False)
@@ -68,7 +72,8 @@ class WarcRecord:
     status: int | None  # HTTP status of a response
     content_type: str | None  # HTTP media type, lowercased, without parameters
     charset: str | None
-    payload: bytes | None  # the decoded HTTP body of an HTML 200 response, else None
+    # The decoded HTTP body of an HTML 200 response, or a conversion record's text; else None.
+    payload: bytes | None
     payload_truncated: bool = False  # the body was longer than the cap and was cut
 
 
@@ -104,8 +109,9 @@ def record_kind(record: WarcRecord) -> str:
     return record.rec_type if record.rec_type in KINDS else "other"
 
 
-def open_warc(path: str) -> BinaryIO:
-    return open(path, "rb")
+def open_warc(path: str, counts: Counter | None = None) -> BinaryIO:
+    """The WARC at a local path or URI (corpus/fs.py; remote reads retried, counted in `counts`)."""
+    return open_input(path, counts)
 
 
 def read_warc(stream: BinaryIO, *, max_payload_bytes: int) -> Iterator[WarcRecord | WarcError]:
@@ -277,6 +283,8 @@ def _parse(raw, offset: int, max_payload_bytes: int) -> WarcRecord:
             payload, truncated = _read_payload(raw, max_payload_bytes)
             if payload is not None and not is_html(content_type) and not looks_like_html(payload):
                 payload, truncated = None, False
+    elif raw.rec_type == "conversion":  # a WET file's text of a page: the record's block itself
+        payload, truncated = _read_block(raw, max_payload_bytes)
     url = headers.get_header("WARC-Target-URI")
     return WarcRecord(
         offset=offset,
@@ -316,6 +324,15 @@ def _read_payload(raw, limit: int) -> tuple[bytes | None, bool]:
         return body[:limit], True
     _check_complete(raw)
     return body, False
+
+
+def _read_block(raw, limit: int) -> tuple[bytes, bool]:
+    """Up to `limit` bytes of a record's block; a block that ends early is a `WarcFault`."""
+    block = raw.raw_stream.read(limit + 1)
+    if len(block) > limit:
+        return block[:limit], True
+    _check_complete(raw)
+    return block, False
 
 
 def looks_like_html(payload: bytes) -> bool:

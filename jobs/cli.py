@@ -34,6 +34,9 @@ def _run(args: argparse.Namespace) -> None:
         stages=args.stages,
         force=args.force,
         strict=args.strict,
+        input_prefix=args.input_prefix,
+        input_skip=args.input_skip,
+        input_limit=args.input_limit,
     )
     for name, manifest in manifests.items():
         rows, summary = manifest.get("rows"), manifest.get("summary")
@@ -98,8 +101,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--input",
         action="append",
         default=[],
-        help="glob of WARC files, or of documents as *.jsonl[.gz|.zst] / *.parquet (repeatable)",
+        help="glob of WARC (or WET) files, or of documents as *.jsonl[.gz|.zst] / *.parquet, local or "
+        "a URI (s3://bucket/crawl/*.warc.gz); or a path list, *.paths[.gz] (repeatable)",
     )
+    run.add_argument(
+        "--input-prefix", help="URI or folder the entries of a path list are relative to (s3://commoncrawl/)"
+    )
+    run.add_argument("--input-skip", type=int, default=0, help="path list: skip its first N entries")
+    run.add_argument("--input-limit", type=int, help="path list: read N entries (after --input-skip)")
     run.add_argument("--out", required=True, help="run directory")
     run.add_argument("--master", help="Spark master URL (default: the config's, local[*])")
     run.add_argument("--stages", help="comma-separated subset of the stages (default: all)")

@@ -2,9 +2,10 @@
 
 Every problem found here would otherwise surface minutes into a run, after earlier stages had
 written their outputs: a model or list file that does not exist (the annotated stage hashes it
-when it starts), a stage whose upstream stage never finished, or an output directory that holds
-another run. An input file that cannot be read (empty, not a WARC) is refused here only with
-`--strict`; otherwise the documents stage lists it in its manifest and the run goes on.
+when it starts), a stage whose upstream stage never finished, an output directory that holds
+another run, or a credential in the config's Spark settings (run.json would record it). An input
+file that cannot be read (empty, not a WARC) is refused here only with `--strict`; otherwise the
+documents stage lists it in its manifest and the run goes on.
 Each check raises `ValueError` or `FileNotFoundError` with one line naming the file or key and
 what is wrong; jobs/cli.py prints it and exits with status 2.
 """
@@ -33,6 +34,19 @@ REQUIRES_ALL: dict[str, tuple[str, ...]] = {"shards": ("tokenizer",)}  # besides
 # (master, memory) do not change what a stage writes, so they are left out of the comparison.
 IDENTITY = ("config", "inputs", "source")
 NOT_IDENTITY = ("spark",)
+# Parts of a setting's name that say its value is a credential (spark.executorEnv.AWS_SECRET_ACCESS_KEY).
+SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD")
+
+
+def check_no_secrets(cfg: Any) -> None:
+    """No credential in the config's Spark settings: run.json records the config. Executors get
+    theirs from their environment (README, "Runs on object storage")."""
+    for key in cfg.spark.conf:
+        if any(word in key.upper() for word in SECRET_WORDS):
+            raise ValueError(
+                f"spark.conf.{key}: a credential in the config would be written to run.json; "
+                "set it in the executors' environment or use instance roles"
+            )
 
 
 def check_input_file(path: str) -> None:
@@ -156,6 +170,7 @@ def check(
     strict: bool = False,
 ) -> None:
     """All of the above, cheapest first; nothing is written."""
+    check_no_secrets(cfg)
     check_run_dir(run_dir, record, force=force)
     check_config_files(cfg, stages)
     check_upstreams(run_dir, stages)

@@ -1,13 +1,12 @@
 """`refinery run`: resolve the config and inputs, then run the requested stages in order."""
 
-import glob
 import importlib.metadata
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from corpus.fs import expand, file_version, is_path_list, is_remote, read_path_list
 from corpus.manifest import write_json_atomic
 from jobs import annotated, decontam, deduped, documents, mixed, preflight, shards, tokenizer, train_stages
 from jobs.config import PipelineConfig, load_config
@@ -31,11 +30,26 @@ PACKAGES = (
 log = logging.getLogger(__name__)
 
 
-def expand_inputs(patterns: list[str]) -> list[str]:
-    """Files matching the globs, sorted and de-duplicated; an empty match is an error."""
+def expand_inputs(
+    patterns: list[str], *, prefix: str | None = None, skip: int = 0, limit: int | None = None
+) -> list[str]:
+    """Files matching the globs (local, or URIs such as `s3://b/crawl/*.warc.gz`) and the files
+    named by path lists (`*.paths`, `*.paths.gz`: entries `skip` to `skip + limit`, joined to
+    `prefix`), sorted and de-duplicated. A glob that matches nothing, or a listed file that does
+    not exist, is an error (one metadata request per listed file)."""
+    if (prefix or skip or limit is not None) and not any(is_path_list(p) for p in patterns):
+        raise ValueError("--input-prefix, --input-skip and --input-limit apply to a path list (*.paths[.gz])")
+    if skip < 0 or (limit is not None and limit < 1):
+        raise ValueError(f"--input-skip {skip} / --input-limit {limit}: skip must be >= 0, limit >= 1")
     found: set[str] = set()
     for pattern in patterns:
-        matches = [p for p in glob.glob(os.path.expanduser(pattern)) if os.path.isfile(p)]
+        if is_path_list(pattern):
+            listed = read_path_list(pattern, prefix=prefix, skip=skip, limit=limit)
+            for path in listed:
+                file_version(path)  # FileNotFoundError naming it, before Spark starts
+            found.update(listed)
+            continue
+        matches = expand(pattern)
         if not matches:
             raise FileNotFoundError(f"--input {pattern!r}: no file matches")
         found.update(matches)
@@ -77,10 +91,18 @@ def run(
     stages: str | None = None,
     force: bool = False,
     strict: bool = False,
+    input_prefix: str | None = None,
+    input_skip: int = 0,
+    input_limit: int | None = None,
 ) -> dict[str, Any]:
+    if is_remote(out):
+        raise ValueError(
+            f"--out {out}: the run directory must be a local or shared POSIX path in this version"
+        )
     cfg = load_config(config)
     names = parse_stages(stages, cfg)
-    files = expand_inputs(inputs) if "documents" in names else []
+    listing = {"prefix": input_prefix, "skip": input_skip, "limit": input_limit}
+    files = expand_inputs(inputs, **listing) if "documents" in names else []
     source = cfg.source or (documents.source_name(files) if files else None)
     run_dir = Path(out)
     record = {

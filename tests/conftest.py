@@ -46,3 +46,17 @@ def tiny_checkpoint(text_shards, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_pretrain")
     pretrain(cfg, text_shards, out, quiet=True)
     return latest_checkpoint(out)
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A moto S3 server (tests/s3server.py) whose endpoint and keys are in this process's environment
+    for the module's tests; a subprocess started with `os.environ` inherits them."""
+    from s3server import clear_s3_clients, moto_server
+
+    with moto_server() as server, pytest.MonkeyPatch.context() as patch:
+        for key, value in server.env.items():
+            patch.setenv(key, value)
+        clear_s3_clients()
+        yield server
+    clear_s3_clients()
