@@ -40,6 +40,9 @@ class Doc:
 # --- reading inputs ---------------------------------------------------------------------------
 
 
+DOC_COLUMNS = ("text", "domain", "id")  # what a Parquet row gives a Doc
+
+
 def _parquet_parts(path: Path) -> list[Path]:
     if (path / "documents" / "kept").is_dir():  # a run directory: the crawl's documents
         path = path / "documents" / "kept"
@@ -57,13 +60,18 @@ def _parquet_docs(path: Path) -> Iterator[Doc]:
     names = file.schema_arrow.names
     if "text" not in names:
         raise ValueError(f"{path}: no `text` column (columns: {', '.join(names)})")
-    columns = [c for c in ("text", "domain", "id") if c in names]
+    columns = [c for c in DOC_COLUMNS if c in names]
     index = 0
     for batch in file.iter_batches(batch_size=1024, columns=columns):
         for row in batch.to_pylist():
-            key = row.get("id") or f"{path.name}:{index}"
-            yield Doc(row["text"] or "", row_group(row) or key, key)
+            yield parquet_doc(row, f"{path.name}:{index}")
             index += 1
+
+
+def parquet_doc(row: dict, fallback_key: str) -> Doc:
+    """A Parquet row (DOC_COLUMNS) as a Doc: keyed by its `id`, else `fallback_key`."""
+    key = row.get("id") or fallback_key
+    return Doc(row["text"] or "", row_group(row) or key, key)
 
 
 def _open_text(path: Path) -> io.TextIOBase:

@@ -50,7 +50,7 @@ from pyspark.sql import SparkSession
 from classifiers.annotate import Annotator, Step
 from classifiers.langid import lid176_path
 from classifiers.quality import TrainParams, cross_fold, in_languages, report_path, train
-from classifiers.quality_data import Doc, read_docs
+from classifiers.quality_data import DOC_COLUMNS, Doc, parquet_doc, read_docs
 from corpus.filters.c4 import C4Filter
 from corpus.filters.fineweb import FineWebFilter
 from corpus.filters.gopher_quality import GopherQualityFilter
@@ -118,24 +118,25 @@ def _list_files(cfg: AnnotatedConfig) -> list[str]:
     )
 
 
-def _negative_sample(spark: SparkSession, inputs: list[str], rows: int, cap: int, seed: int) -> list[Doc]:
-    """The run's documents its own models train on, drawn on the executors: those whose
-    hashed_unit(id, seed) falls below cap / rows (about `cap` of them), at most the `cap` of
-    smallest unit, in input order (part, then row). Only they reach the driver."""
+def _negative_sample(spark: SparkSession, units: list[Unit], rows: int, cap: int, seed: int) -> list[Doc]:
+    """The run's documents its own models train on, drawn on the executors, one task per work
+    unit: those whose hashed_unit(id, seed) falls below cap / rows (about `cap` of them), at
+    most the `cap` of smallest unit, in input order (unit, then row). Only they reach the driver."""
     rate = cap / max(rows, 1)
 
     def draw(index: int) -> Iterator[tuple[tuple[float, int, int], Doc]]:
-        for row, doc in enumerate(read_docs([inputs[index]])):
-            unit = hashed_unit(doc.key, seed)
-            if rate >= 1 or unit < rate:
-                yield (unit, index, row), doc
+        for row, fields in enumerate(unit_rows(units[index], ROWS_PER_BATCH, list(DOC_COLUMNS))):
+            doc = parquet_doc(fields, f"unit-{index}:{row}")  # documents rows all have an id
+            value = hashed_unit(doc.key, seed)
+            if rate >= 1 or value < rate:
+                yield (value, index, row), doc
 
-    drawn = bottom_k(spark, len(inputs), draw, cap, order=itemgetter(0))
+    drawn = bottom_k(spark, len(units), draw, cap, order=itemgetter(0))
     return [doc for _, doc in sorted(drawn, key=lambda pair: pair[0][1:])]
 
 
 def _run_models(
-    spark: SparkSession, cfg: PipelineConfig, stage: Stage, inputs: list[str], rows: int, lid_model: str
+    spark: SparkSession, cfg: PipelineConfig, stage: Stage, units: list[Unit], rows: int, lid_model: str
 ) -> list[str]:
     """The run's own quality models, one per fold (cross-fitting): model k is trained on the
     sampled documents of the other folds' sites and scores only the sites of fold k, so no
@@ -146,7 +147,7 @@ def _run_models(
     if all(p.is_file() and report_path(p).is_file() for p in paths):  # reports come after models
         return [str(p) for p in paths]
     quality, language = cfg.annotated.quality, cfg.annotated.language
-    sample = _negative_sample(spark, inputs, rows, quality.sample_docs, cfg.seed)
+    sample = _negative_sample(spark, units, rows, quality.sample_docs, cfg.seed)
     negatives = list(in_languages(sample, language.languages if language.enabled else None, lid_model))
     positives = list(read_docs(quality.positives_files))
 
@@ -247,7 +248,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         if quality.enabled and quality.model:
             models = [quality.model]
         elif quality.enabled:
-            models = _run_models(spark, cfg, stage, inputs, rows_kept, lid_model)
+            models = _run_models(spark, cfg, stage, units, rows_kept, lid_model)
     except ValueError as exc:
         if quality.threshold is not None or quality.keep_top_fraction is not None:
             raise  # a quality rule was asked for: it cannot be applied without a model

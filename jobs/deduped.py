@@ -11,14 +11,19 @@ Three steps, each resumable inside the stage's partial directory (intermediates 
 1. Signatures, one Spark task per input part (corpus/minhash.py, numpy): `work/signatures/`
    Parquet with a node number (part << 32 | row), the exact hash, the keep-order columns and the
    band keys (and, for `verify`, the distinct shingle hashes).
-2. Clusters, in Spark DataFrames: exact-hash groups; LSH buckets of one representative per group
-   become star edges (member → bucket minimum), verified by the exact Jaccard of their shingle
-   sets if `verify` (on the executors, for candidate edges only); connected components by
-   large-star / small-star (Kiveris et al. 2014, "Connected Components in MapReduce and
-   Beyond"), each round checkpointed to Parquet; with `verify`, each component of two or more
-   exact groups is split into clusters by corpus/dedup.py `attach` (no chaining: a document
-   is dropped only as a near duplicate of the kept document itself); the keep rule ranks each
-   cluster. The decisions of the documents in clusters of two or more go to
+2. Clusters, in Spark DataFrames: every document's rank in the keep order over the whole
+   corpus (a range-partitioned sort); exact-hash groups by aggregation (smallest node, size,
+   best rank: combined map-side, so a text copied a million times never lands in one task);
+   LSH buckets of one representative per group become star edges (member → bucket minimum),
+   verified by the exact Jaccard of their shingle sets if `verify` (on the executors, for
+   candidate edges only); connected components of the representatives by large-star /
+   small-star (Kiveris et al. 2014, "Connected Components in MapReduce and Beyond"), each round
+   checkpointed to Parquet; with `verify`, each component of two or more exact groups is split
+   into clusters by corpus/dedup.py `attach` (no chaining: a document is dropped only as a near
+   duplicate of the kept document itself); a cluster keeps its document of smallest rank.
+   Every per-cluster step sees one row per exact group; the groups' decisions reach their
+   members by a broadcast for groups over LARGE_GROUP documents and by a shuffle on the hash for
+   the others. The decisions of the documents in clusters of two or more go to
    `work/decisions/part=N/` (Spark names files at random, so they are an intermediate). The
    driver collects counts and a histogram of at most 32 rows, nothing per document.
 3. Output, one task per input part: the input rows joined with their decisions, written by
@@ -64,6 +69,10 @@ ROW_BITS = 32  # node = part << 32 | row: unique, ordered like the input, no dri
 # Large-star/small-star needs O(log^2 n) rounds (Kiveris et al. 2014, Theorem 4.2); 64 covers any
 # graph that fits a cluster, so reaching it means a bug, not a big input.
 MAX_ITERATIONS = 64
+# Exact groups of more documents than this are joined to their members by broadcast, not by a
+# shuffle on the hash that would send them all to one task (`join_groups`): at most
+# rows / LARGE_GROUP groups are broadcast, ~100 bytes each (10 MB at a billion documents).
+LARGE_GROUP = 10_000
 NO_CLUSTERS = {"iterations": 0, "clusters": 0, "documents_in_clusters": 0, "cluster_sizes": {}}
 log = logging.getLogger(__name__)
 
@@ -121,10 +130,24 @@ def write_signatures(source: str, target: Path, part: int, cfg: DedupedConfig) -
 # region step 2: clusters (Spark DataFrames)
 
 
-def exact_edges(docs: DataFrame) -> DataFrame:
-    """Every document to the smallest node with its exact hash (the group's representative)."""
-    return docs.where(F.col("node") != F.col("rep")).select(
-        F.col("node").alias("src"), F.col("rep").alias("dst")
+def keep_rank(docs: DataFrame, keep_order: tuple[str, ...]) -> DataFrame:
+    """(node, id, exact_hash, order): `order` is the document's position in the keep order over the
+    whole corpus, so the document a cluster keeps is the one of smallest `order`, an aggregate
+    that combines map-side (`min`) whatever the directions and types of the keep-order columns.
+
+    A global sort: Spark range-partitions it from a sample of the keys, and the keys end with the
+    distinct `node`, so no task sorts more than its share of the rows, however many copies of one
+    text there are. `monotonically_increasing_id` grows along the sorted partitions."""
+    ordered = docs.sort(*keep_order_columns(keep_order))
+    return ordered.select("node", "id", "exact_hash", F.monotonically_increasing_id().alias("order"))
+
+
+def exact_groups(ranked: DataFrame) -> DataFrame:
+    """(exact_hash, rep, size, best) per exact hash: its smallest node, its documents and the
+    smallest keep `order` among them. Aggregates only: each map task sends one partial row per
+    hash, so a text copied a million times reaches the reducer as one row per map task."""
+    return ranked.groupBy("exact_hash").agg(
+        F.min("node").alias("rep"), F.count("*").alias("size"), F.min("order").alias("best")
     )
 
 
@@ -228,7 +251,7 @@ def keep_order_columns(spec: tuple[str, ...]) -> list[Column]:
     return [*cols, F.col("node").asc()]
 
 
-def cluster_heads(ranked: DataFrame, sets: DataFrame, threshold: float) -> DataFrame:
+def cluster_heads(groups: DataFrame, sets: DataFrame, threshold: float) -> DataFrame:
     """(rep, head) for each exact group of a component of two or more groups: the representative
     of the group heading its cluster, from corpus/dedup.py `attach` on the groups in keep order.
 
@@ -237,66 +260,86 @@ def cluster_heads(ranked: DataFrame, sets: DataFrame, threshold: float) -> DataF
     (~4 KB of hashes each) puts ~400 MB in one task. Exact copies cost nothing here: a group
     sends one set.
     """
-    groups = ranked.groupBy("root", "rep").agg(F.min("rank").alias("rank"))  # the group's best
-    groups = groups.withColumn("groups", F.count("*").over(Window.partitionBy("root")))
+    counted = groups.withColumn("groups", F.count("*").over(Window.partitionBy("root")))
     keyed = (
-        groups.where(F.col("groups") > 1)
+        counted.where(F.col("groups") > 1)
         .join(sets.withColumnRenamed("node", "rep"), "rep")
-        .rdd.map(lambda r: (r["root"], (r["rank"], r["rep"], r["shingles"])))
+        .rdd.map(lambda r: (r["root"], (r["best"], r["rep"], r["shingles"])))
     )
     heads = keyed.groupByKey().flatMap(lambda item: component_heads(item[1], threshold))
-    return ranked.sparkSession.createDataFrame(heads, "rep long, head long")
+    return groups.sparkSession.createDataFrame(heads, "rep long, head long")
 
 
 def component_heads(
     groups: Iterable[tuple[int, int, list[int]]], threshold: float
 ) -> Iterator[tuple[int, int]]:
-    """(rep, head rep) for one component's groups given as (rank, rep, shingle hashes)."""
-    ordered = sorted(groups, key=lambda g: g[0])  # ranks are distinct: a total order
+    """(rep, head rep) for one component's groups given as (keep order, rep, shingle hashes)."""
+    ordered = sorted(groups, key=lambda g: g[0])  # orders are distinct: a total order
     heads = attach([np.asarray(s, dtype=np.int64) for _, _, s in ordered], threshold)
     for (_, rep, _), head in zip(ordered, heads, strict=True):
         yield rep, ordered[head][1]
 
 
+def group_clusters(
+    groups: DataFrame, roots: DataFrame, sets: DataFrame | None = None, threshold: float | None = None
+) -> DataFrame:
+    """The exact groups with `cluster`, the rep naming the cluster each belongs to: its component's
+    root (FineWeb), or with `sets` (node, shingles) and `threshold` its head by `cluster_heads`.
+    One row per group, joined by representative: no group's members move."""
+    root_of = roots.select(F.col("src").alias("rep"), F.col("dst").alias("root"))
+    groups = groups.join(root_of, "rep", "left").withColumn("root", F.coalesce("root", "rep"))
+    if sets is None:
+        return groups.withColumn("cluster", F.col("root"))
+    # a component of one exact group has no heads: its cluster is the group, rep = root
+    heads = cluster_heads(groups, sets, threshold)
+    return groups.join(heads, "rep", "left").withColumn("cluster", F.coalesce("head", "rep"))
+
+
+def join_groups(members: DataFrame, groups: DataFrame, limit: int) -> DataFrame:
+    """`members` (node, exact_hash, ...) with the columns of their exact group in `groups` (one row
+    per exact_hash, with its `size`), without sending a group's members to one task: groups of
+    more than `limit` documents (at most rows / limit of them) are broadcast and joined where
+    the members are; the members of the others are shuffled by hash, at most `limit` a group."""
+    large = F.broadcast(groups.where(F.col("size") > limit).drop("size"))
+    small = groups.where(F.col("size") <= limit).drop("size")
+    rest = members.join(large.select("exact_hash"), "exact_hash", "left_anti")
+    return members.join(large, "exact_hash").unionByName(rest.join(small, "exact_hash"))
+
+
 def decide(
-    docs: DataFrame,
+    ranked: DataFrame,
+    groups: DataFrame,
     roots: DataFrame,
-    keep_order: tuple[str, ...],
     sets: DataFrame | None = None,
     threshold: float | None = None,
 ) -> DataFrame:
     """Per document in a cluster of two or more: part, row, cluster_id, cluster_size, reject.
 
-    A cluster is a component (FineWeb), or with `sets` (node, shingles) and `threshold` a part of
-    one by `cluster_heads`.
+    Clusters are made of exact groups (`exact_groups`), so each per-cluster step handles one row
+    per group; the kept document is the cluster's smallest keep `order` (`keep_rank`).
     """
-    members = roots.select(F.col("src").alias("node"), F.col("dst").alias("root")).union(
-        roots.select(F.col("dst").alias("node"), F.col("dst").alias("root")).distinct()
-    )
-    keyed = members.join(docs.drop("bands"), "node")
-    if sets is None:
-        keyed = keyed.withColumn("cluster", F.col("root"))
-    else:
-        # recomputed for the heads and the join below, not stored: a total order, so the same ranks
-        in_component = Window.partitionBy("root").orderBy(*keep_order_columns(keep_order))
-        keyed = keyed.withColumn("rank", F.row_number().over(in_component))
-        heads = cluster_heads(keyed, sets, threshold)
-        # a component of one exact group has no heads: its cluster is the group, rep = root
-        keyed = keyed.join(heads, "rep", "left").withColumn("cluster", F.coalesce("head", "rep"))
-    ranked = Window.partitionBy("cluster").orderBy(*keep_order_columns(keep_order))
-    clustered = (
-        keyed.withColumn("rank", F.row_number().over(ranked))
-        .withColumn("cluster_id", F.first("id").over(ranked))
-        .withColumn("kept_hash", F.first("exact_hash").over(ranked))
-        .withColumn("cluster_size", F.count("*").over(Window.partitionBy("cluster")))
+    clustered = group_clusters(groups, roots, sets, threshold)
+    clusters = (
+        clustered.groupBy("cluster")
+        .agg(F.sum("size").alias("cluster_size"), F.min("best").alias("order"))
         .where(F.col("cluster_size") > 1)  # split off alone: the default decision of a singleton
     )
+    kept = ranked.select(
+        "order",
+        F.col("id").alias("cluster_id"),
+        F.col("exact_hash").alias("kept_hash"),
+        F.col("node").alias("kept_node"),
+    )
+    per_group = clustered.select("exact_hash", "cluster", "size").join(
+        clusters.join(kept, "order"), "cluster"
+    )
+    members = join_groups(ranked.select("node", "exact_hash"), per_group.drop("order"), LARGE_GROUP)
     reject = (
-        F.when(F.col("rank") == 1, F.lit(None).cast("string"))
+        F.when(F.col("node") == F.col("kept_node"), F.lit(None).cast("string"))
         .when(F.col("exact_hash") == F.col("kept_hash"), F.lit("duplicate:exact"))
         .otherwise(F.lit("duplicate:near"))
     )
-    return clustered.select(
+    return members.select(
         F.shiftright("node", ROW_BITS).cast("int").alias("part"),
         (F.col("node").bitwiseAND(F.lit((1 << ROW_BITS) - 1))).alias("row"),
         "cluster_id",
@@ -331,30 +374,32 @@ def cluster(spark: SparkSession, work: Path, cfg: DedupedConfig) -> dict[str, An
     signatures = spark.read.parquet(spark_uri(work / SIGNATURES))
     # the shingle sets (~8 bytes a word) stay in work/signatures, read by node where needed
     sets = signatures.select("node", "shingles") if cfg.near and cfg.verify else None
-    docs = signatures.drop("shingles").withColumn("rep", F.min("node").over(Window.partitionBy("exact_hash")))
-    # checkpoint: `docs` feeds the exact edges, the LSH buckets and the keep rule,
-    # which would each redo the exact-hash shuffle. Not `persist`: AQE leaves a cached plan's
-    # output at spark.sql.shuffle.partitions (200), and every later step then ran 200 tasks, 10x
-    # slower at 100,000 documents on 2 cores; read back from Parquet it has a few partitions.
-    docs = checkpoint(docs, work / CHECKPOINTS / "docs")
-    stats: dict[str, Any] = {"exact_edges": docs.where(F.col("node") != F.col("rep")).count()}
-    edges = exact_edges(docs)
-    if cfg.near:
-        reps = docs.where(F.col("node") == F.col("rep"))
-        # checkpoint: the edges are counted, verified and unioned; the window over the
-        # (documents x bands) rows runs once.
-        near = checkpoint(star_edges(reps), work / CHECKPOINTS / "candidates")
-        stats["candidate_edges"] = near.count()
-        if sets is not None:
-            near = checkpoint(verify_edges(near, sets, cfg.threshold), work / CHECKPOINTS / "verified")
-            stats["verified_edges"] = near.count()
-        edges = edges.union(near)
+    # checkpoints: `ranked` feeds the groups, the kept documents and the decisions, `groups` the
+    # counts, the LSH representatives and the clusters; each would otherwise redo its shuffle.
+    # Not `persist`: AQE leaves a cached plan's output at spark.sql.shuffle.partitions (200),
+    # and every later step then ran 200 tasks, 10x slower at 100,000 documents on 2 cores; read
+    # back from Parquet it has a few partitions.
+    ranked = checkpoint(
+        keep_rank(signatures.drop("shingles", "bands"), cfg.keep_order), work / CHECKPOINTS / "ranked"
+    )
+    groups = checkpoint(exact_groups(ranked), work / CHECKPOINTS / "groups")
+    totals = groups.agg(F.count("*").alias("groups"), F.sum("size").alias("documents")).first()
+    stats: dict[str, Any] = {"exact_edges": totals["documents"] - totals["groups"]}
+    roots = spark.createDataFrame([], "src long, dst long")
     stats.update(NO_CLUSTERS)
-    # checkpoint: the components' first round starts from stored edges, not from the whole plan.
-    edges = checkpoint(edges, work / CHECKPOINTS / "edges")
-    if not edges.isEmpty():  # else every document is a singleton: no decisions to write
-        roots, stats["iterations"] = connected_components(edges, work / CHECKPOINTS)
-        decisions = decide(docs, roots, cfg.keep_order, sets, cfg.threshold)
+    if cfg.near:
+        reps = signatures.select("node", "bands").join(groups.select(F.col("rep").alias("node")), "node")
+        # checkpoint: the edges are counted, verified and unioned; the window over the
+        # (representatives x bands) rows runs once.
+        edges = checkpoint(star_edges(reps), work / CHECKPOINTS / "candidates")
+        stats["candidate_edges"] = edges.count()
+        if sets is not None:
+            edges = checkpoint(verify_edges(edges, sets, cfg.threshold), work / CHECKPOINTS / "verified")
+            stats["verified_edges"] = edges.count()
+        if not edges.isEmpty():
+            roots, stats["iterations"] = connected_components(edges, work / CHECKPOINTS)
+    if stats["exact_edges"] or stats["iterations"]:  # else every document is a singleton
+        decisions = decide(ranked, groups, roots, sets, cfg.threshold)
         decisions.write.mode("overwrite").partitionBy("part").parquet(spark_uri(work / DECISIONS))
         stats.update(cluster_figures(spark.read.parquet(spark_uri(work / DECISIONS))))
     return stats

@@ -303,3 +303,66 @@ def test_crawl_sample_utm_copies_are_clustered_with_their_pages(spark, shared_da
     )
     (missed,) = [p for p in pairs if p[0] is None]
     assert missed[4:] == ("extract:empty", "extract:empty")
+
+
+GIANT = 40_000  # copies of one page: over deduped.LARGE_GROUP, so its decisions are broadcast
+GIANT_KEPT = "copy-031337"  # the one copy with a quality score: the keep rule's choice
+
+
+def giant_cluster() -> list[dict]:
+    return [
+        {
+            "id": f"copy-{i:06d}",
+            "url": f"https://template.example/{i}",
+            "text": "Welcome to our site. This page is the same everywhere.",
+            "quality": 0.9 if f"copy-{i:06d}" == GIANT_KEPT else None,
+            "fetch_time": T0,
+        }
+        for i in range(GIANT)
+    ]
+
+
+def most_shuffle_records_in_one_task(spark, group: str) -> int:
+    """The most shuffle records one task of the jobs in `group` read, from Spark's status store
+    (what the Spark UI shows per task); stages skipped for reused shuffle output have no tasks."""
+    sc = spark.sparkContext
+    sc._jsc.sc().listenerBus().waitUntilEmpty()  # the store is filled by listener events
+    store, tracker = sc._jsc.sc().statusStore(), sc.statusTracker()
+    most = 0
+    for job in tracker.getJobIdsForGroup(group):
+        for stage in tracker.getJobInfo(job).stageIds:
+            tasks = store.taskList(stage, 0, 1 << 30)
+            for i in range(tasks.size()):
+                metrics = tasks.apply(i).taskMetrics()
+                if metrics.isDefined():
+                    most = max(most, metrics.get().shuffleReadMetrics().recordsRead())
+    return most
+
+
+def test_giant_exact_cluster_is_decided_without_one_task_reading_all_its_copies(spark, tmp_path):
+    docs = corpus_docs()
+    write_annotated(tmp_path / "run", docs + giant_cluster(), parts=4)
+    # Shuffle partitions of a cluster's size: AQE would otherwise coalesce these few MB into one
+    # task, and 8 tasks make a task holding the whole cluster stand out.
+    settings = {"spark.sql.shuffle.partitions": "8", "spark.sql.adaptive.coalescePartitions.enabled": "false"}
+    saved = {key: spark.conf.get(key) for key in settings}
+    group = f"giant-cluster-{tmp_path.name}"
+    spark.sparkContext.setJobGroup(group, "deduped stage with a planted giant cluster")
+    try:
+        for key, value in settings.items():
+            spark.conf.set(key, value)
+        manifest = run_stage(spark, tmp_path / "run", docs)
+    finally:
+        for key, value in saved.items():
+            spark.conf.set(key, value)
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    rows = read_rows(tmp_path / "run")
+    copies = [rows[f"copy-{i:06d}"] for i in range(GIANT)]
+    assert {(r["cluster_id"], r["cluster_size"]) for r in copies} == {(GIANT_KEPT, GIANT)}
+    assert [r["id"] for r in copies if r["reject"] is None] == [GIANT_KEPT]
+    assert {r["reject"] for r in copies if r["id"] != GIANT_KEPT} == {"duplicate:exact"}
+    assert manifest["dedup"]["duplicates"] == {"exact": GIANT - 1 + 2, "near": 4}
+    expected = reference(docs, DedupedConfig())
+    assert {i: {k: rows[i][k] for k in expected[i]} for i in expected} == expected
+    most = most_shuffle_records_in_one_task(spark, group)
+    assert 0 < most < GIANT // 4

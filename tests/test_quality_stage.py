@@ -9,11 +9,13 @@ import pyarrow.parquet as pq
 import pytest
 from qualitydata import reference_docs, web_docs
 
+import corpus.units
 from classifiers import quality_data
 from classifiers.quality import TrainParams, cross_fold, load_quality_model, score_texts, train
 from classifiers.quality_data import read_docs
 from corpus.manifest import read_json, write_json_atomic
 from corpus.sampling import hashed_unit
+from corpus.units import plan_parts
 from jobs import annotated
 from jobs.config import load_config
 from jobs.stage import Stage
@@ -139,8 +141,10 @@ def test_the_training_sample_is_drawn_by_the_executors_and_capped(spark, documen
     def refuse(*args, **kwargs):
         raise AssertionError("the driver read a documents part")
 
+    units = plan_parts(inputs, 0.001)  # from the footers: one unit per row group
     monkeypatch.setattr(quality_data, "_parquet_docs", refuse)
-    assert annotated._negative_sample(spark, inputs, rows, cap, 0) == expected
+    monkeypatch.setattr(corpus.units, "unit_batches", refuse)
+    assert annotated._negative_sample(spark, units, rows, cap, 0) == expected
 
 
 def test_interrupted_top_fraction_stage_resumes_with_the_same_threshold(spark, top_fraction_run):

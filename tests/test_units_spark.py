@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpus.manifest import read_json
-from jobs import annotated, documents
+from jobs import annotated, documents, mixed
 from jobs.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,6 +26,7 @@ def config(target_mb: float):
     return cfg.model_copy(
         update={
             "annotated": cfg.annotated.model_copy(update={"quality": quality}),
+            "mixed": cfg.mixed.model_copy(update={"default_repeat": 0.5}),  # some rows drawn 0 times
             "spark": cfg.spark.model_copy(update={"task_target_mb": target_mb}),
         }
     )
@@ -52,11 +53,11 @@ def annotate(spark, documents_run: Path, out: Path, target_mb: float) -> dict:
     return annotated.main(spark, config(target_mb), str(out))
 
 
-def rows(run: Path) -> set[tuple]:
+def rows(run: Path, stage: str = "annotated", columns: tuple[str, ...] = ("id", "text", "reject", "lang")):
     found = set()
     for split in ("kept", "rejected"):
-        for path in sorted((run / "annotated" / split).glob("part-*.parquet")):
-            table = pq.read_table(path, columns=["id", "text", "reject", "lang"])
+        for path in sorted((run / stage / split).glob("part-*.parquet")):
+            table = pq.read_table(path, columns=list(columns))
             found |= {tuple(r.values()) for r in table.to_pylist()}
     return found
 
@@ -72,3 +73,14 @@ def test_one_documents_part_is_annotated_by_several_tasks_with_the_same_rows(spa
     assert rows(tmp_path / "split") == rows(tmp_path / "whole")
     again = annotate(spark, documents_run, tmp_path / "again", TINY_MB)
     assert again["output_fingerprint"] == split["output_fingerprint"]
+
+
+def test_mixed_cuts_one_upstream_part_into_several_tasks_with_the_same_draws(spark, documents_run, tmp_path):
+    annotate(spark, documents_run, tmp_path / "whole", 128)
+    shutil.copytree(tmp_path / "whole", tmp_path / "split")
+    whole = mixed.main(spark, config(128), str(tmp_path / "whole"))
+    split = mixed.main(spark, config(TINY_MB), str(tmp_path / "split"))
+    assert len(whole["parts"]) == 1 and len(split["parts"]) == split["plan"]["units"] >= 2
+    assert split["rows"] == whole["rows"] and split["rejected"]["mix:downsampled"] > 0
+    columns = ("id", "bucket", "repeats", "reject")
+    assert rows(tmp_path / "split", "mixed", columns) == rows(tmp_path / "whole", "mixed", columns)
