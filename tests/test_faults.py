@@ -45,7 +45,7 @@ CONFIG = {
             # rather than 42 for the JVM flags alone, measured on a loaded 2-core machine.
             "spark.sql.shuffle.partitions": "2",
             "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-        }
+        },
     },
     "annotated": {
         "language": {"languages": None},
