@@ -156,21 +156,54 @@ def load_ablate_config(path: str | Path | None) -> AblateConfig:
 
 def prepare(cfg: AblateConfig, run: Path, out: Path) -> dict[str, Any]:
     """Write the tokenizer and every shard directory; return what each variant holds."""
-    from corpus.tokenizer import load, train_bpe
-
     heldout = data.heldout_rule(cfg.seed, cfg.heldout_fraction)
     docs = {name: data.variant_docs(run, v.stage, v.without, heldout) for name, v in cfg.variants.items()}
     curated = max((v.stage for v in cfg.variants.values()), key=data.STAGES.index)
     texts = data.eval_sets(run, cfg.reference_files, curated, heldout)
     index = NgramIndex.build(texts, cfg.decontam.ngram)
+    docs, stats = _decontaminate(cfg, run, docs, index)
+    tok_path = _tokenizer(cfg, run, out, docs)
+    manifests = _write_shards(cfg, out, tok_path, docs, texts, stats)
+    eval_stats = {
+        name: {
+            "documents": len(texts[name]),
+            "tokens": sum(e["tokens"] for e in manifests["eval"]["splits"][name]),
+            "source": {"reference": "reference_files", "crawl": "documents"}.get(name, curated),
+        }
+        for name in data.EVAL_SETS
+    }
+    return {
+        "tokenizer": {
+            "kind": cfg.tokenizer,
+            "vocab_size": manifests["eval"]["tokenizer"]["vocab_size"],
+            "sha256": manifests["eval"]["tokenizer"]["sha256"],
+        },
+        "variants": stats,
+        "eval": eval_stats,
+        "eval_fingerprint": fingerprint(manifests["eval"]["splits"]),
+        "decontam_index": {"ngrams": len(index), "sets": index.stats},
+    }
+
+
+def _decontaminate(
+    cfg: AblateConfig, run: Path, docs: dict[str, list[Any]], index: NgramIndex
+) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]]]:
+    """Each variant's documents decontaminated against the evaluation sets, and per variant its
+    documents and characters before and what was cut."""
     dec = Decontaminator(index, **cfg.decontam.model_dump(exclude={"ngram"}))
-    stats = {}
-    for name in docs:
-        before = (len(docs[name]), sum(len(d.text) for d in docs[name]))
-        docs[name], cleaned = data.decontaminate(docs[name], dec)
-        stats[name] = {"documents": before[0], "chars": before[1], "decontam": cleaned}
-        if not docs[name]:
+    cleaned_docs, stats = {}, {}
+    for name, chosen in docs.items():
+        cleaned_docs[name], cleaned = data.decontaminate(chosen, dec)
+        chars = sum(len(d.text) for d in chosen)
+        stats[name] = {"documents": len(chosen), "chars": chars, "decontam": cleaned}
+        if not cleaned_docs[name]:
             raise ValueError(f"variant {name}: no training document left (run {run})")
+    return cleaned_docs, stats
+
+
+def _tokenizer(cfg: AblateConfig, run: Path, out: Path, docs: dict[str, list[Any]]) -> Path:
+    """OUT/tokenizer/tokenizer.json: the run's own, or one trained on an equal sample of each variant."""
+    from corpus.tokenizer import train_bpe
 
     tok_path = out / "tokenizer" / "tokenizer.json"
     tok_path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,9 +212,23 @@ def prepare(cfg: AblateConfig, run: Path, out: Path) -> dict[str, Any]:
     else:
         sample = data.tokenizer_sample(docs, cfg.tokenizer_sample_bytes, cfg.seed)
         train_bpe(sample, cfg.vocab_size).save(str(tok_path))
+    return tok_path
+
+
+def _write_shards(
+    cfg: AblateConfig,
+    out: Path,
+    tok_path: Path,
+    docs: dict[str, list[Any]],
+    texts: dict[str, list[str]],
+    stats: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """OUT/data/eval and OUT/data/VARIANT (train, and the reference set as valid); their shard
+    manifests by name. Each variant's tokens, copies and epochs go into `stats`."""
+    from corpus.tokenizer import load
+
     tok = load(tok_path)
     vocab = tok.get_vocab_size()
-
     evals = {name: data.encode(tok, texts[name], vocab) for name in data.EVAL_SETS}
     manifests = {"eval": data.write_shards(out / "data" / "eval", tok_path, evals, vocab)}
     for name, chosen in docs.items():
@@ -197,25 +244,7 @@ def prepare(cfg: AblateConfig, run: Path, out: Path) -> dict[str, Any]:
             epochs=round(cfg.budget / tokens, 3),
             train_fingerprint=fingerprint([e["bin_sha256"] for e in manifests[name]["splits"]["train"]]),
         )
-    eval_stats = {
-        name: {
-            "documents": len(texts[name]),
-            "tokens": sum(e["tokens"] for e in manifests["eval"]["splits"][name]),
-            "source": {"reference": "reference_files", "crawl": "documents"}.get(name, curated),
-        }
-        for name in data.EVAL_SETS
-    }
-    return {
-        "tokenizer": {
-            "kind": cfg.tokenizer,
-            "vocab_size": vocab,
-            "sha256": manifests["eval"]["tokenizer"]["sha256"],
-        },
-        "variants": stats,
-        "eval": eval_stats,
-        "eval_fingerprint": fingerprint(manifests["eval"]["splits"]),
-        "decontam_index": {"ngrams": len(index), "sets": index.stats},
-    }
+    return manifests
 
 
 # --- training and evaluation ------------------------------------------------------------------

@@ -37,8 +37,9 @@ import dataclasses
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ from corpus.units import Unit, plan_parts, plan_summary, unit_rows
 from jobs.config import AnnotatedConfig, PipelineConfig, build
 from jobs.sampling import bottom_k
 from jobs.spark import ship, spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_parts, run_tasks, up_to_date
 
 STAGE = "annotated"
 VERSION = 3  # 2: quality column and rule; 3: capped training sample, approximate top-fraction threshold
@@ -189,10 +190,84 @@ def _top_fraction_threshold(
     return frame.selectExpr(f"percentile_approx(quality, {1.0 - fraction}, {accuracy}) AS t").first()["t"]
 
 
+def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
+    upstream = Path(run_dir) / "documents"
+    if not (upstream / "manifest.json").is_file():
+        raise FileNotFoundError(f"{upstream}: no finished documents stage; run the `documents` stage first")
+    inputs = sorted(str(p) for p in (upstream / "kept").glob("part-*.parquet"))
+    upstream_manifest = read_json(upstream / "manifest.json")
+    lid_model = cfg.annotated.lid_model or lid176_path()
+    key = fingerprint(_stage_key(cfg, lid_model))
+    stage = Stage(run_dir, STAGE, key, upstream_manifest["output_fingerprint"])
+    if manifest := up_to_date(stage, log):
+        return manifest
+    started = time.time()
+    stage.prepare()
+    units = plan_parts(inputs, cfg.spark.task_target_mb)
+    # addFile ships the models to every executor, so the same code runs on a cluster whose
+    # workers do not share the driver's file system.
+    spark.sparkContext.addFile(lid_model)
+    models, extra = _quality_models(spark, cfg, stage, units, upstream_manifest["rows"]["kept"], lid_model)
+    names = tuple(ship(spark, m, "quality") for m in models)
+    annotator = make_annotator(
+        cfg.annotated, lid_model=Path(lid_model).name, quality_models=names, seed=cfg.seed
+    )
+    annotate = partial(_annotate_unit, stage, annotator, names, units)
+    quality = cfg.annotated.quality
+    if quality.enabled and quality.keep_top_fraction is not None:
+        # Pass 1 annotates into a staging stage; pass 2 (the task) decides the rows into the stage.
+        task, decided = _score_then_decide(spark, stage, annotate, len(units), quality.keep_top_fraction)
+        extra["quality"].update(decided)
+    else:
+        task = partial(annotate, stage)
+    extra = {"inputs": len(inputs), "plan": plan_summary(units, cfg.spark.task_target_mb), **extra}
+    return run_parts(spark, stage, len(units), task, started=started, finish=partial(_finish, stage, extra))
+
+
+def _stage_key(cfg: PipelineConfig, lid_model: str) -> dict[str, Any]:
+    """What the output depends on besides the documents: the config and the content of every
+    list and model it names."""
+    quality = cfg.annotated.quality
+    return {
+        "version": VERSION,
+        "annotated": cfg.annotated.model_dump(mode="json"),
+        "lists": {p: file_sha256(p) for p in _list_files(cfg.annotated)},
+        "lid_model": file_sha256(lid_model),
+        # A given model is part of the config; a trained one follows from the lists and the input.
+        "quality_model": file_sha256(quality.model) if quality.enabled and quality.model else None,
+        "seed": cfg.seed,
+        "task_target_mb": cfg.spark.task_target_mb,  # decides the part files
+    }
+
+
+def _quality_models(
+    spark: SparkSession, cfg: PipelineConfig, stage: Stage, units: list[Unit], rows: int, lid_model: str
+) -> tuple[list[str], dict[str, Any]]:
+    """The quality models the tasks score with (none with quality off), and the manifest's
+    `quality` entry: the given model, else the run's own (`_run_models`); a run too small to
+    train its own only leaves the quality column empty, unless a quality rule was asked for."""
+    quality = cfg.annotated.quality
+    if not quality.enabled:
+        return [], {}
+    try:
+        models = [quality.model] if quality.model else _run_models(spark, cfg, stage, units, rows, lid_model)
+    except ValueError as exc:
+        if quality.threshold is not None or quality.keep_top_fraction is not None:
+            raise  # a quality rule was asked for: it cannot be applied without a model
+        # Scoring only: a run too small to train its own model still annotates everything else.
+        log.warning("annotated: %s; the quality column stays empty", exc)
+        return [], {"quality": {"skipped": str(exc)}}
+    # Trained models move with the directory: RUN/annotated/quality/model-K.ftz once committed.
+    where = models if quality.model else [str(stage.final / "quality" / Path(m).name) for m in models]
+    entries = [{"model": w, "sha256": file_sha256(m)} for w, m in zip(where, models, strict=True)]
+    return models, {"quality": {"models": entries, "threshold": quality.threshold}}
+
+
 def _annotate_unit(
-    stage: Stage, target: Stage, annotator: Annotator, names: tuple[str, ...], unit: Unit, index: int
+    stage: Stage, annotator: Annotator, names: tuple[str, ...], units: list[Unit], target: Stage, index: int
 ) -> dict[str, Any]:
-    """Annotate the rows of one work unit into part `index` of `target` (a finished part is reused)."""
+    """Annotate the rows of work unit `index` into part `index` of `target` (the stage, or its
+    staging stage with a top fraction); a part finished in either is reused."""
     if done := stage.part_done(index) or target.part_done(index):
         return done
     local = dataclasses.replace(
@@ -200,9 +275,57 @@ def _annotate_unit(
         lid_model=SparkFiles.get(annotator.lid_model),
         quality_models=tuple(SparkFiles.get(name) for name in names),
     )
+    unit = units[index]
     rows = (local(doc) for doc in unit_rows(unit, ROWS_PER_BATCH))
     rows = inject_fault(STAGE, index, rows)  # test-only hook, inert by default
     return target.write_part(index, rows, counts={"documents": unit.rows}, input=unit.describe())
+
+
+def _score_then_decide(
+    spark: SparkSession,
+    stage: Stage,
+    annotate: Callable[[Stage, int], dict[str, Any]],
+    n_units: int,
+    fraction: float,
+) -> tuple[Callable[[int], dict[str, Any]], dict[str, Any]]:
+    """Pass 1 of `keep_top_fraction` and its threshold: pass 2's task and the manifest's figures.
+    Every unit is annotated into the staging stage; the threshold comes from its kept rows and is
+    saved in the partial directory, so that a resumed attempt reuses it."""
+    scored = _scored(stage)
+    scored.prepare()
+    run_tasks(spark, n_units, partial(annotate, scored))
+    saved = stage.partial / "_quality.json"
+    if not saved.is_file():
+        threshold = _top_fraction_threshold(spark, scored.partial / "kept", fraction) if n_units else None
+        write_json_atomic(saved, {"keep_top_fraction": fraction, "threshold": threshold})
+    threshold = read_json(saved)["threshold"]
+    decided = {
+        "keep_top_fraction": fraction,
+        "threshold": threshold,
+        "threshold_method": {"function": "percentile_approx", "accuracy": QUANTILE_ACCURACY},
+        "threshold_rank_error": 1 / QUANTILE_ACCURACY,
+    }
+    return partial(_decide_part, stage, scored, QualityFilter(threshold=threshold)), decided
+
+
+def _scored(stage: Stage) -> Stage:
+    """The staging stage of a top fraction's pass 1, inside the partial directory."""
+    return Stage(str(stage.partial), "_scored", stage.config_hash, stage.input_fingerprint)
+
+
+def _decide_part(stage: Stage, scored: Stage, rule: QualityFilter, index: int) -> dict[str, Any]:
+    """Pass 2: staged part `index` into part `index` of the stage, its kept rows below the
+    threshold rejected as `quality:low` (a part finished earlier is reused)."""
+    if done := stage.part_done(index):
+        return done
+    staged = scored.part_done(index)
+    rows = (
+        {**row, "reject": rule.decide(rule.signals(row))} if row["reject"] is None else row
+        for row in _rows(scored, staged)
+    )
+    return stage.write_part(
+        index, rows, counts={"documents": staged["counts"]["documents"]}, input=staged["input"]
+    )
 
 
 def _rows(stage: Stage, summary: dict[str, Any]):
@@ -213,107 +336,9 @@ def _rows(stage: Stage, summary: dict[str, Any]):
             yield from batch.to_pylist()
 
 
-def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
-    upstream = Path(run_dir) / "documents"
-    if not (upstream / "manifest.json").is_file():
-        raise FileNotFoundError(f"{upstream}: no finished documents stage; run the `documents` stage first")
-    inputs = sorted(str(p) for p in (upstream / "kept").glob("part-*.parquet"))
-    lid_model = cfg.annotated.lid_model or lid176_path()
-    quality = cfg.annotated.quality
-    key = {
-        "version": VERSION,
-        "annotated": cfg.annotated.model_dump(mode="json"),
-        "lists": {p: file_sha256(p) for p in _list_files(cfg.annotated)},
-        "lid_model": file_sha256(lid_model),
-        # A given model is part of the config; a trained one follows from the lists and the input.
-        "quality_model": file_sha256(quality.model) if quality.enabled and quality.model else None,
-        "seed": cfg.seed,
-        "task_target_mb": cfg.spark.task_target_mb,  # decides the part files
-    }
-    upstream_manifest = read_json(upstream / "manifest.json")
-    rows_kept = upstream_manifest["rows"]["kept"]
-    stage = Stage(run_dir, STAGE, fingerprint(key), upstream_manifest["output_fingerprint"])
-    if manifest := stage.finished():
-        log.info("annotated: up to date, skipped (%s)", stage.final)
-        return manifest
-    started = time.time()
-    stage.prepare()
-    units = plan_parts(inputs, cfg.spark.task_target_mb)
-    extra: dict[str, Any] = {"plan": plan_summary(units, cfg.spark.task_target_mb)}
-    # addFile ships the models to every executor, so the same code runs on a cluster whose
-    # workers do not share the driver's file system.
-    spark.sparkContext.addFile(lid_model)
-    models = []
-    try:
-        if quality.enabled and quality.model:
-            models = [quality.model]
-        elif quality.enabled:
-            models = _run_models(spark, cfg, stage, units, rows_kept, lid_model)
-    except ValueError as exc:
-        if quality.threshold is not None or quality.keep_top_fraction is not None:
-            raise  # a quality rule was asked for: it cannot be applied without a model
-        # Scoring only: a run too small to train its own model still annotates everything else.
-        log.warning("annotated: %s; the quality column stays empty", exc)
-        extra["quality"] = {"skipped": str(exc)}
-    if models:
-        # Trained models move with the directory: RUN/annotated/quality/model-K.ftz once committed.
-        where = (
-            [quality.model]
-            if quality.model
-            else [str(stage.final / "quality" / Path(m).name) for m in models]
-        )
-        extra["quality"] = {
-            "models": [{"model": w, "sha256": file_sha256(m)} for w, m in zip(where, models, strict=True)],
-            "threshold": quality.threshold,
-        }
-    names = tuple(ship(spark, m, "quality") for m in models)
-    annotator = make_annotator(
-        cfg.annotated, lid_model=Path(lid_model).name, quality_models=names, seed=cfg.seed
-    )
-    top_fraction = quality.keep_top_fraction if quality.enabled else None
-    # With a top fraction, pass 1 writes into a staging stage; the rows are decided in pass 2.
-    scored = Stage(str(stage.partial), "_scored", stage.config_hash, stage.input_fingerprint)
-    target = scored if top_fraction is not None else stage
-
-    def annotate(index: int) -> dict[str, Any]:
-        return _annotate_unit(stage, target, annotator, names, units[index], index)
-
-    def run(task) -> list[dict[str, Any]]:
-        return spark.sparkContext.parallelize(range(len(units)), max(len(units), 1)).map(task).collect()
-
-    if top_fraction is not None:
-        scored.prepare()
-        run(annotate)
-        saved = stage.partial / "_quality.json"
-        if not saved.is_file():
-            threshold = (
-                _top_fraction_threshold(spark, scored.partial / "kept", top_fraction) if units else None
-            )
-            write_json_atomic(saved, {"keep_top_fraction": top_fraction, "threshold": threshold})
-        threshold = read_json(saved)["threshold"]
-        rule = QualityFilter(threshold=threshold)
-
-        def decide(index: int) -> dict[str, Any]:
-            if done := stage.part_done(index):
-                return done
-            staged = scored.part_done(index)
-            rows = (
-                {**row, "reject": rule.decide(rule.signals(row))} if row["reject"] is None else row
-                for row in _rows(scored, staged)
-            )
-            return stage.write_part(
-                index, rows, counts={"documents": staged["counts"]["documents"]}, input=staged["input"]
-            )
-
-        parts = run(decide)
-        shutil.rmtree(scored.partial)  # staging only: the decided parts are in place
-        extra["quality"].update(
-            keep_top_fraction=top_fraction,
-            threshold=threshold,
-            threshold_method={"function": "percentile_approx", "accuracy": QUANTILE_ACCURACY},
-            threshold_rank_error=1 / QUANTILE_ACCURACY,
-        )
-    else:
-        parts = run(annotate)
-    rows_in = sum(p["counts"]["documents"] for p in parts)
-    return stage.commit(parts, rows_in=rows_in, started=started, inputs=len(inputs), **extra)
+def _finish(stage: Stage, extra: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every part is decided: the staging directory of a top fraction goes, before the commit."""
+    scored = _scored(stage).partial
+    if scored.exists():
+        shutil.rmtree(scored)  # staging only: the decided parts are in place
+    return extra

@@ -44,17 +44,19 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pyspark import Broadcast
 from pyspark.sql import SparkSession
 
 from corpus.decontam import Decontaminator, NgramIndex, read_texts, record_text
 from corpus.manifest import file_sha256, fingerprint, read_json, sum_counts
-from corpus.units import plan_parts, plan_summary, unit_rows
+from corpus.units import Unit, plan_parts, plan_summary, unit_rows
 from jobs.config import PipelineConfig
 from jobs.sampling import bottom_k
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_parts, up_to_date
 
 STAGE = "decontam"
 UPSTREAM = "mixed"
@@ -148,30 +150,23 @@ def stage_key(dcfg: Any, task_target_mb: float) -> dict[str, Any]:
 def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
     run = Path(run_dir)
     dcfg = cfg.decontam
-    stage_dirs = (run / STAGE, run / f".{STAGE}.partial")
     if not dcfg.enabled:
-        for path in stage_dirs:
-            if path.exists():
-                shutil.rmtree(path)
-                log.info("decontam: disabled, removed %s", path)
-        return {"stage": STAGE, "enabled": False}
+        return _disabled(run)
     upstream = run / UPSTREAM
     if not (upstream / "manifest.json").is_file():
         raise FileNotFoundError(f"{upstream}: no finished mixed stage; run the `mixed` stage first")
     upstream_manifest = read_json(upstream / "manifest.json")
     started = time.time()
-
     stage = Stage(
         run_dir,
         STAGE,
         fingerprint(stage_key(dcfg, cfg.spark.task_target_mb)),
         upstream_manifest["output_fingerprint"],
     )
-    if manifest := stage.finished():
-        log.info("decontam: up to date, skipped (%s)", stage.final)
+    if manifest := up_to_date(stage, log):
         return manifest
 
-    # region 1: the evaluation sets' n-gram index, on the driver
+    # 1: the evaluation sets' n-gram index, on the driver
     index = NgramIndex.build(eval_sets(spark, cfg, run_dir), dcfg.ngram)
     decontaminator = make_decontaminator(index, dcfg)
     log.info(
@@ -181,53 +176,69 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         len(index.names),
         time.time() - started,
     )
-    # endregion
 
-    # region 2: match every row, per work unit of the mixed parts (corpus/units.py), in the executors
+    # 2: match every row, per work unit of the mixed parts (corpus/units.py), in the executors
     inputs = sorted(str(p) for p in (upstream / "kept").glob("part-*.parquet"))
     units = plan_parts(inputs, cfg.spark.task_target_mb)
     stage.prepare()
-    sc = spark.sparkContext
-    shipped = sc.broadcast(decontaminator)
+    shipped = spark.sparkContext.broadcast(decontaminator)
+    task = partial(_decontaminate_unit, stage, shipped, units)
+    extra = {
+        "inputs": len(inputs),
+        "plan": plan_summary(units, cfg.spark.task_target_mb),
+        "input_stage": UPSTREAM,
+        "ngram": index.n,
+        "mode": dcfg.mode,
+        "index": {"ngrams": len(index), "sets": index.stats, "fingerprint": index.fingerprint()},
+    }
+    # 3: the manifest, with what the parts matched
+    finish = partial(_finish, shipped, index.names, extra)
+    return run_parts(spark, stage, len(units), task, started=started, finish=finish)
 
-    def task(part: int) -> dict[str, Any]:
-        if done := stage.part_done(part):
-            return done
-        counts: Counter[str] = Counter()
-        listed: list[dict[str, Any]] = []
-        rows = unit_rows(units[part], ROWS_PER_BATCH)
-        decontaminated = decontaminate_rows(shipped.value, rows, counts, listed)
-        decontaminated = inject_fault(STAGE, part, decontaminated)  # test-only hook, inert by default
-        return stage.write_part(
-            part, decontaminated, counts=counts, input=units[part].describe(), matches=listed
-        )
 
-    parts = sc.parallelize(range(len(units)), max(len(units), 1)).map(task).collect() if units else []
+def _disabled(run: Path) -> dict[str, Any]:
+    """`enabled: false`: an earlier decontam output goes, so the later stages read mixed/kept."""
+    for path in (run / STAGE, run / f".{STAGE}.partial"):
+        if path.exists():
+            shutil.rmtree(path)
+            log.info("decontam: disabled, removed %s", path)
+    return {"stage": STAGE, "enabled": False}
+
+
+def _decontaminate_unit(stage: Stage, shipped: Broadcast, units: list[Unit], part: int) -> dict[str, Any]:
+    """Part `part`: the rows of work unit `part`, matched against the broadcast index (a part
+    finished earlier is reused)."""
+    if done := stage.part_done(part):
+        return done
+    counts: Counter[str] = Counter()
+    listed: list[dict[str, Any]] = []
+    rows = unit_rows(units[part], ROWS_PER_BATCH)
+    decontaminated = decontaminate_rows(shipped.value, rows, counts, listed)
+    decontaminated = inject_fault(STAGE, part, decontaminated)  # test-only hook, inert by default
+    return stage.write_part(part, decontaminated, counts=counts, input=units[part].describe(), matches=listed)
+
+
+def _finish(
+    shipped: Broadcast, names: tuple[str, ...], extra: dict[str, Any], parts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The manifest's entries: `extra`, and the documents, n-grams, copies and characters the
+    parts matched, removed or cut, with the first MAX_LISTED matched documents by id. The
+    executors' copies of the index are released first."""
     shipped.unpersist()
-    # endregion
-
     counts = sum_counts(p["counts"] for p in parts)
     matches = sorted((m for p in parts for m in p["matches"]), key=lambda m: m["id"])
-    return stage.commit(
-        parts,
-        rows_in=counts.get("documents", 0),
-        started=started,
-        inputs=len(inputs),
-        plan=plan_summary(units, cfg.spark.task_target_mb),
-        input_stage=UPSTREAM,
-        ngram=index.n,
-        mode=dcfg.mode,
-        index={"ngrams": len(index), "sets": index.stats, "fingerprint": index.fingerprint()},
-        matched={
+    return {
+        **extra,
+        "matched": {
             "documents": counts.get("matched.documents", 0),
             "ngrams": counts.get("matched.ngrams", 0),
-            "by_set": {name: counts.get(f"matched.set.{name}", 0) for name in index.names},
+            "by_set": {name: counts.get(f"matched.set.{name}", 0) for name in names},
         },
-        removed={"copies": counts.get("removed.copies", 0), "bytes": counts.get("removed.bytes", 0)},
-        cut={"documents": counts.get("cut.documents", 0), "chars": counts.get("cut.chars", 0)},
-        matches=matches[:MAX_LISTED],
-        matches_listed_all=counts.get("matched.documents", 0) <= MAX_LISTED,
-    )
+        "removed": {"copies": counts.get("removed.copies", 0), "bytes": counts.get("removed.bytes", 0)},
+        "cut": {"documents": counts.get("cut.documents", 0), "chars": counts.get("cut.chars", 0)},
+        "matches": matches[:MAX_LISTED],
+        "matches_listed_all": counts.get("matched.documents", 0) <= MAX_LISTED,
+    }
 
 
 def decontaminate_rows(

@@ -18,6 +18,7 @@ row reaches it.
 import logging
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from corpus.extract import Extractor
 from corpus.inputs import input_documents
 from corpus.manifest import files_fingerprint, fingerprint
 from jobs.config import PipelineConfig, build
-from jobs.stage import Stage, inject_fault
+from jobs.stage import Stage, inject_fault, run_parts, up_to_date
 
 STAGE = "documents"
 # Bump when a code change alters this stage's output for the same config.
@@ -41,35 +42,40 @@ def main(
     inputs = sorted(inputs)
     key = {"version": VERSION, "source": source, "extract": cfg.documents.model_dump(mode="json")}
     stage = Stage(run_dir, STAGE, fingerprint(key), files_fingerprint(inputs))
-    if manifest := stage.finished():
-        log.info("documents: up to date, skipped (%s)", stage.final)
+    if manifest := up_to_date(stage, log):
         return manifest
     started = time.time()
     stage.prepare()
-    extractor = build(Extractor, cfg.documents)
-
-    def task(index: int) -> dict[str, Any]:
-        if done := stage.part_done(index):  # finished by an interrupted earlier attempt
-            return done
-        counts: Counter = Counter()
-        errors: list[dict[str, Any]] = []
-        bad: list[dict[str, str]] = []
-        rows = input_documents(
-            inputs[index], source=source, extractor=extractor, counts=counts, errors=errors, bad_files=bad
-        )
-        rows = inject_fault(STAGE, index, rows)  # test-only hook, inert by default
-        return stage.write_part(index, rows, counts=counts, input=inputs[index], errors=errors, bad_files=bad)
-
+    task = partial(_read_file, stage, build(Extractor, cfg.documents), inputs, source)
     # One partition per input file: a file is read sequentially, so it is the unit of parallelism.
-    parts = spark.sparkContext.parallelize(range(len(inputs)), max(len(inputs), 1)).map(task).collect()
-    rows_in = sum(p["counts"].get("documents", 0) for p in parts)
+    return run_parts(
+        spark, stage, len(inputs), task, started=started, finish=lambda parts: _read_errors(inputs, parts)
+    )
+
+
+def _read_file(
+    stage: Stage, extractor: Extractor, inputs: list[str], source: str, index: int
+) -> dict[str, Any]:
+    """Part `index`: the documents of the `index`-th input file (a part finished earlier is reused)."""
+    if done := stage.part_done(index):  # finished by an interrupted earlier attempt
+        return done
+    counts: Counter = Counter()
+    errors: list[dict[str, Any]] = []
+    bad: list[dict[str, str]] = []
+    rows = input_documents(
+        inputs[index], source=source, extractor=extractor, counts=counts, errors=errors, bad_files=bad
+    )
+    rows = inject_fault(STAGE, index, rows)  # test-only hook, inert by default
+    return stage.write_part(index, rows, counts=counts, input=inputs[index], errors=errors, bad_files=bad)
+
+
+def _read_errors(inputs: list[str], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest's input count, read errors and unreadable files, gathered from the parts."""
     errors = [e for p in parts for e in p["errors"]]
     bad_files = [b for p in parts for b in p["bad_files"]]  # at most one per input file
     if bad_files:
         log.warning("documents: %d input file(s) unreadable, skipped (manifest: bad_files)", len(bad_files))
-    return stage.commit(
-        parts, rows_in=rows_in, started=started, inputs=len(inputs), errors=errors, bad_files=bad_files
-    )
+    return {"inputs": len(inputs), "errors": errors, "bad_files": bad_files}
 
 
 def source_name(inputs: list[str]) -> str:

@@ -20,6 +20,8 @@ its counts per bucket (O(buckets)). No row reaches it.
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +42,10 @@ from corpus.mix import (
     resolve_factors,
     utf8_bytes,
 )
-from corpus.units import plan_parts, plan_summary, unit_batches
+from corpus.units import Unit, plan_parts, plan_summary, unit_batches
 from jobs.config import MixedConfig, PipelineConfig
 from jobs.spark import spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_parts, run_tasks, up_to_date
 
 STAGE = "mixed"
 VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
@@ -96,42 +98,21 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     upstream = upstream_dir(run_dir)
     inputs = sorted(str(p) for p in (upstream / "kept").glob("part-*.parquet"))
     mcfg = cfg.mixed
-    key = {
-        "version": VERSION,
-        "seed": cfg.seed,
-        "mixed": mcfg.model_dump(mode="json"),
-        "lists": {p: file_sha256(p) for p in mcfg.domain_list_files},
-        "upstream": upstream.name,
-        "task_target_mb": cfg.spark.task_target_mb,  # decides the part files
-    }
     stage = Stage(
-        run_dir, STAGE, fingerprint(key), read_json(upstream / "manifest.json")["output_fingerprint"]
+        run_dir,
+        STAGE,
+        fingerprint(_stage_key(cfg, upstream.name)),
+        read_json(upstream / "manifest.json")["output_fingerprint"],
     )
-    if manifest := stage.finished():
-        log.info("mixed: up to date, skipped (%s)", stage.final)
+    if manifest := up_to_date(stage, log):
         return manifest
     started = time.time()
     cuts = quality_cuts(spark, inputs, mcfg.quality_quantiles) if QUALITY in mcfg.bucket_by else ()
     bucketer = make_bucketer(mcfg, cuts)
-    columns = sorted({"id", "text", *bucketer.columns})
-    sc = spark.sparkContext
     units = plan_parts(inputs, cfg.spark.task_target_mb)
-    n_tasks = max(len(units), 1)
 
-    # region: estimated tokens per bucket, then every bucket's factor (fails before any write)
-    def count(index: int) -> dict[str, BucketStats]:
-        stats: dict[str, BucketStats] = {}
-        for batch in unit_batches(units[index], ROWS_PER_BATCH, columns):
-            nbytes = utf8_bytes(batch.column("text"))
-            tokens = estimate_tokens(nbytes, mcfg.bytes_per_token)
-            for name, s in bucket_stats(bucketer.assign(batch), nbytes, tokens).items():
-                stats[name] = stats.get(name, BucketStats()) + s
-        return stats
-
-    before: dict[str, BucketStats] = {}
-    for stats in sc.parallelize(range(len(units)), n_tasks).map(count).collect():
-        for name, s in stats.items():
-            before[name] = before.get(name, BucketStats()) + s
+    # Estimated tokens per bucket, then every bucket's factor: a bad weight fails before any write.
+    before = _tokens_before(spark, units, bucketer, mcfg.bytes_per_token)
     factors, target = resolve_factors(
         {b: s.tokens for b, s in before.items()},
         repeats=mcfg.repeats,
@@ -140,63 +121,119 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         total_tokens=mcfg.total_tokens,
         max_repeats=mcfg.max_repeats,
     )
-    # endregion
 
-    # region: the writing pass; `after.BUCKET.*` counts are summed into the manifest
+    # The writing pass; its `after.BUCKET.*` counts are summed into the manifest.
     stage.prepare()
+    task = partial(_mix_unit, stage, units, bucketer, factors, cfg.seed, mcfg.bytes_per_token)
+    extra = {
+        "inputs": len(inputs),
+        "plan": plan_summary(units, cfg.spark.task_target_mb),
+        "input_stage": upstream.name,
+        "token_estimate": {
+            "method": "ceil(utf8_bytes / bytes_per_token)",
+            "bytes_per_token": mcfg.bytes_per_token,
+        },
+        "quality_cuts": {f"{q:g}": c for q, c in zip(bucketer.quality_quantiles, cuts, strict=True)} or None,
+        "target_tokens": round(target),
+    }
 
-    def task(index: int) -> dict[str, Any]:
-        if done := stage.part_done(index):
-            return done
-        counts: Counter[str] = Counter()
+    def finish(parts: list[dict[str, Any]]) -> dict[str, Any]:
+        return {**extra, "buckets": report(before, _after(parts), factors, _weights(mcfg, sorted(before)))}
 
-        def rows():
-            for batch in unit_batches(units[index], ROWS_PER_BATCH):
-                buckets, repeats, nbytes, tokens = mix_batch(
-                    batch, bucketer, factors, seed=cfg.seed, bytes_per_token=mcfg.bytes_per_token
-                )
-                counts["documents"] += batch.num_rows
-                for row, b, r, nb, t in zip(
-                    batch.to_pylist(),
-                    buckets,
-                    repeats.tolist(),
-                    nbytes.tolist(),
-                    tokens.tolist(),
-                    strict=True,
-                ):
-                    row["bucket"], row["repeats"] = b, r
-                    if r == 0:
-                        row["reject"] = DOWNSAMPLED
-                    else:
-                        counts.update({f"after.{b}.documents": 1, f"after.{b}.copies": r})
-                        counts.update({f"after.{b}.bytes": r * nb, f"after.{b}.tokens": r * t})
-                    yield row
+    return run_parts(spark, stage, len(units), task, started=started, finish=finish)
 
-        rows_out = inject_fault(STAGE, index, rows())  # test-only hook, inert by default
-        return stage.write_part(index, rows_out, counts=counts, input=units[index].describe())
 
-    parts = sc.parallelize(range(len(units)), n_tasks).map(task).collect()
-    # endregion
+def _stage_key(cfg: PipelineConfig, upstream: str) -> dict[str, Any]:
+    """What the output depends on besides the input rows: the config and the domain lists' content."""
+    return {
+        "version": VERSION,
+        "seed": cfg.seed,
+        "mixed": cfg.mixed.model_dump(mode="json"),
+        "lists": {p: file_sha256(p) for p in cfg.mixed.domain_list_files},
+        "upstream": upstream,
+        "task_target_mb": cfg.spark.task_target_mb,  # decides the part files
+    }
 
+
+def _tokens_before(
+    spark: SparkSession, units: list[Unit], bucketer: Bucketer, bytes_per_token: float
+) -> dict[str, BucketStats]:
+    """Documents, bytes and estimated tokens per bucket over the input, one task per unit; only
+    the per-bucket sums reach the driver."""
+    columns = sorted({"id", "text", *bucketer.columns})
+    count = partial(_count_unit, units, bucketer, columns, bytes_per_token)
+    before: dict[str, BucketStats] = {}
+    for stats in run_tasks(spark, len(units), count):
+        for name, s in stats.items():
+            before[name] = before.get(name, BucketStats()) + s
+    return before
+
+
+def _count_unit(
+    units: list[Unit], bucketer: Bucketer, columns: list[str], bytes_per_token: float, index: int
+) -> dict[str, BucketStats]:
+    stats: dict[str, BucketStats] = {}
+    for batch in unit_batches(units[index], ROWS_PER_BATCH, columns):
+        nbytes = utf8_bytes(batch.column("text"))
+        tokens = estimate_tokens(nbytes, bytes_per_token)
+        for name, s in bucket_stats(bucketer.assign(batch), nbytes, tokens).items():
+            stats[name] = stats.get(name, BucketStats()) + s
+    return stats
+
+
+def _mix_unit(
+    stage: Stage,
+    units: list[Unit],
+    bucketer: Bucketer,
+    factors: dict[str, float],
+    seed: int,
+    bytes_per_token: float,
+    index: int,
+) -> dict[str, Any]:
+    """Part `index`: the rows of work unit `index` with their bucket and repeats (a part finished
+    earlier is reused)."""
+    if done := stage.part_done(index):
+        return done
+    counts: Counter[str] = Counter()
+    rows = _mixed_rows(units[index], bucketer, factors, seed, bytes_per_token, counts)
+    rows = inject_fault(STAGE, index, rows)  # test-only hook, inert by default
+    return stage.write_part(index, rows, counts=counts, input=units[index].describe())
+
+
+def _mixed_rows(
+    unit: Unit,
+    bucketer: Bucketer,
+    factors: dict[str, float],
+    seed: int,
+    bytes_per_token: float,
+    counts: Counter[str],
+) -> Iterator[dict[str, Any]]:
+    """The unit's rows with `bucket` and `repeats` (`mix:downsampled` when drawn 0 times); the
+    documents read and, per bucket, the documents, copies, bytes and tokens kept go into
+    `counts` as the rows go by."""
+    for batch in unit_batches(unit, ROWS_PER_BATCH):
+        buckets, repeats, nbytes, tokens = mix_batch(
+            batch, bucketer, factors, seed=seed, bytes_per_token=bytes_per_token
+        )
+        counts["documents"] += batch.num_rows
+        for row, b, r, nb, t in zip(
+            batch.to_pylist(), buckets, repeats.tolist(), nbytes.tolist(), tokens.tolist(), strict=True
+        ):
+            row["bucket"], row["repeats"] = b, r
+            if r == 0:
+                row["reject"] = DOWNSAMPLED
+            else:
+                counts.update({f"after.{b}.documents": 1, f"after.{b}.copies": r})
+                counts.update({f"after.{b}.bytes": r * nb, f"after.{b}.tokens": r * t})
+            yield row
+
+
+def _after(parts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """The parts' `after.BUCKET.FIELD` counts, summed per bucket."""
     after: dict[str, dict[str, int]] = {}
     for part in parts:
         for k, v in part["counts"].items():
             if k.startswith("after."):
                 bucket, field = k.removeprefix("after.").rsplit(".", 1)
                 after.setdefault(bucket, Counter())[field] += v
-    rows_in = sum(p["counts"].get("documents", 0) for p in parts)
-    return stage.commit(
-        parts,
-        rows_in=rows_in,
-        started=started,
-        inputs=len(inputs),
-        plan=plan_summary(units, cfg.spark.task_target_mb),
-        input_stage=upstream.name,
-        token_estimate={
-            "method": "ceil(utf8_bytes / bytes_per_token)",
-            "bytes_per_token": mcfg.bytes_per_token,
-        },
-        quality_cuts={f"{q:g}": c for q, c in zip(bucketer.quality_quantiles, cuts, strict=True)} or None,
-        target_tokens=round(target),
-        buckets=report(before, after, factors, _weights(mcfg, sorted(before))),
-    )
+    return after

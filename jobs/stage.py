@@ -22,6 +22,10 @@ renames the other's half-written file. The content does not depend on the attemp
 rename comes last leaves the same bytes, and the summary the driver collects matches them. The
 temporaries of an attempt that died or lost are deleted when the stage is published: a committed
 stage directory holds none.
+
+A stage's `main` is this skeleton with its own work between the steps: `up_to_date` (the finished
+check and its log line), `prepare`, its passes (`run_tasks`, one Spark task per part), and
+`run_parts`, the last pass with the commit (`publish` for a stage that writes no Parquet parts).
 """
 
 import logging
@@ -29,13 +33,14 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
 from pyspark import TaskContext
+from pyspark.sql import SparkSession
 
 from corpus.manifest import (
     file_sha256,
@@ -196,6 +201,45 @@ class Stage:
         write_json_atomic(self.partial / "manifest.json", manifest)
         os.replace(self.partial, self.final)
         return manifest
+
+
+def up_to_date(stage: Stage, logger: logging.Logger) -> dict[str, Any] | None:
+    """The manifest of a finished run of `stage` with the same config and input, logged on the
+    calling stage's `logger` as skipped; None when the stage has to run. Every stage asks first,
+    before it plans, reads or trains anything, so a finished stage costs one manifest read."""
+    manifest = stage.finished()
+    if manifest is not None:
+        logger.info("%s: up to date, skipped (%s)", stage.name, stage.final)
+    return manifest
+
+
+def run_tasks(spark: SparkSession, n_tasks: int, task: Callable[[int], T]) -> list[T]:
+    """`task(0)`, ..., `task(n_tasks - 1)` on the executors, one Spark partition each (a part is
+    the unit of work and of resumption), results in index order whatever the scheduling."""
+    return spark.sparkContext.parallelize(range(n_tasks), max(n_tasks, 1)).map(task).collect()
+
+
+def run_parts(
+    spark: SparkSession,
+    stage: Stage,
+    n_parts: int,
+    task: Callable[[int], dict[str, Any]],
+    *,
+    started: float,
+    finish: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The pass a Parquet stage ends with, then its commit; `stage.prepare()` came before (where
+    depends on the stage: mixed and decontam fail on a bad config before they write anything).
+
+    `task(index)` writes part `index` on an executor, or returns its summary from an earlier
+    attempt (`part_done`). Then, on the driver, `finish(parts)` does what waits for every part
+    (removing intermediates) and returns the manifest's own entries. Rows in are the parts'
+    `documents` counts: every stage counts its input rows so.
+    """
+    parts = run_tasks(spark, n_parts, task)
+    extra = finish(parts) if finish else {}
+    rows_in = sum(p["counts"].get("documents", 0) for p in parts)
+    return stage.commit(parts, rows_in=rows_in, started=started, **extra)
 
 
 def inject_fault(stage: str, index: int, rows: Iterable[T]) -> Iterable[T]:

@@ -23,6 +23,7 @@ list of texts per work unit until they are joined (O(units)).
 import importlib.metadata
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,10 @@ from pyspark.sql import SparkSession
 from corpus import mix
 from corpus.manifest import fingerprint, read_json
 from corpus.tokenizer import CONTROL_TOKENS, END_OF_TEXT, PLACEHOLDER_TOKENS, file_hash, load, train_bpe
-from corpus.units import plan_parts, unit_batches
+from corpus.units import Unit, plan_parts, unit_batches
 from jobs import decontam
-from jobs.config import PipelineConfig
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault
+from jobs.config import PipelineConfig, TokenizerConfig
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_tasks, up_to_date
 
 STAGE = "tokenizer"
 VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
@@ -65,35 +66,39 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         "tokenizers": importlib.metadata.version("tokenizers"),
     }
     stage = Stage(run_dir, STAGE, fingerprint(key), read_json(corpus / "manifest.json")["output_fingerprint"])
-    if manifest := stage.finished():
-        log.info("tokenizer: up to date, skipped (%s)", stage.final)
+    if manifest := up_to_date(stage, log):
         return manifest
     started = time.time()
     # Started before the executors sample, as every stage is: a rerun after a kill finds the
     # partial directory and keeps it (it holds nothing to reuse: the sample is cheap to redo).
     stage.prepare(subdirs=())
     p = sample_probability(mixed_manifest, tcfg.sample_bytes)
-    seed = cfg.seed
-
     # One task per work unit (corpus/units.py); the sample does not depend on the units.
     units = plan_parts(inputs, cfg.spark.task_target_mb)
-
-    def sample(index: int) -> list[str]:
-        texts = []
-        batches = unit_batches(units[index], ROWS_PER_BATCH, ["id", "repeats", "text"])
-        for batch in inject_fault(STAGE, index, batches):  # test-only hook, inert by default
-            doc_keys = mix.keys(seed, "tokenizer", batch.column("id").to_pylist())
-            repeats = batch.column("repeats").to_numpy(zero_copy_only=False)
-            limits = [mix.threshold(p * r) for r in repeats.tolist()]
-            chosen = [i for i, (k, lim) in enumerate(zip(doc_keys.tolist(), limits, strict=True)) if k < lim]
-            texts.extend(pc.take(batch.column("text"), chosen).to_pylist())
-        return [t for t in texts if t]
-
     # Part order, then row order: the sample (and so the tokenizer) does not depend on scheduling.
-    parts = spark.sparkContext.parallelize(range(len(units)), max(len(units), 1)).map(sample).collect()
+    parts = run_tasks(spark, len(units), partial(_sample_unit, units, cfg.seed, p))
     texts = [t for part in parts for t in part]
     if not texts:
         raise ValueError(f"{upstream}: no text to train a tokenizer on (the mixed stage kept nothing)")
+    return _train(stage, tcfg, texts, p, started)
+
+
+def _sample_unit(units: list[Unit], seed: int, p: float, index: int) -> list[str]:
+    """The non-empty texts of work unit `index` drawn into the sample, in row order: a document
+    is drawn when its key falls below p * repeats."""
+    texts = []
+    batches = unit_batches(units[index], ROWS_PER_BATCH, ["id", "repeats", "text"])
+    for batch in inject_fault(STAGE, index, batches):  # test-only hook, inert by default
+        doc_keys = mix.keys(seed, "tokenizer", batch.column("id").to_pylist())
+        repeats = batch.column("repeats").to_numpy(zero_copy_only=False)
+        limits = [mix.threshold(p * r) for r in repeats.tolist()]
+        chosen = [i for i, (k, lim) in enumerate(zip(doc_keys.tolist(), limits, strict=True)) if k < lim]
+        texts.extend(pc.take(batch.column("text"), chosen).to_pylist())
+    return [t for t in texts if t]
+
+
+def _train(stage: Stage, tcfg: TokenizerConfig, texts: list[str], p: float, started: float) -> dict[str, Any]:
+    """Train the BPE on the sample, on the driver, save it into the partial directory and publish."""
     tok = train_bpe(texts, tcfg.vocab_size, min_frequency=tcfg.min_frequency, digit_group=tcfg.digit_group)
     path = stage.partial / TOKENIZER_FILE
     tok.save(str(path))

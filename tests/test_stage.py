@@ -1,7 +1,9 @@
+import logging
+
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.stage import Stage
+from jobs.stage import Stage, run_parts, up_to_date
 
 
 def rows(n, rejected_every=3):
@@ -67,3 +69,33 @@ def test_counts_that_do_not_add_up_fail_loudly(tmp_path):
     summary = stage.write_part(0, rows(6), counts={"documents": 6})
     with pytest.raises(AssertionError, match="rows in 7"):
         stage.commit([summary], rows_in=7, started=0.0)
+
+
+def test_only_a_finished_stage_is_up_to_date_and_logged_as_skipped(tmp_path, caplog):
+    logger = logging.getLogger("jobs.annotated")
+    caplog.set_level(logging.INFO, logger="jobs.annotated")
+    stage = Stage(str(tmp_path), "annotated", "c1", "i1")
+    assert up_to_date(stage, logger) is None and "skipped" not in caplog.text
+    manifest = run_stage(stage, [4])
+    assert up_to_date(stage, logger) == manifest
+    assert f"annotated: up to date, skipped ({tmp_path / 'annotated'})" in caplog.text
+
+
+@pytest.mark.spark
+def test_run_parts_commits_one_part_per_task_after_finish_saw_them_all(spark, tmp_path):
+    stage = Stage(str(tmp_path), "annotated", "c1", "i1")
+    stage.prepare()
+    sizes = [3, 0, 5]
+
+    def task(index):  # a closure, so the executors need not import this test module
+        docs = ({"id": f"d{index}-{i}", "text": "t", "reject": None} for i in range(sizes[index]))
+        return stage.write_part(index, docs, counts={"documents": sizes[index]})
+
+    def finish(parts):
+        assert all(stage.part_done(i) for i in range(len(sizes))), "finish ran before every part was written"
+        return {"order": [p["index"] for p in parts]}
+
+    manifest = run_parts(spark, stage, len(sizes), task, started=0.0, finish=finish)
+    assert manifest["rows"] == {"in": 8, "kept": 8, "rejected": 0}
+    assert manifest["order"] == [0, 1, 2] and len(manifest["parts"]) == 3
+    assert up_to_date(stage, logging.getLogger(__name__)) == manifest
