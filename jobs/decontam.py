@@ -223,10 +223,11 @@ def _finish(
 ) -> dict[str, Any]:
     """The manifest's entries: `extra`, and the documents, n-grams, copies and characters the
     parts matched, removed or cut, with the first MAX_LISTED matched documents by id. The
-    executors' copies of the index are released first."""
+    executors' copies of the index are released first. Each part's own list leaves its summary
+    here (the `_parts/` records keep it for a resume): the manifest lists the matches once."""
     shipped.unpersist()
     counts = sum_counts(p["counts"] for p in parts)
-    matches = sorted((m for p in parts for m in p["matches"]), key=lambda m: m["id"])
+    matches = sorted((m for p in parts for m in p.pop("matches")), key=lambda m: m["id"])
     return {
         **extra,
         "matched": {

@@ -66,6 +66,7 @@ def test_a_planted_test_problem_is_removed_and_listed(spark, mixed_run, tmp_path
     assert [(r["id"], r["reject"]) for r in rejected] == [(PLANTED, NGRAM)]
     assert PLANTED not in {r["id"] for r in rows(run, "decontam", "kept")}
     (listed,) = manifest["matches"]
+    assert all("matches" not in part for part in manifest["parts"])  # listed once, not per part too
     assert listed["id"] == PLANTED and listed["sets"] == ["sft_test:synth.yaml:procedural"]
     assert manifest["matched"]["by_set"]["sft_test:synth.yaml:procedural"] == 1
     assert manifest["matched"]["by_set"]["reference:fiction.jsonl.gz"] == 0
