@@ -439,6 +439,58 @@ def deduped_rows(source: str, signatures: Path, decisions: dict[int, tuple[str, 
 # endregion
 
 
+def signatures_step(spark: SparkSession, inputs: list[str], work: Path, dcfg: DedupedConfig) -> int:
+    """Step 1: signatures, one task per input part; the number of rows read."""
+    (work / SIGNATURES).mkdir(parents=True, exist_ok=True)
+
+    def signature_task(index: int) -> int:
+        return write_signatures(inputs[index], work / SIGNATURES / f"part-{index:05d}.parquet", index, dcfg)
+
+    n = max(len(inputs), 1)
+    return sum(spark.sparkContext.parallelize(range(len(inputs)), n).map(signature_task).collect())
+
+
+def clusters_step(spark: SparkSession, work: Path, dcfg: DedupedConfig, rows_in: int) -> dict[str, Any]:
+    """Step 2: clusters and their figures; skipped when an interrupted attempt finished it."""
+    if (work / CLUSTERS).is_file():
+        return read_json(work / CLUSTERS)
+    stats = cluster(spark, work, dcfg) if rows_in else dict(NO_CLUSTERS, exact_edges=0)
+    write_json_atomic(work / CLUSTERS, stats)
+    return stats
+
+
+def output_step(spark: SparkSession, stage: Stage, inputs: list[str], work: Path) -> list[dict[str, Any]]:
+    """Step 3: the output parts, one task per input part; their summaries."""
+
+    def output_task(index: int) -> dict[str, Any]:
+        if done := stage.part_done(index):
+            return done
+        decisions = read_decisions(work / DECISIONS / f"part={index}")
+        signatures = work / SIGNATURES / f"part-{index:05d}.parquet"
+        rows_out = deduped_rows(inputs[index], signatures, decisions)
+        rows_out = inject_fault(STAGE, index, rows_out)  # test-only hook, inert by default
+        documents = pq.ParquetFile(inputs[index]).metadata.num_rows
+        return stage.write_part(index, rows_out, counts={"documents": documents}, input=inputs[index])
+
+    n = max(len(inputs), 1)
+    return spark.sparkContext.parallelize(range(len(inputs)), n).map(output_task).collect()
+
+
+def dedup_params(dcfg: DedupedConfig) -> dict[str, Any]:
+    """The parameters the manifest records, the LSH bands and rows resolved."""
+    bands, rows = dcfg.lsh_params() if dcfg.near else (None, None)
+    return {
+        "ngram": dcfg.ngram,
+        "num_perm": dcfg.num_perm,
+        "bands": bands,
+        "rows": rows,
+        "threshold": dcfg.threshold,
+        "verify": dcfg.verify,
+        "seed": dcfg.seed,
+        "keep_order": list(dcfg.keep_order),
+    }
+
+
 def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
     upstream = Path(run_dir) / "annotated"
     if not (upstream / "manifest.json").is_file():
@@ -455,57 +507,23 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     started = time.time()
     stage.prepare()
     work = stage.partial / WORK
-    (work / SIGNATURES).mkdir(parents=True, exist_ok=True)
-    bands, rows = dcfg.lsh_params() if dcfg.near else (None, None)
-    n = max(len(inputs), 1)
 
-    # Step 1: signatures, one task per input part.
-    def signature_task(index: int) -> int:
-        return write_signatures(inputs[index], work / SIGNATURES / f"part-{index:05d}.parquet", index, dcfg)
-
-    rows_in = sum(spark.sparkContext.parallelize(range(len(inputs)), n).map(signature_task).collect())
+    rows_in = signatures_step(spark, inputs, work, dcfg)
     seconds = {"signatures": round(time.time() - started, 3)}
-
-    # Step 2: clusters; skipped when an interrupted attempt finished it.
-    if (work / CLUSTERS).is_file():
-        stats = read_json(work / CLUSTERS)
-    else:
-        stats = cluster(spark, work, dcfg) if rows_in else dict(NO_CLUSTERS, exact_edges=0)
-        write_json_atomic(work / CLUSTERS, stats)
+    stats = clusters_step(spark, work, dcfg, rows_in)
     seconds["clusters"] = round(time.time() - started - sum(seconds.values()), 3)
-
-    # Step 3: the output parts, one task per input part.
-    def output_task(index: int) -> dict[str, Any]:
-        if done := stage.part_done(index):
-            return done
-        decisions = read_decisions(work / DECISIONS / f"part={index}")
-        signatures = work / SIGNATURES / f"part-{index:05d}.parquet"
-        rows_out = deduped_rows(inputs[index], signatures, decisions)
-        rows_out = inject_fault(STAGE, index, rows_out)  # test-only hook, inert by default
-        documents = pq.ParquetFile(inputs[index]).metadata.num_rows
-        return stage.write_part(index, rows_out, counts={"documents": documents}, input=inputs[index])
-
-    parts = spark.sparkContext.parallelize(range(len(inputs)), n).map(output_task).collect()
+    parts = output_step(spark, stage, inputs, work)
     seconds["output"] = round(time.time() - started - sum(seconds.values()), 3)
     # The intermediates go before the rename. A crash between here and the commit makes a rerun
     # redo steps 1 and 2 (every part of step 3 is then found done): slower, never wrong.
     shutil.rmtree(work)
+
     rejected = sum_counts(p["counts"] for p in parts)
     stats["duplicates"] = {kind: rejected.get(f"rejected.duplicate:{kind}", 0) for kind in ("exact", "near")}
-    params = {
-        "ngram": dcfg.ngram,
-        "num_perm": dcfg.num_perm,
-        "bands": bands,
-        "rows": rows,
-        "threshold": dcfg.threshold,
-        "verify": dcfg.verify,
-        "seed": dcfg.seed,
-        "keep_order": list(dcfg.keep_order),
-    }
     return stage.commit(
         parts,
         rows_in=rows_in,
         started=started,
         inputs=len(inputs),
-        dedup={**stats, "params": params, "seconds": seconds},
+        dedup={**stats, "params": dedup_params(dcfg), "seconds": seconds},
     )

@@ -26,10 +26,15 @@ UPSTREAMS: dict[str, tuple[str, ...]] = {
     "annotated": ("documents",),
     "deduped": ("annotated",),
     "mixed": ("deduped", "annotated"),
+    "decontam": ("mixed",),
     "tokenizer": ("mixed",),
     "shards": ("mixed",),
 }
 REQUIRES_ALL: dict[str, tuple[str, ...]] = {"shards": ("tokenizer",)}  # besides its UPSTREAMS
+# With decontam enabled, these stages read decontam/kept (jobs/decontam.py `corpus_dir`); without a
+# finished decontam stage they would read mixed/kept and train on rows never checked against the
+# evaluation sets.
+READS_DECONTAM = ("tokenizer", "shards")
 # run.json fields that identify a run: another value means another run's outputs. Spark settings
 # (master, memory) do not change what a stage writes, so they are left out of the comparison.
 IDENTITY = ("config", "inputs", "source")
@@ -97,23 +102,32 @@ def check_config_files(cfg: Any, stages: list[str]) -> None:
             train_stages.load_stage_config(cfg, stage)  # a bad key fails now, not after curation
 
 
-def check_upstreams(run_dir: Path, stages: list[str]) -> None:
+def required_upstreams(stage: str, decontam_enabled: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(any of, all of): the stages `stage` reads, one of the first and every one of the second.
+    A disabled decontam stage reads nothing (it only removes its old output)."""
+    if stage == "decontam" and not decontam_enabled:
+        return (), ()
+    every = REQUIRES_ALL.get(stage, ())
+    if decontam_enabled and stage in READS_DECONTAM:
+        every = ("decontam", *every)
+    return UPSTREAMS.get(stage, ()), every
+
+
+def check_upstreams(run_dir: Path, stages: list[str], *, decontam_enabled: bool) -> None:
+    """Every stage to run finds the stages it reads finished in RUN or requested in this run."""
+
     def ready(name: str) -> bool:
         return name in stages or (run_dir / name / "manifest.json").is_file()
 
     for stage in stages:
-        needed = UPSTREAMS.get(stage, ())
-        if needed and not any(ready(u) for u in needed):
+        any_of, every = required_upstreams(stage, decontam_enabled)
+        missing = [any_of[0]] if any_of and not any(ready(u) for u in any_of) else []
+        missing += [u for u in every if not ready(u)]
+        if missing:
             raise FileNotFoundError(
-                f"--stages {stage}: {run_dir / needed[0]} is not finished; "
-                f"add `{needed[0]}` to --stages or run it first"
+                f"--stages {stage}: {run_dir / missing[0]} is not finished; "
+                f"add `{missing[0]}` to --stages or run it first"
             )
-        for upstream in REQUIRES_ALL.get(stage, ()):
-            if not ready(upstream):
-                raise FileNotFoundError(
-                    f"--stages {stage}: {run_dir / upstream} is not finished; "
-                    f"add `{upstream}` to --stages or run it first"
-                )
 
 
 def check_run_dir(run_dir: Path, record: dict[str, Any], *, force: bool) -> None:
@@ -173,5 +187,5 @@ def check(
     check_no_secrets(cfg)
     check_run_dir(run_dir, record, force=force)
     check_config_files(cfg, stages)
-    check_upstreams(run_dir, stages)
+    check_upstreams(run_dir, stages, decontam_enabled=cfg.decontam.enabled)
     check_inputs(files, strict=strict)

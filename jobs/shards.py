@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from pyspark import SparkFiles, StorageLevel, TaskContext
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from corpus import mix
@@ -200,17 +200,140 @@ def bucket_report(
     return out
 
 
-def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
-    run = Path(run_dir)
+def _tokenizer(run: Path) -> tuple[dict[str, Any], Path, str]:
+    """The tokenizer stage's manifest, its file and the file's sha256, checked against each other."""
     for upstream in ("mixed", "tokenizer"):
         if not (run / upstream / "manifest.json").is_file():
             raise FileNotFoundError(f"{run / upstream}: not finished; run the `{upstream}` stage first")
-    mixed_manifest = read_json(run / "mixed" / "manifest.json")
     tok_manifest = read_json(run / "tokenizer" / "manifest.json")
     tok_path = run / "tokenizer" / tok_manifest["file"]
     sha256 = file_hash(tok_path)
     if sha256 != tok_manifest["sha256"]:
         raise ValueError(f"{tok_path}: sha256 differs from its manifest; rerun the tokenizer stage")
+    return tok_manifest, tok_path, sha256
+
+
+def tokenize(
+    spark: SparkSession, tok_path: Path, inputs: list[str], seed: int, dtype: np.dtype
+) -> DataFrame | None:
+    """Step 1's rows (TOKENIZED), persisted (see the module docstring); None without inputs."""
+    if not inputs:
+        return None
+    shipped = ship(spark, tok_path, "tokenizer")
+    docs = spark.read.parquet(*map(spark_uri, inputs)).select("id", "bucket", "repeats", "text")
+    tokenized = docs.mapInArrow(tokenize_batches(shipped, seed, dtype), TOKENIZED_DDL)
+    return tokenized.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def split_counts(tokenized: DataFrame, limit: int) -> list[dict[str, Any]]:
+    """Documents, copies, bytes and tokens per bucket and split, for the validation cut `limit`."""
+    valid = (F.col("valid_key") < F.lit(limit)).alias("valid")
+    copies = F.when(valid, F.lit(1)).otherwise(F.col("repeats"))
+    return [
+        r.asDict()
+        for r in tokenized.groupBy("bucket", valid)
+        .agg(
+            F.count("*").alias("documents"),
+            F.sum(copies).alias("copies"),
+            F.sum("n_bytes").alias("bytes"),
+            F.sum("n_tokens").alias("tokens"),
+            F.sum(F.col("n_tokens") * copies).alias("written"),
+            F.min("valid_key").alias("min_key"),
+        )
+        .collect()
+    ]
+
+
+def validation_cut(tokenized: DataFrame | None, valid_fraction: float) -> tuple[int, list[dict[str, Any]]]:
+    """Step 2: the valid_key limit and the counts under it (module docstring)."""
+    limit = mix.threshold(valid_fraction)
+    rows = split_counts(tokenized, limit) if tokenized is not None else []
+    if valid_fraction > 0 and sum(r["documents"] for r in rows) >= 2 and not any(r["valid"] for r in rows):
+        limit = min(r["min_key"] for r in rows) + 1  # hold out the one document with the smallest key
+        rows = split_counts(tokenized, limit)
+    return limit, rows
+
+
+def place(tokenized: DataFrame, limit: int, n_shards: dict[str, int]) -> DataFrame:
+    """Step 3: every copy with its shard, the key range of its split that holds its key."""
+    is_valid = F.col("valid_key") < F.lit(limit)
+    copies = tokenized.select(
+        "id",
+        is_valid.alias("valid"),
+        "tokens",
+        F.posexplode(F.when(is_valid, F.slice("keys", 1, 1)).otherwise(F.col("keys"))).alias("copy", "key"),
+    )
+
+    def shard_of(split: str) -> F.Column:
+        offset = n_shards["train"] if split == "valid" else 0
+        divisor = mix.range_divisor(max(n_shards[split], 1))
+        return F.lit(offset) + F.expr(f"key div {divisor}")
+
+    return copies.withColumn(
+        "shard", F.when(F.col("valid"), shard_of("valid")).otherwise(shard_of("train")).cast("int")
+    )
+
+
+def write_shards(
+    stage: Stage, placed: DataFrame, names: list[str], vocab_size: int
+) -> dict[int, dict[str, Any]]:
+    """Step 4: range-partition by shard, sort by key, write from the executors; entry per shard."""
+    written = (
+        placed.repartitionByRange(len(names), "shard")
+        .sortWithinPartitions("shard", "key", "id", "copy")
+        .select("shard", "key", "tokens")
+        .mapInArrow(write_batches(stage, names, vocab_size), "shard int, entry string")
+    )
+    entries = {r["shard"]: json.loads(r["entry"]) for r in written.collect()}
+    # A key range that drew no copy (a small corpus over several shards) reached no task:
+    # its shard is written empty here, a few bytes, so the numbering has no gaps.
+    for g in sorted(set(range(len(names))) - set(entries)):
+        entries[g] = stage.part_done(g) or stage.save_part(
+            g, ShardWriter(stage.partial / names[g], vocab_size).close()
+        )
+    return entries
+
+
+def shards_manifest(
+    cfg: PipelineConfig,
+    tok_manifest: dict[str, Any],
+    sha256: str,
+    limit: int,
+    names: list[str],
+    entries: dict[int, dict[str, Any]],
+) -> dict[str, Any]:
+    """Step 5's manifest (corpus/shards.py's docstring), less the per-bucket report."""
+    vocab_size = tok_manifest["vocab_size"]
+    splits = {s: [entries[g] for g, name in enumerate(names) if name.startswith(f"{s}_")] for s in SPLITS}
+    return {
+        "tokenizer": {
+            "file": f"../tokenizer/{tok_manifest['file']}",
+            "sha256": sha256,
+            "vocab_size": vocab_size,
+        },
+        "dtype": token_dtype(vocab_size).name,
+        "eot_id": tok_manifest["eot_id"],
+        "seed": cfg.seed,
+        "shard_tokens": cfg.shards.shard_tokens,
+        "valid_fraction": cfg.shards.valid_fraction,
+        "valid_key_limit": limit,
+        "splits": splits,
+        "totals": {
+            s: {
+                "shards": len(splits[s]),
+                "documents": sum(e["documents"] for e in splits[s]),
+                "tokens": sum(e["tokens"] for e in splits[s]),
+            }
+            for s in SPLITS
+        },
+        "output_fingerprint": fingerprint([[e["bin_sha256"], e["idx_sha256"]] for e in entries.values()]),
+    }
+
+
+def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
+    run = Path(run_dir)
+    tok_manifest, tok_path, sha256 = _tokenizer(run)
+    mixed_manifest = read_json(run / "mixed" / "manifest.json")
     scfg = cfg.shards
     key = {"version": VERSION, "seed": cfg.seed, "shards": scfg.model_dump(mode="json")}
     corpus = decontam.corpus_dir(run)  # decontam/ when it ran on this mixed output
@@ -222,46 +345,11 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         return manifest
     started = time.time()
     stage.prepare(subdirs=("_parts",))
-    vocab_size, eot_id = tok_manifest["vocab_size"], tok_manifest["eot_id"]
-    dtype = token_dtype(vocab_size)
+    vocab_size = tok_manifest["vocab_size"]
     inputs = sorted(str(p) for p in (corpus / "kept").glob("part-*.parquet"))
 
-    # region 1: tokenize; persisted, see the module docstring
-    tokenized = None
-    if inputs:
-        shipped = ship(spark, tok_path, "tokenizer")
-        docs = spark.read.parquet(*map(spark_uri, inputs)).select("id", "bucket", "repeats", "text")
-        tokenized = docs.mapInArrow(tokenize_batches(shipped, cfg.seed, dtype), TOKENIZED_DDL)
-        tokenized = tokenized.persist(StorageLevel.MEMORY_AND_DISK)
-    # endregion
-
-    # region 2: the validation cut and the counts per bucket and split
-    def counts(limit: int) -> list[dict[str, Any]]:
-        valid = (F.col("valid_key") < F.lit(limit)).alias("valid")
-        copies = F.when(valid, F.lit(1)).otherwise(F.col("repeats"))
-        return [
-            r.asDict()
-            for r in tokenized.groupBy("bucket", valid)
-            .agg(
-                F.count("*").alias("documents"),
-                F.sum(copies).alias("copies"),
-                F.sum("n_bytes").alias("bytes"),
-                F.sum("n_tokens").alias("tokens"),
-                F.sum(F.col("n_tokens") * copies).alias("written"),
-                F.min("valid_key").alias("min_key"),
-            )
-            .collect()
-        ]
-
-    limit = mix.threshold(scfg.valid_fraction)
-    rows = counts(limit) if tokenized is not None else []
-    if (
-        scfg.valid_fraction > 0
-        and sum(r["documents"] for r in rows) >= 2
-        and not any(r["valid"] for r in rows)
-    ):
-        limit = min(r["min_key"] for r in rows) + 1  # hold out the one document with the smallest key
-        rows = counts(limit)
+    tokenized = tokenize(spark, tok_path, inputs, cfg.seed, token_dtype(vocab_size))
+    limit, rows = validation_cut(tokenized, scfg.valid_fraction)
     tokens = {s: sum(r["written"] for r in rows if r["valid"] == (s == "valid")) for s in SPLITS}
     n_shards = {s: math.ceil(tokens[s] / scfg.shard_tokens) for s in SPLITS}
     names = [shard_name(s, i) for s in SPLITS for i in range(n_shards[s])]
@@ -270,75 +358,16 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         f"{sum(tokens.values()):,}",
         time.time() - started,
     )
-    # endregion
-
-    # region 3-4: place every copy in its shard by key range, sort, write from the executors
     entries: dict[int, dict[str, Any]] = {}
     if names:
-        is_valid = F.col("valid_key") < F.lit(limit)
-        copies = tokenized.select(
-            "id",
-            is_valid.alias("valid"),
-            "tokens",
-            F.posexplode(F.when(is_valid, F.slice("keys", 1, 1)).otherwise(F.col("keys"))).alias(
-                "copy", "key"
-            ),
-        )
-
-        def shard_of(split: str) -> F.Column:
-            offset = n_shards["train"] if split == "valid" else 0
-            divisor = mix.range_divisor(max(n_shards[split], 1))
-            return F.lit(offset) + F.expr(f"key div {divisor}")
-
-        placed = copies.withColumn(
-            "shard", F.when(F.col("valid"), shard_of("valid")).otherwise(shard_of("train")).cast("int")
-        )
-        written = (
-            placed.repartitionByRange(len(names), "shard")
-            .sortWithinPartitions("shard", "key", "id", "copy")
-            .select("shard", "key", "tokens")
-            .mapInArrow(write_batches(stage, names, vocab_size), "shard int, entry string")
-        )
-        entries = {r["shard"]: json.loads(r["entry"]) for r in written.collect()}
-        # A key range that drew no copy (a small corpus over several shards) reached no task:
-        # its shard is written empty here, a few bytes, so the numbering has no gaps.
-        for g in sorted(set(range(len(names))) - set(entries)):
-            entries[g] = stage.part_done(g) or stage.save_part(
-                g, ShardWriter(stage.partial / names[g], vocab_size).close()
-            )
+        entries = write_shards(stage, place(tokenized, limit, n_shards), names, vocab_size)
         log.info("shards: %d shards written after %.1f s", len(entries), time.time() - started)
     if tokenized is not None:
         tokenized.unpersist()
-    # endregion
 
-    splits = {s: [entries[g] for g, name in enumerate(names) if name.startswith(f"{s}_")] for s in SPLITS}
-    manifest = stage.publish(
-        {
-            "tokenizer": {
-                "file": f"../tokenizer/{tok_manifest['file']}",
-                "sha256": sha256,
-                "vocab_size": vocab_size,
-            },
-            "dtype": dtype.name,
-            "eot_id": eot_id,
-            "seed": cfg.seed,
-            "shard_tokens": scfg.shard_tokens,
-            "valid_fraction": scfg.valid_fraction,
-            "valid_key_limit": limit,
-            "splits": splits,
-            "totals": {
-                s: {
-                    "shards": len(splits[s]),
-                    "documents": sum(e["documents"] for e in splits[s]),
-                    "tokens": sum(e["tokens"] for e in splits[s]),
-                }
-                for s in SPLITS
-            },
-            "buckets": bucket_report(
-                rows, mixed_manifest["buckets"], mixed_manifest["token_estimate"]["bytes_per_token"]
-            ),
-            "output_fingerprint": fingerprint([[e["bin_sha256"], e["idx_sha256"]] for e in entries.values()]),
-        }
-    )
+    manifest = shards_manifest(cfg, tok_manifest, sha256, limit, names, entries)
+    bytes_per_token = mixed_manifest["token_estimate"]["bytes_per_token"]
+    manifest["buckets"] = bucket_report(rows, mixed_manifest["buckets"], bytes_per_token)
+    manifest = stage.publish(manifest)
     write_json_atomic(stage.final / TIMING, {"wall_time_s": round(time.time() - started, 3)})
     return manifest

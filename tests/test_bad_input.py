@@ -11,7 +11,7 @@ import pytest
 
 from corpus.faults import members
 from jobs.cli import main
-from jobs.preflight import check_input_file, check_run_dir
+from jobs.preflight import check_input_file, check_run_dir, check_upstreams
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 WARC = SAMPLE / "commoncrawl-2024-22.warc.gz"
@@ -113,6 +113,35 @@ def test_stage_without_its_upstream_is_refused(capsys, tmp_path):
     line = refuse(capsys, ["run", "--stages", "annotated", "--out", str(out)])
     assert str(out / "documents") in line and "not finished" in line
     assert not out.exists()
+
+
+def test_decontam_without_mixed_is_refused(capsys, tmp_path):
+    out = tmp_path / "run"
+    line = refuse(capsys, ["run", "--stages", "decontam", "--out", str(out)])
+    assert str(out / "mixed") in line and "not finished" in line
+    assert not out.exists()
+
+
+def finish(run: Path, *stages: str) -> None:
+    """Empty manifests: all preflight looks for is that a stage finished."""
+    for stage in stages:
+        (run / stage).mkdir(parents=True)
+        (run / stage / "manifest.json").write_text("{}")
+
+
+@pytest.mark.parametrize("stage", ["tokenizer", "shards"])
+def test_stage_reading_decontam_without_it_is_refused(tmp_path, stage):
+    finish(tmp_path, "mixed", "tokenizer")
+    with pytest.raises(FileNotFoundError, match=f"--stages {stage}: .*decontam is not finished"):
+        check_upstreams(tmp_path, [stage], decontam_enabled=True)
+    check_upstreams(tmp_path, ["decontam", stage], decontam_enabled=True)
+    check_upstreams(tmp_path, [stage], decontam_enabled=False)  # then it reads mixed/kept
+
+
+def test_disabled_decontam_needs_no_mixed(tmp_path):
+    check_upstreams(tmp_path, ["decontam"], decontam_enabled=False)  # it only removes its old output
+    with pytest.raises(FileNotFoundError, match="mixed is not finished"):
+        check_upstreams(tmp_path, ["decontam"], decontam_enabled=True)
 
 
 def another_run(out: Path, inputs: list[str], seed: int) -> bytes:
