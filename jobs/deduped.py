@@ -57,7 +57,7 @@ from corpus.manifest import fingerprint, read_json, sum_counts, temporary_path, 
 from corpus.minhash import band_keys, sign
 from jobs.config import DedupedConfig, PipelineConfig
 from jobs.spark import spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, task_attempt
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_tasks, task_attempt, up_to_date
 
 STAGE = "deduped"
 VERSION = 2  # 2: exact verification and no chaining (clusters split by `attach`)
@@ -446,8 +446,7 @@ def signatures_step(spark: SparkSession, inputs: list[str], work: Path, dcfg: De
     def signature_task(index: int) -> int:
         return write_signatures(inputs[index], work / SIGNATURES / f"part-{index:05d}.parquet", index, dcfg)
 
-    n = max(len(inputs), 1)
-    return sum(spark.sparkContext.parallelize(range(len(inputs)), n).map(signature_task).collect())
+    return sum(run_tasks(spark, len(inputs), signature_task))
 
 
 def clusters_step(spark: SparkSession, work: Path, dcfg: DedupedConfig, rows_in: int) -> dict[str, Any]:
@@ -472,8 +471,7 @@ def output_step(spark: SparkSession, stage: Stage, inputs: list[str], work: Path
         documents = pq.ParquetFile(inputs[index]).metadata.num_rows
         return stage.write_part(index, rows_out, counts={"documents": documents}, input=inputs[index])
 
-    n = max(len(inputs), 1)
-    return spark.sparkContext.parallelize(range(len(inputs)), n).map(output_task).collect()
+    return run_tasks(spark, len(inputs), output_task)
 
 
 def dedup_params(dcfg: DedupedConfig) -> dict[str, Any]:
@@ -501,8 +499,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     stage = Stage(
         run_dir, STAGE, fingerprint(key), read_json(upstream / "manifest.json")["output_fingerprint"]
     )
-    if manifest := stage.finished():
-        log.info("deduped: up to date, skipped (%s)", stage.final)
+    if manifest := up_to_date(stage, log):
         return manifest
     started = time.time()
     stage.prepare()

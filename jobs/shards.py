@@ -58,7 +58,7 @@ from corpus.tokenizer import encode_documents, file_hash, load
 from jobs import decontam
 from jobs.config import PipelineConfig
 from jobs.spark import ship, spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, task_attempt
+from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, task_attempt, up_to_date
 
 STAGE = "shards"
 VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
@@ -340,8 +340,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     # key "mixed" whichever stage it is, so runs from before the decontam stage are not redone
     inputs_key = {"mixed": read_json(corpus / "manifest.json")["output_fingerprint"], "tokenizer": sha256}
     stage = Stage(run_dir, STAGE, fingerprint(key), fingerprint(inputs_key))
-    if manifest := stage.finished():
-        log.info("shards: up to date, skipped (%s)", stage.final)
+    if manifest := up_to_date(stage, log):
         return manifest
     started = time.time()
     stage.prepare(subdirs=("_parts",))
