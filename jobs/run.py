@@ -3,8 +3,11 @@
 import importlib.metadata
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from pyspark.sql import SparkSession
 
 from corpus.fs import expand, file_version, is_path_list, is_remote, read_path_list
 from corpus.manifest import write_json_atomic
@@ -13,6 +16,16 @@ from jobs.config import PipelineConfig, load_config
 from jobs.spark import spark_session
 
 CURATION = ("documents", "annotated", "deduped", "mixed", "decontam", "tokenizer", "shards")
+# The curation stages after `documents`, each `main(spark, cfg, run_dir)`; the module, not its
+# `main`, so that a test's monkeypatched `main` is the one called.
+CURATION_MODULES = {
+    "annotated": annotated,
+    "deduped": deduped,
+    "mixed": mixed,
+    "decontam": decontam,
+    "tokenizer": tokenizer,
+    "shards": shards,
+}
 # Training stages run when the config's `train` section names their configs (conf/full.yaml).
 STAGES = CURATION + tuple(train_stages.STAGES)
 PACKAGES = (
@@ -120,22 +133,54 @@ def run(
     write_json_atomic(run_dir / "run.json", record)
     # Training stages alone need no Spark (and no JVM start-up).
     spark = spark_session(cfg.spark, master) if any(n in CURATION for n in names) else None
+    return run_stages(names, spark, cfg, files, run_dir, source)
+
+
+def run_stages(
+    names: list[str],
+    spark: SparkSession | None,
+    cfg: PipelineConfig,
+    files: list[str],
+    run_dir: Path,
+    source: str | None,
+) -> dict[str, Any]:
+    """Each stage in turn, between two progress lines (`[3/12] deduped started`, `[3/12] deduped
+    done in 36 s`): plain log lines, so a redirected log says which stage of how many is running
+    and how long each took. Spark is stopped before the first training stage: its JVM would
+    otherwise hold ~1.5 GB through half an hour of training (conf/full.yaml), and nothing after
+    the shards reads through Spark."""
     manifests = {}
-    for name in names:
-        if name == "documents":
-            manifests[name] = documents.main(spark, cfg, files, str(run_dir), source)
-        elif name == "annotated":
-            manifests[name] = annotated.main(spark, cfg, str(run_dir))
-        elif name == "deduped":
-            manifests[name] = deduped.main(spark, cfg, str(run_dir))
-        elif name == "mixed":
-            manifests[name] = mixed.main(spark, cfg, str(run_dir))
-        elif name == "decontam":
-            manifests[name] = decontam.main(spark, cfg, str(run_dir))
-        elif name == "tokenizer":
-            manifests[name] = tokenizer.main(spark, cfg, str(run_dir))
-        elif name == "shards":
-            manifests[name] = shards.main(spark, cfg, str(run_dir))
-        else:
-            manifests[name] = train_stages.STAGES[name][0](cfg, run_dir)
+    for i, name in enumerate(names, 1):
+        if spark is not None and name not in CURATION:
+            spark.stop()
+            spark = None
+        log.info("[%d/%d] %s started", i, len(names), name)
+        started = time.monotonic()
+        manifests[name] = _run_stage(name, spark, cfg, files, run_dir, source)
+        log.info("[%d/%d] %s done in %s", i, len(names), name, _duration(time.monotonic() - started))
     return manifests
+
+
+def _run_stage(
+    name: str,
+    spark: SparkSession | None,
+    cfg: PipelineConfig,
+    files: list[str],
+    run_dir: Path,
+    source: str | None,
+) -> dict[str, Any]:
+    if name == "documents":
+        return documents.main(spark, cfg, files, str(run_dir), source)
+    if name in CURATION_MODULES:
+        return CURATION_MODULES[name].main(spark, cfg, str(run_dir))
+    return train_stages.STAGES[name][0](cfg, run_dir)
+
+
+def _duration(seconds: float) -> str:
+    """`36 s`, `6 min 05 s`, `1 h 02 min`: whole units, read at a glance in a log."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

@@ -45,7 +45,9 @@ def spark_session(cfg: "SparkConfig", master: str | None = None, app_name: str =
                 .config("spark.ui.enabled", "false")
                 .config("spark.driver.memory", cfg.driver_memory)
             )
-    if os.environ.get("REFINERY_QUIET"):  # `refinery --quiet`: no console progress bar
+    # Spark's console progress bar redraws itself with carriage returns: in a log file (stderr not a
+    # terminal) it becomes one line per stage thousands of characters long. `refinery --quiet`: none.
+    if os.environ.get("REFINERY_QUIET") or not sys.stderr.isatty():
         builder = builder.config("spark.ui.showConsoleProgress", "false")
     for key, value in cfg.conf.items():
         builder = builder.config(key, value)

@@ -1,0 +1,69 @@
+"""`refinery run`'s progress in a log file, and Spark stopped before the training stages."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs import run as run_module
+from jobs import train_stages
+from jobs.config import PipelineConfig
+
+REPO = Path(__file__).resolve().parent.parent
+WARC = REPO / "data" / "sample" / "commoncrawl-2019.warc.gz"
+# The run's own quality model needs more documents than one sample file holds.
+CONFIG = "annotated:\n  quality: {enabled: false}\n"
+RUN_TIMEOUT_S = 300
+
+
+@pytest.mark.spark
+def test_a_redirected_run_log_has_a_progress_line_at_each_stage_start_and_end(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    log = tmp_path / "run.log"
+    argv = ["run", str(config), "--input", str(WARC), "--out", str(tmp_path / "run")]
+    with log.open("w") as handle:  # stdout and stderr a file, as under `> run.log 2>&1`
+        command = [sys.executable, "-m", "jobs.cli", *argv, "--stages", "documents,annotated"]
+        done = subprocess.run(
+            command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, timeout=RUN_TIMEOUT_S
+        )
+    text = log.read_text()
+    assert done.returncode == 0, text
+    assert "\r" not in text  # no console progress bar redrawn in place
+    progress = re.findall(r"\[(\d)/2\] (\w+) (started|done in \d+ s)", text)
+    assert [(i, name, event.split(" in ")[0]) for i, name, event in progress] == [
+        ("1", "documents", "started"),
+        ("1", "documents", "done"),
+        ("2", "annotated", "started"),
+        ("2", "annotated", "done"),
+    ]
+
+
+class FakeSpark:
+    stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_spark_is_stopped_after_the_last_curation_stage_before_training(monkeypatch, tmp_path):
+    spark = FakeSpark()
+    seen = []
+    monkeypatch.setattr(run_module.shards, "main", lambda s, cfg, run_dir: seen.append(("shards", s.stopped)))
+
+    def pretrain(cfg, run_dir):
+        seen.append(("pretrain", spark.stopped))
+        return {}
+
+    monkeypatch.setitem(train_stages.STAGES, "pretrain", (pretrain, *train_stages.STAGES["pretrain"][1:]))
+    run_module.run_stages(["shards", "pretrain"], spark, PipelineConfig(), [], tmp_path, None)
+    assert seen == [("shards", False), ("pretrain", True)]
+
+
+@pytest.mark.parametrize(
+    "seconds, shown", [(0.4, "0 s"), (36.2, "36 s"), (365, "6 min 05 s"), (3725, "1 h 02 min")]
+)
+def test_stage_durations_read_in_whole_units(seconds, shown):
+    assert run_module._duration(seconds) == shown
