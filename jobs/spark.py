@@ -24,6 +24,9 @@ SUBMITTED_ENV = "PYSPARK_GATEWAY_PORT"
 # Where the driver keeps the copies it ships (`ship`), named by their content.
 SHIPPED_DIR = Path(tempfile.gettempdir()) / "refinery-shipped"
 
+# Driver logging under `refinery --quiet`: warnings only, without Spark's start-up banner.
+QUIET_LOG4J = Path(__file__).with_name("log4j2-quiet.properties")
+
 if TYPE_CHECKING:
     from jobs.config import SparkConfig
 
@@ -49,6 +52,9 @@ def spark_session(cfg: "SparkConfig", master: str | None = None, app_name: str =
     # terminal) it becomes one line per stage thousands of characters long. `refinery --quiet`: none.
     if os.environ.get("REFINERY_QUIET") or not sys.stderr.isatty():
         builder = builder.config("spark.ui.showConsoleProgress", "false")
+    if os.environ.get("REFINERY_QUIET"):
+        # The driver JVM reads it at start-up (a session already running keeps its logging).
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile={QUIET_LOG4J}")
     for key, value in cfg.conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -18,19 +18,26 @@ CONFIG = "annotated:\n  quality: {enabled: false}\n"
 RUN_TIMEOUT_S = 300
 
 
-@pytest.mark.spark
-def test_a_redirected_run_log_has_a_progress_line_at_each_stage_start_and_end(tmp_path):
+def logged_run(tmp_path: Path, *options: str) -> str:
+    """`refinery [OPTIONS] run` of the documents and annotated stages, stdout and stderr sent to a
+    file as under `> run.log 2>&1`: the file's text."""
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG)
     log = tmp_path / "run.log"
-    argv = ["run", str(config), "--input", str(WARC), "--out", str(tmp_path / "run")]
-    with log.open("w") as handle:  # stdout and stderr a file, as under `> run.log 2>&1`
-        command = [sys.executable, "-m", "jobs.cli", *argv, "--stages", "documents,annotated"]
+    argv = [*options, "run", str(config), "--input", str(WARC), "--out", str(tmp_path / "run")]
+    command = [sys.executable, "-m", "jobs.cli", *argv, "--stages", "documents,annotated"]
+    with log.open("w") as handle:
         done = subprocess.run(
             command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, timeout=RUN_TIMEOUT_S
         )
     text = log.read_text()
     assert done.returncode == 0, text
+    return text
+
+
+@pytest.mark.spark
+def test_a_redirected_run_log_has_a_progress_line_at_each_stage_start_and_end(tmp_path):
+    text = logged_run(tmp_path)
     assert "\r" not in text  # no console progress bar redrawn in place
     progress = re.findall(r"\[(\d)/2\] (\w+) (started|done in \d+ s)", text)
     assert [(i, name, event.split(" in ")[0]) for i, name, event in progress] == [
@@ -39,6 +46,14 @@ def test_a_redirected_run_log_has_a_progress_line_at_each_stage_start_and_end(tm
         ("2", "annotated", "started"),
         ("2", "annotated", "done"),
     ]
+
+
+@pytest.mark.spark
+def test_quiet_run_prints_no_spark_start_up_banner_and_no_progress(tmp_path):
+    text = logged_run(tmp_path, "--quiet")
+    assert "log4j" not in text and "Setting default log level" not in text
+    assert "NativeCodeLoader" not in text and "[1/2]" not in text
+    assert "documents: " in text and "annotated: " in text  # the summary still says what was done
 
 
 class FakeSpark:
