@@ -39,21 +39,36 @@ def _run(args: argparse.Namespace) -> None:
         input_limit=args.input_limit,
     )
     for name, manifest in manifests.items():
-        rows, summary = manifest.get("rows"), manifest.get("summary")
-        if rows:
-            console.print(f"{name}: {rows['in']:,} in, {rows['kept']:,} kept, {rows['rejected']:,} rejected")
-        elif summary:
-            console.print(f"{name}: " + ", ".join(f"{k} {_short(v)}" for k, v in summary.items()))
+        for line in summary_lines(name, manifest):
+            console.print(line, highlight=False)
+
+
+def summary_lines(name: str, manifest: dict) -> list[str]:
+    """What a stage did, for the end of `refinery run`: one line of its row counts or scalar results,
+    then one indented line per nested result (`eval`'s accuracy per model), its deeper keys joined
+    with dots, rather than nested braces wrapped over many lines."""
+    rows, summary = manifest.get("rows"), manifest.get("summary") or {}
+    if rows:
+        return [f"{name}: {rows['in']:,} in, {rows['kept']:,} kept, {rows['rejected']:,} rejected"]
+    scalars = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    nested = [f"  {k}: {_pairs(_flat(v))}" for k, v in summary.items() if isinstance(v, dict)]
+    if not scalars:
+        return [f"{name}:", *nested] if nested else [f"{name}: done"]
+    return [f"{name}: {_pairs(scalars)}", *nested]
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
         else:
-            console.print(f"{name}: done")
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
-def _short(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} {_short(v)}" for k, v in value.items()) + "}"
-    return str(value)
+def _pairs(values: dict) -> str:
+    return ", ".join(f"{k} {f'{v:.4g}' if isinstance(v, float) else v}" for k, v in values.items())
 
 
 def _stats(args: argparse.Namespace) -> None:

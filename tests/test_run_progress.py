@@ -9,6 +9,7 @@ import pytest
 
 from jobs import run as run_module
 from jobs import train_stages
+from jobs.cli import summary_lines
 from jobs.config import PipelineConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,3 +83,17 @@ def test_spark_is_stopped_after_the_last_curation_stage_before_training(monkeypa
 )
 def test_stage_durations_read_in_whole_units(seconds, shown):
     assert run_module._duration(seconds) == shown
+
+
+def test_run_summary_puts_each_nested_result_on_its_own_line_with_dotted_keys():
+    accuracy = {"pretrain": {"arithmetic": 0.125, "copy": {"short": 0.5}}, "sft": {"arithmetic": 0.75}}
+    assert summary_lines("eval", {"summary": accuracy}) == [
+        "eval:",
+        "  pretrain: arithmetic 0.125, copy.short 0.5",
+        "  sft: arithmetic 0.75",
+    ]
+    pretrain = {"summary": {"step": 100, "val_bpb": 1.234567, "last": "model"}}
+    assert summary_lines("pretrain", pretrain) == ["pretrain: step 100, val_bpb 1.235, last model"]
+    rows = {"rows": {"in": 1200, "kept": 1000, "rejected": 200}}
+    assert summary_lines("documents", rows) == ["documents: 1,200 in, 1,000 kept, 200 rejected"]
+    assert summary_lines("tokenizer", {}) == ["tokenizer: done"]
