@@ -128,6 +128,14 @@ class AnnotatedConfig(BaseModel):
     quality: QualityConfig = QualityConfig()  # last: it scores the stored (redacted) text
 
 
+class UrlDedupConfig(BaseModel):
+    """One fetch per canonical URL (corpus/filters/url.py `canonical_url`); the others `duplicate:url`."""
+
+    model_config = STRICT
+    enabled: bool = True
+    keep: Literal["latest", "earliest"] = "latest"  # by fetch_time; a missing fetch_time loses
+
+
 class DedupedConfig(BaseModel):
     """Exact and MinHash-LSH dedup (jobs/deduped.py, corpus/minhash.py): FineWeb's 14 x 8 by default."""
 
@@ -141,6 +149,7 @@ class DedupedConfig(BaseModel):
     verify: bool = True  # exact Jaccard, no chaining; false: as FineWeb; see conf/pipeline.yaml
     seed: int = 1
     keep_order: tuple[str, ...] = ("quality desc", "fetch_time asc", "id asc")
+    url: UrlDedupConfig = UrlDedupConfig()
 
     @pydantic.field_validator("keep_order")
     @classmethod

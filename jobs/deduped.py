@@ -1,17 +1,25 @@
 """deduped stage: RUN/annotated/kept → RUN/deduped/{kept,rejected}/part-NNNNN.parquet + manifest.json.
 
-Reject rules: `duplicate:exact` (same normalized text as the kept document of its cluster) and
+Reject rules, in order: `duplicate:url` (with `url.enabled`: another fetch of the same canonical URL,
+corpus/filters/url.py `canonical_url`, is kept: the latest by `fetch_time`, or the earliest, then
+by id), `duplicate:exact` (same normalized text as the kept document of its cluster) and
 `duplicate:near` (in the cluster through MinHash-LSH; with `verify`, at an exact Jaccard of at
-least `threshold` with the kept document). Every row gets `exact_hash`,
+least `threshold` with the kept document). The URL decision comes first and only the fetches it
+keeps are clustered by text, so an older fetch of a page never keeps a text cluster for itself. A
+`duplicate:url` row's `cluster_id` is the kept fetch's id and its `cluster_size` the number of
+fetches of its URL. Every row gets `exact_hash`,
 `cluster_id` (the id of the document kept for its cluster; a singleton's own id) and
 `cluster_size` (1 for a singleton). Part N of the output holds the rows of part N of the input,
 in input order.
 
 Three steps, each resumable inside the stage's partial directory (intermediates in `work/`):
 1. Signatures, one Spark task per input part (corpus/minhash.py, numpy): `work/signatures/`
-   Parquet with a node number (part << 32 | row), the exact hash, the keep-order columns and the
-   band keys (and, for `verify`, the distinct shingle hashes).
-2. Clusters, in Spark DataFrames: every document's rank in the keep order over the whole
+   Parquet with a node number (part << 32 | row), the canonical URL, the exact hash, the
+   keep-order columns and the band keys (and, for `verify`, the distinct shingle hashes).
+2. Clusters, in Spark DataFrames: first the fetch kept per canonical URL, by `max_by`/`min_by`
+   (an aggregate that combines map-side, like the exact groups below) and joined back to the
+   other fetches as the exact groups are (`join_groups`); then, over the fetches kept, every
+   document's rank in the keep order over the whole
    corpus (a range-partitioned sort); exact-hash groups by aggregation (smallest node, size,
    best rank: combined map-side, so a text copied a million times never lands in one task);
    LSH buckets of one representative per group become star edges (member → bucket minimum),
@@ -53,6 +61,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from corpus.dedup import attach, parse_keep_order
+from corpus.filters.url import canonical_url
 from corpus.manifest import fingerprint, read_json, sum_counts, temporary_path, write_json_atomic
 from corpus.minhash import band_keys, sign
 from jobs.config import DedupedConfig, PipelineConfig
@@ -60,7 +69,7 @@ from jobs.spark import spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_tasks, task_attempt, up_to_date
 
 STAGE = "deduped"
-VERSION = 2  # 2: exact verification and no chaining (clusters split by `attach`)
+VERSION = 3  # 2: exact verification and no chaining (clusters split by `attach`); 3: duplicate:url
 # Intermediates, under the partial directory's `work/` (not `_work`: Spark skips paths starting with
 # `_` or `.`), removed before the stage is published.
 WORK = "work"
@@ -89,6 +98,7 @@ def signature_table(rows: list[dict[str, Any]], part: int, first_row: int, cfg: 
     columns = {
         "node": pa.array([(part << ROW_BITS) | (first_row + i) for i in range(len(rows))], pa.int64()),
         "id": pa.array([r["id"] for r in rows], pa.string()),
+        "url_key": pa.array([canonical_url(r.get("url")) for r in rows], pa.string()),
         "exact_hash": pa.array(exact, pa.string()),
         "quality": pa.array([r.get("quality") for r in rows], pa.float32()),
         "fetch_time": pa.array([r.get("fetch_time") for r in rows], pa.timestamp("us", tz="UTC")),
@@ -108,7 +118,7 @@ def write_signatures(source: str, target: Path, part: int, cfg: DedupedConfig) -
     if target.is_file():  # done by an interrupted earlier attempt
         return pq.ParquetFile(target).metadata.num_rows
     tmp = temporary_path(target, task_attempt())
-    columns = ["id", "text", "quality", "fetch_time", "lang_score"]
+    columns = ["id", "url", "text", "quality", "fetch_time", "lang_score"]
     done = 0
     writer = None
     try:
@@ -128,6 +138,36 @@ def write_signatures(source: str, target: Path, part: int, cfg: DedupedConfig) -
 
 # endregion
 # region step 2: clusters (Spark DataFrames)
+
+
+def url_duplicates(signatures: DataFrame, keep: str) -> DataFrame:
+    """(node, cluster_id, cluster_size) of every fetch of a canonical URL but the one kept: the
+    latest (`keep="latest"`) or earliest `fetch_time`, a missing one last either way, then the
+    largest or smallest id.
+
+    `max_by`/`min_by` are aggregates that combine map-side, so a URL fetched a million times
+    reaches the reducer as one row per map task; the decision reaches its fetches through
+    `join_groups`, as an exact group's does."""
+    fetches = signatures.where(F.col("url_key").isNotNull()).select("node", "id", "url_key", "fetch_time")
+    missing = F.col("fetch_time").isNull()
+    if keep == "latest":
+        best = F.max_by(F.struct("node", "id"), F.struct(~missing, "fetch_time", "id", "node"))
+    else:
+        best = F.min_by(F.struct("node", "id"), F.struct(missing, "fetch_time", "id", "node"))
+    urls = (
+        fetches.groupBy("url_key")
+        .agg(best.alias("kept"), F.count("*").alias("size"))
+        .where(F.col("size") > 1)
+        .select(
+            "url_key",
+            "size",
+            F.col("size").alias("cluster_size"),  # `join_groups` drops `size`
+            F.col("kept.node").alias("kept_node"),
+            F.col("kept.id").alias("cluster_id"),
+        )
+    )
+    members = join_groups(fetches.select("node", "url_key"), urls, LARGE_GROUP, key="url_key")
+    return members.where(F.col("node") != F.col("kept_node")).select("node", "cluster_id", "cluster_size")
 
 
 def keep_rank(docs: DataFrame, keep_order: tuple[str, ...]) -> DataFrame:
@@ -295,15 +335,15 @@ def group_clusters(
     return groups.join(heads, "rep", "left").withColumn("cluster", F.coalesce("head", "rep"))
 
 
-def join_groups(members: DataFrame, groups: DataFrame, limit: int) -> DataFrame:
-    """`members` (node, exact_hash, ...) with the columns of their exact group in `groups` (one row
-    per exact_hash, with its `size`), without sending a group's members to one task: groups of
-    more than `limit` documents (at most rows / limit of them) are broadcast and joined where
-    the members are; the members of the others are shuffled by hash, at most `limit` a group."""
+def join_groups(members: DataFrame, groups: DataFrame, limit: int, key: str = "exact_hash") -> DataFrame:
+    """`members` (node, `key`, ...) with the columns of their group in `groups` (one row per `key`
+    value, with its `size`), without sending a group's members to one task: groups of more than
+    `limit` documents (at most rows / limit of them) are broadcast and joined where the members
+    are; the members of the others are shuffled by `key`, at most `limit` a group."""
     large = F.broadcast(groups.where(F.col("size") > limit).drop("size"))
     small = groups.where(F.col("size") <= limit).drop("size")
-    rest = members.join(large.select("exact_hash"), "exact_hash", "left_anti")
-    return members.join(large, "exact_hash").unionByName(rest.join(small, "exact_hash"))
+    rest = members.join(large.select(key), key, "left_anti")
+    return members.join(large, key).unionByName(rest.join(small, key))
 
 
 def decide(
@@ -313,7 +353,7 @@ def decide(
     sets: DataFrame | None = None,
     threshold: float | None = None,
 ) -> DataFrame:
-    """Per document in a cluster of two or more: part, row, cluster_id, cluster_size, reject.
+    """Per document in a cluster of two or more: node, cluster_id, cluster_size, reject.
 
     Clusters are made of exact groups (`exact_groups`), so each per-cluster step handles one row
     per group; the kept document is the cluster's smallest keep `order` (`keep_rank`).
@@ -339,12 +379,17 @@ def decide(
         .when(F.col("exact_hash") == F.col("kept_hash"), F.lit("duplicate:exact"))
         .otherwise(F.lit("duplicate:near"))
     )
-    return members.select(
+    return members.select("node", "cluster_id", "cluster_size", reject.alias("reject"))
+
+
+def by_part(decisions: DataFrame) -> DataFrame:
+    """Decisions by node as part, row, cluster_id, cluster_size, reject (`work/decisions/`)."""
+    return decisions.select(
         F.shiftright("node", ROW_BITS).cast("int").alias("part"),
         (F.col("node").bitwiseAND(F.lit((1 << ROW_BITS) - 1))).alias("row"),
         "cluster_id",
         "cluster_size",
-        reject.alias("reject"),
+        "reject",
     )
 
 
@@ -368,10 +413,21 @@ def cluster_figures(decisions: DataFrame) -> dict[str, Any]:
     }
 
 
+def url_step(signatures: DataFrame, work: Path, cfg: DedupedConfig) -> tuple[DataFrame, DataFrame | None]:
+    """The fetches that go on to text clustering, and the `duplicate:url` decisions (None when off)."""
+    if not cfg.url.enabled:
+        return signatures, None
+    # checkpoint: the decisions are both written and subtracted from the fetches clustered by text
+    losers = checkpoint(url_duplicates(signatures, cfg.url.keep), work / CHECKPOINTS / "url")
+    decisions = losers.withColumn("reject", F.lit("duplicate:url"))
+    return signatures.join(losers.select("node"), "node", "left_anti"), decisions
+
+
 def cluster(spark: SparkSession, work: Path, cfg: DedupedConfig) -> dict[str, Any]:
     """Step 2: write `decisions/` and return the clustering figures for the manifest."""
     shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
     signatures = spark.read.parquet(spark_uri(work / SIGNATURES))
+    survivors, decisions = url_step(signatures, work, cfg)
     # the shingle sets (~8 bytes a word) stay in work/signatures, read by node where needed
     sets = signatures.select("node", "shingles") if cfg.near and cfg.verify else None
     # checkpoints: `ranked` feeds the groups, the kept documents and the decisions, `groups` the
@@ -380,7 +436,7 @@ def cluster(spark: SparkSession, work: Path, cfg: DedupedConfig) -> dict[str, An
     # and every later step then ran 200 tasks, 10x slower at 100,000 documents on 2 cores; read
     # back from Parquet it has a few partitions.
     ranked = checkpoint(
-        keep_rank(signatures.drop("shingles", "bands"), cfg.keep_order), work / CHECKPOINTS / "ranked"
+        keep_rank(survivors.drop("shingles", "bands"), cfg.keep_order), work / CHECKPOINTS / "ranked"
     )
     groups = checkpoint(exact_groups(ranked), work / CHECKPOINTS / "groups")
     totals = groups.agg(F.count("*").alias("groups"), F.sum("size").alias("documents")).first()
@@ -399,9 +455,14 @@ def cluster(spark: SparkSession, work: Path, cfg: DedupedConfig) -> dict[str, An
         if not edges.isEmpty():
             roots, stats["iterations"] = connected_components(edges, work / CHECKPOINTS)
     if stats["exact_edges"] or stats["iterations"]:  # else every document is a singleton
-        decisions = decide(ranked, groups, roots, sets, cfg.threshold)
+        text = decide(ranked, groups, roots, sets, cfg.threshold)
+        decisions = text if decisions is None else decisions.unionByName(text)
+    if decisions is not None:
+        decisions = by_part(decisions)
         decisions.write.mode("overwrite").partitionBy("part").parquet(spark_uri(work / DECISIONS))
-        stats.update(cluster_figures(spark.read.parquet(spark_uri(work / DECISIONS))))
+        # the schema given: no URL fetched twice and no text cluster writes no file to infer it from
+        written = spark.read.schema(decisions.schema).parquet(spark_uri(work / DECISIONS))
+        stats.update(cluster_figures(written))
     return stats
 
 
@@ -486,6 +547,7 @@ def dedup_params(dcfg: DedupedConfig) -> dict[str, Any]:
         "verify": dcfg.verify,
         "seed": dcfg.seed,
         "keep_order": list(dcfg.keep_order),
+        "url": dcfg.url.model_dump(mode="json"),
     }
 
 
@@ -516,7 +578,8 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     shutil.rmtree(work)
 
     rejected = sum_counts(p["counts"] for p in parts)
-    stats["duplicates"] = {kind: rejected.get(f"rejected.duplicate:{kind}", 0) for kind in ("exact", "near")}
+    kinds = ("url", "exact", "near")
+    stats["duplicates"] = {kind: rejected.get(f"rejected.duplicate:{kind}", 0) for kind in kinds}
     return stage.commit(
         parts,
         rows_in=rows_in,

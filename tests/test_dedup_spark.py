@@ -163,7 +163,7 @@ def test_manifest_records_clusters_iterations_and_parameters(default_run):
     dedup = manifest["dedup"]
     assert dedup["clusters"] == 5 and dedup["documents_in_clusters"] == 11
     assert dedup["cluster_sizes"] == {"2": 4, "3-4": 1}
-    assert dedup["duplicates"] == {"exact": 2, "near": 4}
+    assert dedup["duplicates"] == {"url": 0, "exact": 2, "near": 4}
     assert dedup["iterations"] >= 1 and dedup["exact_edges"] == 3
     assert (dedup["params"]["bands"], dedup["params"]["rows"], dedup["params"]["num_perm"]) == (14, 8, 112)
     assert manifest["rejected"] == {"duplicate:exact": 2, "duplicate:near": 4}
@@ -254,6 +254,67 @@ def test_exact_only_rejects_only_exact_duplicates(spark, tmp_path):
     rows = read_rows(tmp_path / "run")
     assert manifest["rejected"] == {"duplicate:exact": 3}
     assert {i for i, r in rows.items() if r["reject"]} == {"a-original", "b-original", "empty-2"}
+
+
+def refetched_docs() -> list[dict]:
+    """One page fetched three times with different texts (its URL spelled three ways), a copy of
+    its oldest text at another URL, and a fetch with no fetch_time."""
+    rng = np.random.default_rng(1)
+    texts = [" ".join(f"w{k}" for k in rng.integers(0, 3000, 80)) for _ in range(4)]
+    fetches = [
+        ("fetch-old", "https://News.example/story/", 0, texts[0]),
+        ("fetch-latest", "https://news.example:443/story#comments", 48, texts[1]),
+        ("fetch-middle", "https://news.example/story", 24, texts[2]),
+        ("fetch-undated", "https://news.example/story", None, texts[3]),
+    ]
+    docs = [
+        {"id": i, "url": url, "text": text, "fetch_time": None if h is None else T0 + timedelta(hours=h)}
+        for i, url, h, text in fetches
+    ]
+    # the same text as fetch-old, fetched earlier at another URL: exact duplicates of each other
+    # unless fetch-old is decided first and leaves the clustering
+    docs.append({"id": "copy-of-old", "url": "https://copy.example/", "text": texts[0], "fetch_time": T0})
+    return corpus_docs() + docs
+
+
+REFETCHES = ("fetch-old", "fetch-latest", "fetch-middle", "fetch-undated")
+
+
+def test_a_url_fetched_several_times_keeps_its_latest_fetch(spark, tmp_path):
+    manifest = run_stage(spark, tmp_path / "run", refetched_docs())
+    rows = read_rows(tmp_path / "run")
+    assert rows["fetch-latest"]["reject"] is None
+    for i in ("fetch-old", "fetch-middle", "fetch-undated"):
+        assert (rows[i]["reject"], rows[i]["cluster_id"], rows[i]["cluster_size"]) == (
+            "duplicate:url",
+            "fetch-latest",
+            4,
+        )
+    # fetch-old left before text clustering: its text's other copy is a singleton, kept
+    assert (rows["copy-of-old"]["reject"], rows["copy-of-old"]["cluster_size"]) == (None, 1)
+    assert manifest["dedup"]["duplicates"] == {"url": 3, "exact": 2, "near": 4}
+    assert manifest["dedup"]["params"]["url"] == {"enabled": True, "keep": "latest"}
+
+
+def test_url_dedup_keeps_the_earliest_fetch_or_none_when_off(spark, tmp_path):
+    docs = refetched_docs()
+    run_stage(spark, tmp_path / "earliest", docs, url={"keep": "earliest"})
+    rows = read_rows(tmp_path / "earliest")
+    assert {i: (rows[i]["reject"], rows[i]["cluster_id"]) for i in REFETCHES} == {
+        "fetch-old": ("duplicate:exact", "copy-of-old"),  # kept by URL, then an exact copy
+        "fetch-latest": ("duplicate:url", "fetch-old"),
+        "fetch-middle": ("duplicate:url", "fetch-old"),
+        "fetch-undated": ("duplicate:url", "fetch-old"),  # a missing fetch_time is never kept
+    }
+    manifest = run_stage(spark, tmp_path / "off", docs, url={"enabled": False})
+    assert "duplicate:url" not in manifest["rejected"]
+
+
+def test_corpus_without_duplicates_keeps_every_row(spark, tmp_path):
+    docs = corpus_docs()[:20]  # the singletons, each at its own URL
+    manifest = run_stage(spark, tmp_path / "run", docs)
+    assert manifest["rows"] == {"in": 20, "kept": 20, "rejected": 0}
+    assert manifest["dedup"]["duplicates"] == {"url": 0, "exact": 0, "near": 0}
 
 
 @pytest.mark.slow
@@ -361,7 +422,7 @@ def test_giant_exact_cluster_is_decided_without_one_task_reading_all_its_copies(
     assert {(r["cluster_id"], r["cluster_size"]) for r in copies} == {(GIANT_KEPT, GIANT)}
     assert [r["id"] for r in copies if r["reject"] is None] == [GIANT_KEPT]
     assert {r["reject"] for r in copies if r["id"] != GIANT_KEPT} == {"duplicate:exact"}
-    assert manifest["dedup"]["duplicates"] == {"exact": GIANT - 1 + 2, "near": 4}
+    assert manifest["dedup"]["duplicates"] == {"url": 0, "exact": GIANT - 1 + 2, "near": 4}
     expected = reference(docs, DedupedConfig())
     assert {i: {k: rows[i][k] for k in expected[i]} for i in expected} == expected
     most = most_shuffle_records_in_one_task(spark, group)

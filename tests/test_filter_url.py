@@ -2,7 +2,14 @@ import pickle
 
 import pytest
 
-from corpus.filters.url import BANNED_SUBWORD, BANNED_WORD, BLOCKLIST, SOFT_BANNED_WORDS, UrlFilter
+from corpus.filters.url import (
+    BANNED_SUBWORD,
+    BANNED_WORD,
+    BLOCKLIST,
+    SOFT_BANNED_WORDS,
+    UrlFilter,
+    canonical_url,
+)
 
 
 @pytest.fixture
@@ -103,3 +110,34 @@ def test_shipped_lists_load_and_block_a_well_known_adult_domain():
 
 def test_signals_are_exactly_the_declared_ones(url_filter):
     assert set(url_filter.signals({"url": "https://x.org"})) == set(UrlFilter.SIGNALS)
+
+
+def test_canonical_url_folds_case_default_port_fragment_and_trailing_slash():
+    same = [
+        "https://example.com/a",
+        "HTTPS://Example.COM/a/",
+        "https://example.com:443/a#top",
+        "https://user@example.com./a//",
+    ]
+    assert {canonical_url(u) for u in same} == {"https://example.com/a"}
+    assert (
+        canonical_url("http://example.com:80") == canonical_url("http://example.com/") == "http://example.com"
+    )
+
+
+def test_canonical_url_keeps_query_other_ports_and_schemes_apart():
+    urls = [
+        "https://example.com/a",
+        "https://example.com/a?utm_source=feed",
+        "https://example.com/a?b=1&a=2",
+        "https://example.com:8443/a",
+        "http://example.com/a",
+        "https://example.com/A",
+    ]
+    assert len({canonical_url(u) for u in urls}) == len(urls)
+    assert canonical_url("https://example.com/a?utm_source=feed") == "https://example.com/a?utm_source=feed"
+
+
+@pytest.mark.parametrize("url", [None, "", "   ", "example.com/a", "http://[::1", "http://a.example:99999/"])
+def test_canonical_url_is_none_without_a_parseable_host(url):
+    assert canonical_url(url) is None

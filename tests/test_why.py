@@ -95,8 +95,8 @@ def page(title: str, paragraphs: list[str]) -> bytes:
 
 
 def write_crawl(path: Path) -> None:
-    """The river page fetched twice (an exact duplicate), a near copy with one word changed, a page
-    with an e-mail address and a phone number, a German page and a redirect."""
+    """The river page fetched twice (a URL duplicate: the later fetch is kept), a near copy with one
+    word changed, a page with an e-mail address and a phone number, a German page and a redirect."""
     near = [RIVER[0].replace("forty", "fifty"), *RIVER[1:]]
     with open(path, "wb") as f:
         writer = WARCWriter(f, gzip=True)
@@ -150,14 +150,14 @@ def failed(doc: dict) -> list[str]:
 
 
 def test_kept_page_passes_every_check_and_reaches_the_shards(run_dir):
-    doc = explain(run_dir, URLS["river"])["documents"][0]
+    doc = explain(run_dir, URLS["river"])["documents"][1]  # the later fetch: kept by URL dedup
     assert doc["documents"]["warc_file"].endswith("crawl.warc.gz") and doc["documents"]["reject"] is None
     assert doc["annotated"]["lang"] == "en" and doc["annotated"]["lang_score"] > 0.9
     assert failed(doc) == [] and doc["annotated"]["reject"] is None
     gopher = next(s for s in doc["annotated"]["steps"] if s["step"] == "gopher_quality")
     words = next(c for c in gopher["checks"] if c["rule"] == "gopher_quality:too_few_words")
     assert words["threshold"] == 50 and words["value"] > 150 and words["result"] == "pass"
-    assert doc["deduped"]["reject"] is None and doc["deduped"]["cluster_size"] == 3
+    assert doc["deduped"]["reject"] is None and doc["deduped"]["cluster_size"] == 2  # with the near copy
     assert doc["mixed"] == {"bucket": "crawl", "repeats": 2, "reject": None}
     assert doc["shards"]["split"] in ("train", "valid") and doc["fate"].startswith("kept:")
 
@@ -165,20 +165,20 @@ def test_kept_page_passes_every_check_and_reaches_the_shards(run_dir):
 def test_a_url_fetched_twice_is_explained_once_per_fetch(run_dir):
     first, second = explain(run_dir, URLS["river"])["documents"]
     assert first["documents"]["fetch_time"] < second["documents"]["fetch_time"]
-    assert second["fate"] == "rejected at deduped: duplicate:exact"
-    assert second["deduped"]["kept"] == {"id": first["id"], "url": URLS["river"]}
-    folded = {d["url"]: d["reject"] for d in first["deduped"]["duplicates"]}
-    assert folded == {URLS["river"]: "duplicate:exact", URLS["near"]: "duplicate:near"}
-    assert second["mixed"] is None  # not reached
+    assert first["fate"] == "rejected at deduped: duplicate:url"
+    assert first["deduped"]["kept"] == {"id": second["id"], "url": URLS["river"]}
+    folded = {d["url"]: d["reject"] for d in second["deduped"]["duplicates"]}
+    assert folded == {URLS["river"]: "duplicate:url", URLS["near"]: "duplicate:near"}
+    assert first["mixed"] is None  # not reached
 
 
 def test_near_duplicate_names_the_kept_representative(run_dir):
     doc = only(run_dir, URLS["near"])
     assert doc["fate"] == "rejected at deduped: duplicate:near"
-    assert doc["deduped"]["kept"]["url"] == URLS["river"] and doc["deduped"]["cluster_size"] == 3
+    assert doc["deduped"]["kept"]["url"] == URLS["river"] and doc["deduped"]["cluster_size"] == 2
     assert (
         doc["deduped"]["exact_hash"]
-        != explain(run_dir, URLS["river"])["documents"][0]["deduped"]["exact_hash"]
+        != explain(run_dir, URLS["river"])["documents"][1]["deduped"]["exact_hash"]
     )
 
 
@@ -204,7 +204,7 @@ def test_shard_placement_names_the_shards_that_hold_the_copies(run_dir):
     manifest = read_json(run_dir / "shards" / "manifest.json")
     assert len(manifest["splits"]["train"]) > 1  # copies can land in different shards
     tok = load(run_dir / "tokenizer" / "tokenizer.json")
-    con_rows = [only(run_dir, URLS["clinic"]), explain(run_dir, URLS["river"])["documents"][0]]
+    con_rows = [only(run_dir, URLS["clinic"]), explain(run_dir, URLS["river"])["documents"][1]]
     for doc in con_rows:
         text = explain(run_dir, doc["id"])["documents"][0]
         placement = shard_placement(doc["id"], text["mixed"]["repeats"], manifest)

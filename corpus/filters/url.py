@@ -126,6 +126,35 @@ def normalize(text: str) -> str:
     return _NOT_ALNUM.sub("", text.lower())
 
 
+# Ports a scheme implies: "http://a.example:80/" is "http://a.example/".
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def canonical_url(url: str | None) -> str | None:
+    """The URL as deduped compares fetches (`duplicate:url`); None when there is no host.
+
+    Scheme and host lowercased (host without a trailing dot), the scheme's default port, the
+    user info, the fragment and trailing slashes of the path dropped. The query is kept as
+    written: `?utm_source=x` copies are other URLs, left to exact and near dedup.
+    "HTTPS://Example.COM:443/a/#top" → "https://example.com/a".
+    """
+    if not isinstance(url, str) or not url.strip():
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:  # an unclosed IPv6 bracket or a port that is not a number
+        return None
+    if not host:
+        return None
+    scheme = parts.scheme.lower()
+    netloc = f"[{host}]" if ":" in host else host.rstrip(".")  # an IPv6 address keeps its brackets
+    if port is not None and port != DEFAULT_PORTS.get(scheme):
+        netloc += f":{port}"
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}{query}"
+
+
 def _host_and_path(url: str) -> tuple[str, str]:
     """Host (no port, no trailing dot) and path of a URL; ("", "") for what does not parse."""
     if not url:
