@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
 
-from corpus.manifest import file_sha256
+from corpus.manifest import file_sha256, temporary_path
 
 # spark-submit starts the Python driver with the address of its JVM in this variable.
 SUBMITTED_ENV = "PYSPARK_GATEWAY_PORT"
@@ -84,7 +84,7 @@ def ship(spark: SparkSession, path: str | Path, kind: str) -> str:
     shipped = SHIPPED_DIR / name
     if not shipped.is_file() or file_sha256(shipped) != digest:
         SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = shipped.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp = temporary_path(shipped)
         shutil.copyfile(path, tmp)
         os.replace(tmp, shipped)
     spark.sparkContext.addFile(str(shipped))
