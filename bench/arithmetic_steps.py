@@ -22,8 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from corpus.tokenizer import load as load_tokenizer  # noqa: E402
 from training.chat import ChatTokens, render_for_generation  # noqa: E402
-from training.checkpoint import load_model  # noqa: E402
-from training.sft import resolve_checkpoint  # noqa: E402
+from training.checkpoint import load_model, resolve_checkpoint  # noqa: E402
 from training.tasks import STEP  # noqa: E402
 
 

@@ -26,13 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from corpus.tokenizer import load as load_tokenizer  # noqa: E402
 from training.align import reward_scores  # noqa: E402
 from training.chat import ChatTokens  # noqa: E402
-from training.checkpoint import load_model  # noqa: E402
+from training.checkpoint import load_model, resolve_checkpoint  # noqa: E402
 from training.config import SamplingConfig  # noqa: E402
 from training.eval_tasks import read_problems  # noqa: E402
 from training.losses import token_logprobs  # noqa: E402
 from training.reward import load_reward_model  # noqa: E402
 from training.rollout import SCORE_BATCH, decode, pad_responses, sample  # noqa: E402
-from training.sft import resolve_checkpoint  # noqa: E402
 from training.tasks import check  # noqa: E402
 
 

@@ -121,6 +121,17 @@ def save_checkpoint(
     return final
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory, or a training output directory (its latest checkpoint); absolute."""
+    path = Path(path)
+    if (path / META).is_file():
+        return path.resolve()
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise FileNotFoundError(f"{path}: neither a checkpoint nor a training directory with checkpoints")
+    return latest.resolve()
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     meta_path = Path(path) / META
     if not meta_path.is_file():

@@ -9,7 +9,7 @@ def _pretrain(args: argparse.Namespace) -> None:
     from training.config import load_pretrain_config
     from training.pretrain import pretrain
 
-    cfg = load_pretrain_config(args.config)
+    cfg = load_pretrain_config(args.config, {"init": args.init} if args.init else None)
     result = pretrain(
         cfg, args.shards, args.out, tokenizer_path=args.tokenizer, resume=args.resume, quiet=args.quiet
     )
@@ -96,9 +96,8 @@ def _eval_compare(args: argparse.Namespace) -> None:
 def _eval_tasks(args: argparse.Namespace) -> None:
     from corpus.tokenizer import load as load_tokenizer
     from training.chat import ChatTokens
-    from training.checkpoint import load_model
+    from training.checkpoint import load_model, resolve_checkpoint
     from training.eval_tasks import evaluation_record, format_table, read_problems, task_accuracy
-    from training.sft import resolve_checkpoint
 
     problems = read_problems(args.data, limit=args.limit)
     results = {}
@@ -134,6 +133,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--out", required=True, help="output directory (checkpoints, metrics.jsonl, loss.png)")
     pre.add_argument(
         "--tokenizer", help="tokenizer.json (default: RUN/tokenizer/tokenizer.json beside the shards)"
+    )
+    pre.add_argument(
+        "--init",
+        help="continued pretraining: start from this checkpoint's weights (or a training --out's latest)"
+        " with a fresh optimizer and schedule; the config may raise model.context_length and rope_theta",
     )
     pre.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     pre.add_argument("--quiet", action="store_true", help="no progress bar, only evaluation log lines")

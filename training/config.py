@@ -73,6 +73,10 @@ class OptimConfig(BaseModel):
     schedule: Literal["cosine", "wsd"] = "cosine"
     cooldown_frac: float = 0.2  # wsd: the last fraction of steps decays linearly to min_lr_ratio
     min_lr_ratio: float = 0.1  # final lr as a fraction of lr
+    # Anneal: the last fraction of steps decays linearly from the schedule's value to zero, on the
+    # anneal data if one is given (Llama 3 §3.4.3: the final tokens at an lr annealed to 0 on a
+    # higher-quality mix); 0: no anneal.
+    anneal_frac: float = pydantic.Field(default=0.0, ge=0.0, le=1.0)
 
 
 class LoopConfig(BaseModel):
@@ -93,9 +97,34 @@ class LoopConfig(BaseModel):
     optim: OptimConfig = OptimConfig()
 
 
+class ExtendConfig(BaseModel):
+    """Context extension of a continued run (training/continued.py): None keeps the checkpoint's."""
+
+    model_config = STRICT
+    context_length: PositiveInt | None = None
+    rope_theta: PositiveFloat | None = None
+
+
 class PretrainConfig(LoopConfig):
+    """Pretraining from scratch, or continued from a checkpoint (`init`, training/continued.py)."""
+
     eval_windows: PositiveInt = 256  # validation windows of context_length tokens, over all ranks
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig = ModelConfig()  # with `init`: the checkpoint's, with `extend` applied
+    # Continued pretraining: start from this checkpoint's weights with a fresh optimizer and
+    # schedule; recorded resolved.
+    init: str | None = None
+    extend: ExtendConfig = ExtendConfig()
+    # The shards the anneal (optim.anneal_frac) trains on, e.g. a run's top quality band, written
+    # with the same tokenizer; None: the anneal keeps the main shards.
+    anneal_shards: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _continued(self) -> "PretrainConfig":
+        if not self.init and self.extend != ExtendConfig():
+            raise ValueError("extend changes a checkpoint's context: it needs init (--init CKPT)")
+        if self.anneal_shards and not self.optim.anneal_frac:
+            raise ValueError("anneal_shards needs optim.anneal_frac > 0, the part of training they serve")
+        return self
 
 
 class LoraOptions(BaseModel):
@@ -246,8 +275,9 @@ RESUMABLE_CHANGES = {
 }  # fmt: skip
 
 
-def load_pretrain_config(path: str | Path) -> PretrainConfig:
-    cfg = load_yaml(path, PretrainConfig)
+def load_pretrain_config(path: str | Path, overrides: dict | None = None) -> PretrainConfig:
+    """`overrides`: top-level keys set before validation (`--init`, a bench's seed)."""
+    cfg = load_yaml(path, PretrainConfig, overrides)
     if cfg.global_batch % cfg.micro_batch:
         raise ValueError(f"{path}: global_batch {cfg.global_batch} is not a multiple of micro_batch")
     return cfg

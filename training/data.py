@@ -103,6 +103,36 @@ class PackedWindows:
         self.epoch, self.cursor, self._order = state["epoch"], state["cursor"], None
 
 
+class AnnealedWindows:
+    """The main windows until the anneal starts, then the anneal's windows (Llama 3's final phase on
+    a higher-quality mix). The switch comes after `switch_rows` rows drawn on this rank, the rows of
+    the optimizer steps before the anneal, so it falls on a step boundary for any micro-batching; the
+    position (rows drawn, and each source's own) is saved and restored exactly."""
+
+    def __init__(self, main: PackedWindows, anneal: PackedWindows, switch_rows: int):
+        self.main, self.anneal, self.switch_rows, self.rows = main, anneal, switch_rows, 0
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        source = self.main if self.rows < self.switch_rows else self.anneal
+        self.rows += batch_size
+        return source.next_batch(batch_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "switch_rows": self.switch_rows,
+            "main": self.main.state_dict(),
+            "anneal": self.anneal.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("switch_rows") != self.switch_rows:
+            raise ValueError(f"data position was saved with the anneal at row {state.get('switch_rows')}")
+        self.main.load_state_dict(state["main"])
+        self.anneal.load_state_dict(state["anneal"])
+        self.rows = state["rows"]
+
+
 def _split(windows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     batch = torch.from_numpy(windows)
     return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from corpus.tokenizer import CONTROL_TOKENS, END_OF_TEXT, IM_END, IM_SEP, IM_START
-from training.checkpoint import latest_checkpoint, read_meta
+from training.checkpoint import read_meta, resolve_checkpoint
 from training.config import ModelConfig
 
 CHAT_TEMPLATE = (
@@ -29,19 +29,6 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     f"{{% if add_generation_prompt %}}{IM_START}assistant{IM_SEP}{{% endif %}}"
 )
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory as given, or the latest one under a training output directory."""
-    path = Path(path)
-    if (path / "meta.json").is_file():
-        return path
-    latest = latest_checkpoint(path)
-    if latest is None:
-        raise FileNotFoundError(
-            f"{path}: neither a checkpoint directory nor a training output with checkpoints"
-        )
-    return latest
 
 
 def llama_state_dict(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:

@@ -104,7 +104,25 @@ def lr_multiplier(step: int, total: int, optim: OptimConfig) -> float:
     steps, then linear to `min_lr_ratio` (Hägele et al. 2024, "Scaling Laws and Compute-Optimal
     Training Beyond Fixed Training Durations"). WSD's constant phase lets a run be extended
     before its cooldown; cosine fixes the length up front.
+
+    With `anneal_frac`, the last n = anneal_frac·total steps instead decay linearly from the
+    schedule's value at their first step, v, to zero: step s of them trains at v·(total - s)/n, so
+    the anneal starts at v and would reach 0 one step past the end (no step trains at lr 0).
     """
+    start = anneal_start(total, optim)
+    if step < start:
+        return _schedule(step, total, optim)
+    return _schedule(start, total, optim) * (total - step) / (total - start)
+
+
+def anneal_start(total: int, optim: OptimConfig) -> int:
+    """The first step of the anneal; `total` when there is none."""
+    if not optim.anneal_frac:
+        return total
+    return total - max(round(optim.anneal_frac * total), 1)
+
+
+def _schedule(step: int, total: int, optim: OptimConfig) -> float:
     floor = optim.min_lr_ratio
     if step < optim.warmup_steps:
         return (step + 1) / optim.warmup_steps

@@ -211,9 +211,8 @@ def sample_texts(init: str | Path, problems: list[dict[str, Any]], cfg: SynthPre
 
     from corpus.tokenizer import load as load_tokenizer
     from training.chat import ChatTokens
-    from training.checkpoint import load_model
+    from training.checkpoint import load_model, resolve_checkpoint
     from training.rollout import decode, sample
-    from training.sft import resolve_checkpoint
 
     path = resolve_checkpoint(init)
     if cfg.threads:
@@ -277,7 +276,7 @@ def synthesize(
         splits[split] = [{**p, "split": split} for p in pairs]
     if tok is None:
         from corpus.tokenizer import load as load_tokenizer
-        from training.sft import resolve_checkpoint
+        from training.checkpoint import resolve_checkpoint
 
         tok = load_tokenizer(resolve_checkpoint(init) / "tokenizer.json")
     out.mkdir(parents=True, exist_ok=True)

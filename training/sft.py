@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from corpus.tokenizer import load as load_tokenizer
 from training.chat import ChatTokens
-from training.checkpoint import latest_checkpoint, load_model, read_meta
+from training.checkpoint import load_model, read_meta, resolve_checkpoint
 from training.config import ModelConfig, SftConfig
 from training.data import token_bytes
 from training.eval_tasks import read_problems, task_accuracy
@@ -34,17 +34,6 @@ from training.lora import add_lora, trainable_fraction
 from training.sft_data import ChatBatches
 
 C = TypeVar("C", bound=BaseModel)
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory, or a training output directory (its latest checkpoint)."""
-    path = Path(path)
-    if (path / "meta.json").is_file():
-        return path.resolve()
-    latest = latest_checkpoint(path)
-    if latest is None:
-        raise FileNotFoundError(f"{path}: neither a checkpoint nor a training directory with checkpoints")
-    return latest.resolve()
 
 
 def from_checkpoint(cfg: C, init: str | Path) -> tuple[C, ChatTokens]:
