@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints/cpu.txt
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 RUN ?= runs/demo
 
-.PHONY: setup demo test test-all lint clean
+.PHONY: setup demo test test-cluster test-all lint clean
 
 setup: $(VENV)/.installed
 
@@ -25,8 +25,13 @@ demo: setup
 	$(BIN)/refinery run conf/pipeline.yaml --input 'data/sample/*.warc.gz' --out $(RUN)
 	$(BIN)/refinery stats $(RUN)
 
+# The default suite: neither `slow` tests nor the standalone-cluster test (its JVMs alone take
+# minutes); CI (.ci/run) runs both make test and make test-cluster.
 test: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not cluster" --durations=10
+
+test-cluster: setup
+	$(BIN)/python -m pytest -q -m "cluster and not slow"
 
 test-all: setup
 	$(BIN)/python -m pytest -q
