@@ -114,9 +114,12 @@ DEFAULT_TRAIN = PretrainConfig(
 )
 
 
-class AblateConfig(BaseModel):
+class ProxyConfig(BaseModel):
+    """What every study with proxy models shares: the seeds, the shared tokenizer, the held-out
+    sites and reference text, decontamination, and the proxy and its budget (the ablation here,
+    the mixture fit in jobs/mixture.py)."""
+
     model_config = STRICT
-    variants: dict[str, VariantConfig] = DEFAULT_VARIANTS
     seeds: tuple[int, ...] = (0, 1, 2)
     tokenizer: Literal["neutral", "run"] = "neutral"
     vocab_size: int = pydantic.Field(4096, ge=300)
@@ -130,9 +133,9 @@ class AblateConfig(BaseModel):
     train: PretrainConfig = DEFAULT_TRAIN
 
     @pydantic.model_validator(mode="after")
-    def _shape(self) -> "AblateConfig":
-        if not self.variants or not self.seeds:
-            raise ValueError("variants and seeds must not be empty")
+    def _shape(self) -> "ProxyConfig":
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
         if self.train.global_batch % self.train.micro_batch:
             raise ValueError(f"train.global_batch {self.train.global_batch} is not a multiple of micro_batch")
         return self
@@ -142,13 +145,27 @@ class AblateConfig(BaseModel):
         return self.train.steps * self.train.global_batch * self.train.model.context_length
 
 
-def load_ablate_config(path: str | Path | None) -> AblateConfig:
+class AblateConfig(ProxyConfig):
+    variants: dict[str, VariantConfig] = DEFAULT_VARIANTS
+
+    @pydantic.model_validator(mode="after")
+    def _some_variant(self) -> "AblateConfig":
+        if not self.variants:
+            raise ValueError("variants must not be empty")
+        return self
+
+
+def load_proxy_config(path: str | Path | None, cls: type[ProxyConfig] = None, default: Path = DEFAULT_CONFIG):
     """The YAML, `reference_files` relative to the file (as the pipeline config's `*_files`)."""
-    path = Path(path or DEFAULT_CONFIG)
-    cfg = load_yaml(path, AblateConfig)
+    path = Path(path or default)
+    cfg = load_yaml(path, cls or AblateConfig)
     base = path.resolve().parent
     resolved = tuple(str((base / p).resolve()) for p in cfg.reference_files)
     return cfg.model_copy(update={"reference_files": resolved})
+
+
+def load_ablate_config(path: str | Path | None) -> AblateConfig:
+    return load_proxy_config(path, AblateConfig)
 
 
 # --- data: documents, decontamination, tokenizer, shards --------------------------------------
@@ -161,8 +178,8 @@ def prepare(cfg: AblateConfig, run: Path, out: Path) -> dict[str, Any]:
     curated = max((v.stage for v in cfg.variants.values()), key=data.STAGES.index)
     texts = data.eval_sets(run, cfg.reference_files, curated, heldout)
     index = NgramIndex.build(texts, cfg.decontam.ngram)
-    docs, stats = _decontaminate(cfg, run, docs, index)
-    tok_path = _tokenizer(cfg, run, out, docs)
+    docs, stats = decontaminate_variants(cfg, run, docs, index)
+    tok_path = shared_tokenizer(cfg, run, out, docs)
     manifests = _write_shards(cfg, out, tok_path, docs, texts, stats)
     eval_stats = {
         name: {
@@ -185,8 +202,8 @@ def prepare(cfg: AblateConfig, run: Path, out: Path) -> dict[str, Any]:
     }
 
 
-def _decontaminate(
-    cfg: AblateConfig, run: Path, docs: dict[str, list[Any]], index: NgramIndex
+def decontaminate_variants(
+    cfg: ProxyConfig, run: Path, docs: dict[str, list[Any]], index: NgramIndex
 ) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]]]:
     """Each variant's documents decontaminated against the evaluation sets, and per variant its
     documents and characters before and what was cut."""
@@ -201,7 +218,7 @@ def _decontaminate(
     return cleaned_docs, stats
 
 
-def _tokenizer(cfg: AblateConfig, run: Path, out: Path, docs: dict[str, list[Any]]) -> Path:
+def shared_tokenizer(cfg: ProxyConfig, run: Path, out: Path, docs: dict[str, list[Any]]) -> Path:
     """OUT/tokenizer/tokenizer.json: the run's own, or one trained on an equal sample of each variant."""
     from corpus.tokenizer import train_bpe
 
@@ -293,10 +310,13 @@ def train_and_evaluate(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def jobs_for(cfg: AblateConfig, out: Path, prepared: dict[str, Any]) -> list[dict[str, Any]]:
+def jobs_for(
+    cfg: ProxyConfig, out: Path, prepared: dict[str, Any], seeds: tuple[int, ...] | None = None
+) -> list[dict[str, Any]]:
+    """One training job per variant of `prepared` (its shards in OUT/data/NAME) and seed."""
     jobs = []
-    for name in cfg.variants:
-        for seed in cfg.seeds:
+    for name in prepared["variants"]:
+        for seed in seeds or cfg.seeds:
             train_cfg = cfg.train.model_copy(update={"seed": seed}).model_dump(mode="json")
             key = fingerprint(
                 {

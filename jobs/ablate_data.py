@@ -44,7 +44,7 @@ STAGES = ("documents", "annotated", "deduped", "mixed", "decontam")  # pipeline 
 REPEAT_STAGES = ("mixed", "decontam")  # stages whose rows carry `repeats`
 FILTER_NAMES = ("url", "lang", "gopher_rep", "gopher_quality", "c4", "fineweb", "quality")
 EVAL_SETS = ("reference", "crawl", "crawl_kept")
-COLUMNS = ["id", "domain", "text", "repeats", "signals", "lang", "lang_score", "quality", "reject"]
+COLUMNS = ["id", "domain", "text", "repeats", "signals", "lang", "lang_score", "quality", "reject", "bucket"]
 BATCH_ROWS = 1024
 
 

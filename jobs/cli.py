@@ -13,7 +13,7 @@ import os
 import sys
 
 from classifiers import cli as classifier_cli
-from jobs import ablate, dedup_cli, tokenizer_cli, why
+from jobs import ablate, dedup_cli, mixture, tokenizer_cli, why
 from jobs.console import PipeConsole
 from training import cli as training_cli
 from training import synth
@@ -180,6 +180,7 @@ COMMAND_GROUPS = (
     tokenizer_cli.add_commands,
     training_cli.add_commands,
     ablate.add_commands,
+    mixture.add_commands,
     synth.add_commands,
 )
 

@@ -39,7 +39,7 @@ COLORS = {
 # metrics.jsonl fields that are bookkeeping, not curves (training/loop.py writes them every record)
 NOT_CURVES = {"step", "tokens", "lr", "tok_per_s", "grad_norm", "elapsed_s"}
 # Directories under RUN that hold no evaluation JSON: stage outputs, the report, checkpoints.
-NO_EVALS = {*ROW_STAGES, "tokenizer", "shards", "report", "checkpoints"}
+NO_EVALS = {*ROW_STAGES, "tokenizer", "shards", "report", "checkpoints", "mixture"}
 
 
 class Page:
@@ -245,6 +245,27 @@ def buckets(page: Page) -> str | None:
     return page.chart("buckets", fig, caption) + table(["bucket", "before", "after", "epochs"], rows)
 
 
+def learned_mixture(page: Page) -> str | None:
+    """`refinery mixture fit RUN --out RUN/mixture`: its fit (predicted against measured loss) and
+    the validation of the shares it chose, as jobs/mixture.py plots them."""
+    path = page.run_dir / "mixture" / "mixture.json"
+    if not path.is_file():
+        return None
+    from jobs.mixture import plot
+
+    report = read_json(path)
+    plot(report, page.out / "learned_mixture.png")
+    fit, target = report["fit"], report["config"]["target"]
+    caption = (
+        f"Left: the {target} bits per byte of {len(report['mixtures'])} proxies against the {fit['form']} "
+        f"law's leave-one-out prediction. Right: the chosen shares against the natural and uniform mixtures"
+    )
+    figure = f'<figure><img src="learned_mixture.png" alt="{html.escape(caption)}">'
+    figure += f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    rows = [(b, v["natural"], report["shares"][b]) for b, v in report["buckets"].items()]
+    return figure + table(["bucket", "natural share", "learned share"], rows)
+
+
 def _curves(path: Path) -> dict[str, list[tuple[float, float]]]:
     """Every numeric series of a metrics.jsonl against its step, bookkeeping fields left out."""
     series: dict[str, list[tuple[float, float]]] = {}
@@ -390,6 +411,7 @@ SECTIONS: tuple[tuple[str, Callable[[Page], str | None], bool], ...] = (
     ("Quality scores", quality, False),
     ("Duplicate clusters", clusters, False),
     ("Mixture", buckets, False),
+    ("Learned mixture", learned_mixture, False),
     ("Training", training_curves, True),
     ("Evaluation", evaluations, True),
 )
