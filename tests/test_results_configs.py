@@ -77,6 +77,12 @@ def _align(path: Path, argv: list[str]) -> None:
     load_yaml(path, cls)
 
 
+def _mixture_fit(path: Path, argv: list[str]) -> None:
+    from jobs.mixture import load_mixture_config
+
+    load_mixture_config(path)
+
+
 def _synth_sft(path: Path, argv: list[str]) -> None:
     from training.synth import SynthSftConfig
 
@@ -93,6 +99,7 @@ def _synth_preferences(path: Path, argv: list[str]) -> None:
 VALIDATORS: dict[tuple[str, ...], Callable[[Path, list[str]], None]] = {
     ("run",): _pipeline,
     ("ablate",): _ablate,
+    ("mixture", "fit"): _mixture_fit,
     ("train", "pretrain"): lambda path, argv: load_pretrain_config(path),
     ("train", "sft"): lambda path, argv: load_yaml(path, SftConfig),
     ("train", "reward"): lambda path, argv: load_yaml(path, RewardConfig),
