@@ -239,6 +239,37 @@ def test_against_config_rejects_repeated_and_empty_runs():
         DedupedConfig(against="runs/a")  # one string is not a list of runs
 
 
+def test_keys_hold_kept_documents_whole_and_folded_ones_by_url_and_hash():
+    import pyarrow as pa
+
+    from corpus.previous import keys_table
+
+    names = ["kept", "exact", "near", "older-fetch", "previous"]
+    signatures = pa.table(
+        {
+            "node": list(range(5)),
+            "id": names,
+            "url_key": [f"https://x.org/{n}" for n in names],
+            "exact_hash": ["h0", "h0", "h2", "h3", "h4"],
+            "bands": [[i, i] for i in range(5)],
+            "shingles": [[i] for i in range(5)],
+        }
+    )
+    decisions = {
+        0: ("kept", 3, None),
+        1: ("kept", 3, "duplicate:exact"),
+        2: ("kept", 3, "duplicate:near"),
+        3: ("kept", 2, "duplicate:url"),
+    }
+    rows = keys_table(signatures, decisions, previous={4}).to_pylist()
+    assert [(r["node"], r["id"], r["exact_hash"], r["bands"], r["shingles"]) for r in rows] == [
+        (0, "kept", "h0", [0, 0], [0]),
+        (1, "kept", "h0", None, None),
+        (2, "kept", "h2", None, None),
+    ]
+    assert [r["url_key"] for r in rows] == ["https://x.org/kept", "https://x.org/exact", "https://x.org/near"]
+
+
 def test_previous_signals_are_in_the_document_schema():
     row = to_table([{"id": "x", "signals": {"duplicate_previous_run": "r", "duplicate_previous_id": "y"}}])
     assert row.column("signals").to_pylist()[0]["duplicate_previous_id"] == "y"
