@@ -2,7 +2,8 @@
 
 Columns a stage has not reached yet are null, so every stage reads and writes the same schema
 and DuckDB can union any of them. The `signals` struct has one field per filter signal, taken
-from the filters' own `SIGNALS` declarations so the two cannot drift apart.
+from the filters' own `SIGNALS` declarations so the two cannot drift apart, then the fields the
+deduped stage sets on a `duplicate:previous` row (PREVIOUS_SIGNALS).
 """
 
 import pyarrow as pa
@@ -21,7 +22,17 @@ FILTERS = (UrlFilter, LanguageFilter, GopherRepetitionFilter, GopherQualityFilte
 
 _ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
 
-SIGNALS = pa.struct([pa.field(name, _ARROW[kind]) for cls in FILTERS for name, kind in cls.SIGNALS.items()])
+# A `duplicate:previous` row's match (jobs/deduped_previous.py): the earlier run (as listed in
+# `deduped.against`), the id of the document it kept, and how they matched (url, exact, near).
+PREVIOUS_SIGNALS = {
+    "duplicate_previous_run": str,
+    "duplicate_previous_id": str,
+    "duplicate_previous_match": str,
+}
+SIGNALS = pa.struct(
+    [pa.field(name, _ARROW[kind]) for cls in FILTERS for name, kind in cls.SIGNALS.items()]
+    + [pa.field(name, _ARROW[kind]) for name, kind in PREVIOUS_SIGNALS.items()]
+)
 PII = pa.struct([pa.field(kind, pa.int32()) for kind in PII_KINDS])
 
 DOCUMENT = pa.schema(

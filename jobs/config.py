@@ -150,6 +150,18 @@ class DedupedConfig(BaseModel):
     seed: int = 1
     keep_order: tuple[str, ...] = ("quality desc", "fetch_time asc", "id asc")
     url: UrlDedupConfig = UrlDedupConfig()
+    # Earlier runs (RUN directories) whose kept documents this run's new documents are deduped
+    # against (`duplicate:previous`, jobs/deduped_previous.py); read, never written.
+    against: tuple[str, ...] = ()
+
+    @pydantic.field_validator("against")
+    @classmethod
+    def _distinct_runs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not run.strip() for run in value):
+            raise ValueError("against: an empty run path")
+        if repeated := sorted({run for run in value if value.count(run) > 1}):
+            raise ValueError(f"against: {', '.join(repeated)} listed twice")
+        return value
 
     @pydantic.field_validator("keep_order")
     @classmethod

@@ -1,4 +1,4 @@
-"""deduped stage: RUN/annotated/kept → RUN/deduped/{kept,rejected}/part-NNNNN.parquet + manifest.json.
+"""deduped stage: RUN/annotated/kept → RUN/deduped/{kept,rejected,keys}/part-NNNNN.parquet + manifest.json.
 
 Reject rules, in order: `duplicate:url` (with `url.enabled`: another fetch of the same canonical URL,
 corpus/filters/url.py `canonical_url`, is kept: the latest by `fetch_time`, or the earliest, then
@@ -12,10 +12,15 @@ fetches of its URL. Every row gets `exact_hash`,
 `cluster_size` (1 for a singleton). Part N of the output holds the rows of part N of the input,
 in input order.
 
-Three steps, each resumable inside the stage's partial directory (intermediates in `work/`):
+With `against` (earlier runs), a document duplicating one an earlier run kept is rejected first,
+as `duplicate:previous` (jobs/deduped_previous.py); the others are deduped as above.
+
+Steps, each resumable inside the stage's partial directory (intermediates in `work/`):
 1. Signatures, one Spark task per input part (corpus/minhash.py, numpy): `work/signatures/`
    Parquet with a node number (part << 32 | row), the canonical URL, the exact hash, the
    keep-order columns and the band keys (and, for `verify`, the distinct shingle hashes).
+1b. With `against`: the `duplicate:previous` matches against the earlier runs' keys, in Spark
+   (jobs/deduped_previous.py), to `work/previous/part=N/`; the later steps cluster the others.
 2. Clusters, in Spark DataFrames: first the fetch kept per canonical URL, by `max_by`/`min_by`
    (an aggregate that combines map-side, like the exact groups below) and joined back to the
    other fetches as the exact groups are (`join_groups`); then, over the fetches kept, every
@@ -36,6 +41,8 @@ Three steps, each resumable inside the stage's partial directory (intermediates 
    driver collects counts and a histogram of at most 32 rows, nothing per document.
 3. Output, one task per input part: the input rows joined with their decisions, written by
    `Stage.write_part` (pyarrow), so the same input gives byte-identical Parquet.
+4. Keys, one task per input part: `keys/part-NNNNN.parquet`, what a later run with this run in
+   its `against` reads instead of this corpus (format and rows kept: corpus/previous.py).
 
 `cluster_id` is the kept document's id rather than the component's smallest node: it names a
 real row (`JOIN ... ON id = cluster_id` finds what a duplicate was folded into) and does not
@@ -64,7 +71,16 @@ from corpus.dedup import attach, parse_keep_order
 from corpus.filters.url import canonical_url
 from corpus.manifest import fingerprint, read_json, sum_counts, temporary_path, write_json_atomic
 from corpus.minhash import band_keys, sign
+from corpus.previous import KEYS, earlier_keys, keys_fingerprint, match_params
 from jobs.config import DedupedConfig, PipelineConfig
+from jobs.deduped_previous import (
+    PREVIOUS,
+    mark_previous,
+    new_documents,
+    previous_step,
+    read_previous,
+    write_keys,
+)
 from jobs.spark import spark_uri
 from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_tasks, task_attempt, up_to_date
 
@@ -427,6 +443,7 @@ def cluster(spark: SparkSession, work: Path, cfg: DedupedConfig) -> dict[str, An
     """Step 2: write `decisions/` and return the clustering figures for the manifest."""
     shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
     signatures = spark.read.parquet(spark_uri(work / SIGNATURES))
+    signatures = new_documents(spark, signatures, work)  # without the duplicate:previous ones
     survivors, decisions = url_step(signatures, work, cfg)
     # the shingle sets (~8 bytes a word) stay in work/signatures, read by node where needed
     sets = signatures.select("node", "shingles") if cfg.near and cfg.verify else None
@@ -528,11 +545,32 @@ def output_step(spark: SparkSession, stage: Stage, inputs: list[str], work: Path
         decisions = read_decisions(work / DECISIONS / f"part={index}")
         signatures = work / SIGNATURES / f"part-{index:05d}.parquet"
         rows_out = deduped_rows(inputs[index], signatures, decisions)
+        rows_out = mark_previous(rows_out, read_previous(work / PREVIOUS / f"part={index}"))
         rows_out = inject_fault(STAGE, index, rows_out)  # test-only hook, inert by default
         documents = pq.ParquetFile(inputs[index]).metadata.num_rows
         return stage.write_part(index, rows_out, counts={"documents": documents}, input=inputs[index])
 
     return run_tasks(spark, len(inputs), output_task)
+
+
+def keys_step(spark: SparkSession, stage: Stage, n_parts: int, work: Path) -> list[dict[str, Any]]:
+    """Step 4: the keys a later run dedups against (corpus/previous.py), one task per part; their
+    file entries. In the stage directory, so they are published with it."""
+    (stage.partial / KEYS).mkdir(exist_ok=True)
+
+    def keys_task(index: int) -> dict[str, Any]:
+        decisions = read_decisions(work / DECISIONS / f"part={index}")
+        previous = read_previous(work / PREVIOUS / f"part={index}")
+        signatures = work / SIGNATURES / f"part-{index:05d}.parquet"
+        return write_keys(signatures, stage.partial / KEYS / f"part-{index:05d}.parquet", decisions, previous)
+
+    return run_tasks(spark, n_parts, keys_task)
+
+
+def earlier_runs(dcfg: DedupedConfig, run_dir: str) -> list[dict[str, str]]:
+    """`against`, each run checked (corpus/previous.py `earlier_keys`) with its keys' fingerprint."""
+    ours = match_params(dedup_params(dcfg))
+    return [{"run": run, "keys": keys_fingerprint(earlier_keys(run, run_dir, ours))} for run in dcfg.against]
 
 
 def dedup_params(dcfg: DedupedConfig) -> dict[str, Any]:
@@ -557,7 +595,8 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         raise FileNotFoundError(f"{upstream}: no finished annotated stage; run the `annotated` stage first")
     inputs = sorted(str(p) for p in (upstream / "kept").glob("part-*.parquet"))
     dcfg = cfg.deduped
-    key = {"version": VERSION, "deduped": dcfg.model_dump(mode="json")}
+    against = earlier_runs(dcfg, run_dir)  # before anything else: a bad earlier run is refused
+    key = {"version": VERSION, "deduped": dcfg.model_dump(mode="json"), "against": against}
     stage = Stage(
         run_dir, STAGE, fingerprint(key), read_json(upstream / "manifest.json")["output_fingerprint"]
     )
@@ -569,10 +608,16 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
 
     rows_in = signatures_step(spark, inputs, work, dcfg)
     seconds = {"signatures": round(time.time() - started, 3)}
-    stats = clusters_step(spark, work, dcfg, rows_in)
+    previous = {}
+    if against and rows_in:
+        previous = previous_step(spark, work / SIGNATURES, work, dcfg, ROW_BITS)
+        seconds["previous"] = round(time.time() - started - sum(seconds.values()), 3)
+    stats = clusters_step(spark, work, dcfg, rows_in - sum(previous.values()))
     seconds["clusters"] = round(time.time() - started - sum(seconds.values()), 3)
     parts = output_step(spark, stage, inputs, work)
     seconds["output"] = round(time.time() - started - sum(seconds.values()), 3)
+    key_files = keys_step(spark, stage, len(inputs), work)
+    seconds["keys"] = round(time.time() - started - sum(seconds.values()), 3)
     # The intermediates go before the rename. A crash between here and the commit makes a rerun
     # redo steps 1 and 2 (every part of step 3 is then found done): slower, never wrong.
     shutil.rmtree(work)
@@ -580,10 +625,16 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     rejected = sum_counts(p["counts"] for p in parts)
     kinds = ("url", "exact", "near")
     stats["duplicates"] = {kind: rejected.get(f"rejected.duplicate:{kind}", 0) for kind in kinds}
+    if against:
+        stats["duplicates"]["previous"] = rejected.get("rejected.duplicate:previous", 0)
+        stats["previous"] = {"against": against, "matches": previous}
+    keys = {"params": match_params(dedup_params(dcfg)), "files": key_files}
+    keys["rows"] = sum(f["rows"] for f in key_files)
     return stage.commit(
         parts,
         rows_in=rows_in,
         started=started,
         inputs=len(inputs),
         dedup={**stats, "params": dedup_params(dcfg), "seconds": seconds},
+        keys=keys,
     )

@@ -173,6 +173,15 @@ def check_run_dir(run_dir: Path, record: dict[str, Any], *, force: bool) -> None
         )
 
 
+def check_earlier_runs(cfg: Any, stages: list[str], run_dir: Path) -> None:
+    """Each run in `deduped.against` has a finished deduped stage with keys of this run's dedup
+    parameters (jobs/deduped.py `earlier_runs`, which the stage calls again when it starts)."""
+    if "deduped" in stages:
+        from jobs.deduped import earlier_runs  # pyspark: imported only when the check applies
+
+        earlier_runs(cfg.deduped, str(run_dir))
+
+
 def check(
     cfg: Any,
     stages: list[str],
@@ -188,4 +197,5 @@ def check(
     check_run_dir(run_dir, record, force=force)
     check_config_files(cfg, stages)
     check_upstreams(run_dir, stages, decontam_enabled=cfg.decontam.enabled)
+    check_earlier_runs(cfg, stages, run_dir)
     check_inputs(files, strict=strict)
