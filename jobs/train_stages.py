@@ -211,6 +211,9 @@ STAGES = {
     "eval": (eval_stage, "sft_config", _sft_config),
 }
 
+# The stages that train in training/loop.py, which logs its own progress about every minute.
+LOGS_PROGRESS = frozenset({"pretrain", "sft", "reward", "align"})
+
 
 def enabled(cfg: PipelineConfig, name: str) -> bool:
     """A training stage runs when the config names the config file it needs."""
