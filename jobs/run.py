@@ -165,7 +165,10 @@ def run_stages(
         started = time.monotonic()
         with _heartbeat(label, spark, on=name not in train_stages.LOGS_PROGRESS):
             manifests[name] = _run_stage(name, spark, cfg, files, run_dir, source)
-        log.info("%s done in %s", label, duration(time.monotonic() - started))
+        seconds = time.monotonic() - started
+        if name in train_stages.STAGES:  # a curation stage's manifest holds its own
+            train_stages.record_wall_time(run_dir, name, seconds, manifests[name])
+        log.info("%s done in %s", label, duration(seconds))
     return manifests
 
 
