@@ -46,6 +46,7 @@ PACKAGES = (
     "pydantic",
 )
 log = logging.getLogger(__name__)
+POLL_S = 5.0  # seconds between looks at Spark's running stages (each a few calls to the driver's JVM)
 
 
 def expand_inputs(
@@ -194,11 +195,16 @@ def _heartbeat(label: str, spark: SparkSession | None, *, on: bool = True) -> It
 
 
 def _beat(label: str, tracker: StatusTracker | None, stop: threading.Event) -> None:
-    started, first_seen = time.monotonic(), {}
-    while not stop.wait(EVERY_S):
+    """Look at Spark's running stages every `POLL_S` seconds, so that a stage's time is counted from
+    within seconds of its start; log every `EVERY_S`."""
+    started = last = time.monotonic()
+    first_seen: dict[int, float] = {}
+    while not stop.wait(min(POLL_S, EVERY_S)):
         now = time.monotonic()
         passes = _spark_passes(tracker, first_seen, now) if tracker is not None else []
-        log.info("%s: %s", label, "; ".join([duration(now - started), *passes]))
+        if now - last >= EVERY_S:
+            last = now
+            log.info("%s: %s", label, "; ".join([duration(now - started), *passes]))
 
 
 def _spark_passes(tracker: StatusTracker, first_seen: dict[int, float], now: float) -> list[str]:

@@ -43,6 +43,7 @@ def logged_run(tmp_path: Path, *options: str) -> str:
 def test_a_redirected_run_log_has_a_progress_line_at_each_stage_start_and_end(tmp_path):
     text = logged_run(tmp_path)
     assert "\r" not in text  # no console progress bar redrawn in place
+    assert "py4j" not in text  # its connection's INFO lines
     progress = re.findall(r"\[(\d)/2\] (\w+) (started|done in \d+ s)", text)
     assert [(i, name, event.split(" in ")[0]) for i, name, event in progress] == [
         ("1", "documents", "started"),

@@ -358,9 +358,9 @@ class _Heartbeat:
     loss. The time left is at this run's pace (evaluation and saving included), from the step it
     started or resumed at."""
 
-    def __init__(self, run: _Run, step: int, shown: bool):
+    def __init__(self, run: _Run, step: int, on: bool):
         self.name, self.total, self.first = run.out.name, run.cfg.steps, step
-        self.on = shown and run.rt.is_main
+        self.on = on and run.rt.is_main
         self.start = self.last = time.monotonic()
 
     def beat(self, state: _State) -> None:
@@ -538,7 +538,7 @@ def train_loop(
         if state.step == 0:
             _evaluate(state, job, run, metrics)
         window = _Window(torch.zeros((), device=rt.device), time.perf_counter())
-        heartbeat = _Heartbeat(run, state.step, shown=bar is None)
+        heartbeat = _Heartbeat(run, state.step, on=bar is None)
         while state.step < cfg.steps:
             lr = _set_lr(optimizer, cfg, state.step)
             _micro_batches(train_model, ddp, job, run, window)
