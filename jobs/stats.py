@@ -160,7 +160,7 @@ def print_stats(run_dir: str | Path, console: Console | None = None) -> None:
     print_mixture(run_dir, console)
     if "annotated" in stages:
         langs = con.execute(
-            "SELECT coalesce(lang, '(none)'), count(*), count(*) FILTER (WHERE reject IS NULL), "
+            "SELECT lang, count(*), count(*) FILTER (WHERE reject IS NULL), "
             "avg(lang_score)::DOUBLE FROM annotated GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20"
         ).fetchall()
         print_table(
