@@ -145,6 +145,9 @@ def test_report_shows_clusters_buckets_curves_and_evaluation(tmp_path):
     assert "loss 3.1, val_bpb 1.4, val_loss 3.2" in page
     assert "kl 0.09, loss 0.7, reward 0.9" in page and "lr 0.01" not in page
     assert page.index("train_pretrain.png") < page.index("train_align.png"), "phases in training order"
+    # each phase's name above its charts
+    assert page.index("<h3>pretrain</h3>") < page.index("train_pretrain.png") < page.index("<h3>align</h3>")
+    assert page.index("<h3>align</h3>") < page.index("train_align.png")
     # the evaluation table: a row per task, the majority baseline, a column per checkpoint in
     # training order (sft before align, whatever the JSON's key order)
     assert "<th>majority</th><th>sft/step_200</th><th>align/step_50</th>" in page
@@ -153,18 +156,6 @@ def test_report_shows_clusters_buckets_curves_and_evaluation(tmp_path):
     assert "<td>spelling+steps</td><td>40</td><td>–</td><td>0.000</td><td>–</td>" in page
     assert "nan" not in page
     assert "problems: synth/test.jsonl</p>" in page
-
-
-def test_each_training_phase_is_named_above_its_charts_and_panels_are_titled_in_words(tmp_path):
-    make_run(tmp_path)
-    page = write_report(tmp_path).read_text()
-    assert page.index("<h3>pretrain</h3>") < page.index("train_pretrain.png")
-    assert page.index("<h3>align</h3>") < page.index("train_align.png")
-    from jobs.report import panel_title
-
-    assert panel_title("kl_k3") == "KL to the reference model (k3, per token)"
-    assert panel_title("zero_adv") == "share of rollout groups without advantage"
-    assert panel_title("winner_score_mean") == "winner score mean"  # unlisted: the key in words
 
 
 def test_report_header_has_run_facts_and_wall_times(tmp_path):
@@ -206,3 +197,12 @@ def test_related_series_share_a_panel():
     assert _panel("kl") == _panel("val_kl") != _panel("val_length")
     assert _panel("acc_arithmetic") == _panel("val_acc_spelling") == "accuracy per task"
     assert _panel("correct") == _panel("val_acc") != _panel("val_acc_spelling")
+    assert _panel("rm") == _panel("val_rm_score")  # rollouts' and held-out reward-model scores
+
+
+def test_panels_are_titled_in_words():
+    from jobs.report import panel_title
+
+    assert panel_title("kl_k3") == "KL to the reference model (k3, per token)"
+    assert panel_title("zero_adv") == "share of rollout groups without advantage"
+    assert panel_title("winner_score_mean") == "winner score mean"  # unlisted: the key in words
