@@ -16,6 +16,7 @@ by sniffing the first bytes, and for `conversion` records (the plain text of a p
 Crawl's WET files).
 """
 
+import logging
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -53,6 +54,25 @@ class WarcFault(Exception):
 
 # What warcio raises on bytes that are not a WARC record (ValueError: unparsable numbers).
 _FAULTS = (WarcFault, ArchiveLoadFailed, StatusAndHeadersParserException, ValueError, EOFError)
+
+
+class _SkipRepeats(logging.Filter):
+    """Drops a log record whose message is the one just let through. warcio warns about a
+    WARC-Target-URI with spaces ("Replacing spaces in invalid WARC-Target-URI") once per record it
+    reads, so a fetch's request and response records printed the same line twice in a row. It holds
+    one message, whatever the file's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        repeated, self.last = message == self.last, message
+        return not repeated
+
+
+_WARCIO_REPEATS = _SkipRepeats()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +136,7 @@ def open_warc(path: str, counts: Counter | None = None) -> BinaryIO:
 
 def read_warc(stream: BinaryIO, *, max_payload_bytes: int) -> Iterator[WarcRecord | WarcError]:
     """Every record of a seekable WARC stream (gzip or not), with a `WarcError` per damaged region."""
+    logging.getLogger("warcio.recordloader").addFilter(_WARCIO_REPEATS)  # added once however often called
     start = stream.tell()
     gzipped = stream.read(2) == GZIP_MAGIC[:2]
     stream.seek(start)

@@ -166,14 +166,17 @@ def _run_models(
             "annotated.quality.model to a `refinery classifier train` model, or enabled: false"
         ) from None
     for path, report in zip(paths, reports, strict=True):
+        # one short line; the counts per class and held-out group are in the model's report file
+        data, held_out = report["data"], report["held_out"]
         log.info(
-            "annotated: trained %s in %.1f s: held-out ROC AUC %.3f, F1 %.3f on %d chunks (%s)",
+            "annotated: trained %s in %.1f s on %d hq + %d cc documents: held-out ROC AUC %.3f, F1 %.3f (%s)",
             path.name,
             report["train_seconds"],
-            report["held_out"]["roc_auc"],
-            report["held_out"]["f1"],
-            report["held_out"]["n"],
-            report["data"],
+            data["hq"]["documents"],
+            data["cc"]["documents"],
+            held_out["roc_auc"],
+            held_out["f1"],
+            report_path(path).name,
         )
     return [str(p) for p in paths]
 

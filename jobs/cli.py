@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["REFINERY_QUIET"] = "1"
     level = logging.WARNING if args.quiet_all else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # py4j's INFO lines are its connection's life ("Closing down clientserver connection" at exit)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         status = args.func(args)  # a command may return an exit status (pii-audit: 1 on findings)
     except (FileNotFoundError, ValueError) as exc:

@@ -20,3 +20,8 @@ def natural_width(console: rich.console.Console, renderable: rich.console.Render
     """The widths a renderable needs: `minimum` with every word whole, `maximum` with every line
     whole. rich's `console.measure` caps both at the console's width, which hides a table too wide."""
     return console.measure(renderable, options=console.options.update_width(UNBOUNDED))
+
+
+def counted(n: int, noun: str) -> str:
+    """`1 document`, `2 documents`, `1,200 documents`: a count with its noun in the right number."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

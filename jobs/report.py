@@ -24,8 +24,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from corpus.manifest import fingerprint, read_json  # noqa: E402
-from jobs.stats import ROW_STAGES, connect, finished_stages, funnel_rows  # noqa: E402
-from jobs.train_stages import STAGES  # noqa: E402
+from corpus.progress import duration  # noqa: E402
+from jobs.stats import NULL, ROW_STAGES, connect, epochs_label, finished_stages, funnel_rows  # noqa: E402
+from jobs.train_stages import STAGES, TIMING, TRAIN  # noqa: E402
 
 DPI = 110
 WIDTH = 6  # inches: a chart of 660 pixels, two side by side on the page
@@ -66,6 +67,8 @@ class Page:
 
 def table(columns: list[str], rows: list[tuple]) -> str:
     def cell(v: Any) -> str:
+        if v is None:
+            return "–"  # not measured (a checkpoint not evaluated on a task, a stage without rows)
         text = f"{v:,}" if isinstance(v, int) else f"{v:.3f}" if isinstance(v, float) else str(v)
         return html.escape(text)
 
@@ -124,17 +127,18 @@ def languages(page: Page) -> str | None:
     if "annotated" not in page.stages:
         return None
     rows = page.con.execute(
-        "SELECT coalesce(lang, '(none)'), count(*), count(*) FILTER (WHERE reject IS NULL) "
+        f"SELECT coalesce(lang, '{NULL}'), count(*), count(*) FILTER (WHERE reject IS NULL) "
         "FROM annotated GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 15"
     ).fetchall()
-    fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
-    names = [r[0] for r in rows]
-    ax.bar(names, [r[1] for r in rows], color="#cccccc", label="annotated")
-    ax.bar(names, [r[2] for r in rows], color="#dd8452", label="kept")
-    ax.set_yscale("log")
-    ax.legend()
-    ax.set_ylabel("documents (log scale)")
-    return page.chart("languages", fig, "Languages (fastText lid.176), top 15")
+    # horizontal bars, the largest on top: fifteen labels side by side ran into each other (`ru(none)an`)
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.25 * len(rows) + 1.2))
+    names = [r[0] for r in reversed(rows)]
+    ax.barh(names, [r[1] for r in reversed(rows)], color="#cccccc", label="annotated")
+    ax.barh(names, [r[2] for r in reversed(rows)], color="#dd8452", label="kept")
+    ax.set_xscale("log")
+    ax.legend(loc="lower right")
+    ax.set_xlabel("documents (log scale)")
+    return page.chart("languages", fig, f"Languages (fastText lid.176), top 15; {NULL}: none identified")
 
 
 def lengths(page: Page) -> str | None:
@@ -242,7 +246,8 @@ def buckets(page: Page) -> str | None:
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=8)
     rows = [(n, data[n][0], data[n][1], data[n][1] / data[n][0] if data[n][0] else 0.0) for n in names]
     caption = f"Tokens per bucket before and after mixing ({source})"
-    return page.chart("buckets", fig, caption) + table(["bucket", "before", "after", "epochs"], rows)
+    epochs = epochs_label(page.run_dir) if shards and shards.get("buckets") else "epochs"
+    return page.chart("buckets", fig, caption) + table(["bucket", "before", "after", epochs], rows)
 
 
 def learned_mixture(page: Page) -> str | None:
@@ -289,7 +294,30 @@ def _panel(key: str) -> str:
     base = key.removeprefix("val_")
     if base.startswith("acc_"):
         return "accuracy per task"
-    return {"correct": "acc"}.get(base, base)  # alignment rollouts' `correct` is held-out `val_acc`
+    # alignment rollouts' `correct` is held-out `val_acc`, their `rm` held-out `val_rm_score`
+    return {"correct": "acc", "rm": "rm_score"}.get(base, base)
+
+
+# Panel titles in words (the series keep their metrics.jsonl keys in the legend); a panel not
+# listed is titled by its key with spaces for underscores.
+PANEL_TITLES = {
+    "loss": "loss (nats)",
+    "bpb": "bits per byte (held-out)",
+    "acc": "accuracy",
+    "kl": "KL to the reference model (k1, per response)",
+    "kl_k3": "KL to the reference model (k3, per token)",
+    "zero_adv": "share of rollout groups without advantage",
+    "clip_frac": "share of tokens clipped",
+    "length": "response length (tokens)",
+    "rm_score": "reward-model score",
+    "score_mean": "reward-model score, mean",
+    "score_std": "reward-model score, standard deviation",
+    "prefers_longer": "share preferring the longer response",
+}
+
+
+def panel_title(panel: str) -> str:
+    return PANEL_TITLES.get(panel, panel.replace("_", " "))
 
 
 def _pipeline_order(path: Path) -> tuple[int, str]:
@@ -326,7 +354,7 @@ def training_curves(page: Page) -> str | None:
                     marker="." if len(points) < 50 else None,
                 )
             ax.set_xlabel("step")
-            ax.set_title(title, fontsize=10)
+            ax.set_title(panel_title(title), fontsize=10)
             if len(keys) > 1 or keys[0] != title:
                 ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
@@ -336,8 +364,11 @@ def training_curves(page: Page) -> str | None:
         name = "train_" + "_".join(phase.parts or ("run",))
         last = {k: v[-1][1] for k, v in series.items()}
         figures = ", ".join(f"{k} {v:.4g}" for k, v in sorted(last.items()))
+        source = path.relative_to(page.run_dir)
+        # the phase's name above its charts, where a reader scrolling down meets it first
         parts.append(
-            page.chart(name, fig, f"Training: {path.parent.relative_to(page.run_dir)}")
+            f"<h3>{html.escape(str(phase) if phase.parts else 'training')}</h3>"
+            + page.chart(name, fig, f"Every series of {source} against the step")
             + f"<p class='note'>last values: {html.escape(figures)}</p>"
         )
     return "".join(parts) or None
@@ -361,32 +392,41 @@ def _eval_files(run_dir: Path) -> list[Path]:
 
 
 def evaluations(page: Page) -> str | None:
-    """Accuracy per task and checkpoint, one table per `refinery eval tasks --out` file."""
+    """Accuracy per task and checkpoint, one table per `refinery eval tasks --out` file, the
+    checkpoints in the order the pipeline trains them."""
     parts = []
     for path in _eval_files(page.run_dir):
         data = read_json(path)
         accuracy: dict[str, dict[str, float]] = data["accuracy"]
-        checkpoints = list(accuracy)
+        checkpoints = sorted(accuracy, key=_phase_order)
         tasks = sorted({t for r in accuracy.values() for t in r})
         majority = data.get("majority", {})  # files written before it had no baseline
         rows = [
             (
                 task,
                 data["problems"].get(task, 0),
-                majority.get(task, float("nan")),
-                *(accuracy[c].get(task, float("nan")) for c in checkpoints),
+                majority.get(task),
+                *(accuracy[c].get(task) for c in checkpoints),
             )
             for task in tasks
         ]
         where = html.escape(str(path.relative_to(page.run_dir)))
-        data_file = html.escape(str(data.get("data", "")))
+        problems = f"; problems: {html.escape(str(data['data']))}" if data.get("data") else ""
         parts.append(
             f"<h3>{where}</h3><p class='note'>exact-match accuracy, greedy; majority: always the task's most "
-            f"common answer; TASK+steps: the right answer with every worked step right; "
-            f"problems: {data_file}</p>"
+            f"common answer; TASK+steps: the right answer with every worked step right{problems}</p>"
             + table(["task", "n", "majority", *(_short(c) for c in checkpoints)], rows)
         )
     return "".join(parts) or None
+
+
+def _phase_order(checkpoint: str) -> tuple[int, str]:
+    """A checkpoint's place in training order: by its phase (`sft` as the eval stage names it, or the
+    directory above `checkpoints/` in a path), then by name."""
+    parts = Path(checkpoint).parts
+    phase = parts[parts.index("checkpoints") - 1] if "checkpoints" in parts[1:] else checkpoint
+    order = list(STAGES)
+    return (order.index(phase) if phase in order else len(order)), checkpoint
 
 
 def _short(checkpoint: str) -> str:
@@ -431,12 +471,6 @@ def _anchor(title: str) -> str:
     return title.lower().replace(" ", "-")
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
 def header(page: Page) -> str:
     """Run facts: inputs, config hash, seed, versions; per stage its rows, config hash and wall time."""
     run = read_json(page.run_dir / "run.json") if (page.run_dir / "run.json").is_file() else {}
@@ -470,13 +504,14 @@ def header(page: Page) -> str:
         stages.append(
             (
                 name,
-                rows.get("in", "–"),
-                rows.get("kept", "–"),
-                rows.get("rejected", "–"),
+                rows.get("in"),
+                rows.get("kept"),
+                rows.get("rejected"),
                 manifest.get("config_hash", "")[:12],
-                _duration(wall),
+                None if wall is None else duration(wall),
             )
         )
+    stages += _training_times(page.run_dir)
     out = "<header>"
     if facts:
         out += (
@@ -487,6 +522,15 @@ def header(page: Page) -> str:
     if stages:
         out += table(["stage", "rows in", "kept", "rejected", "config hash", "wall time"], stages)
     return out + "</header>"
+
+
+def _training_times(run_dir: Path) -> list[tuple]:
+    """Stage-table rows of the training stages `refinery run` timed (RUN/train/timing.json), in
+    pipeline order: they have no rows and no manifest, only a wall time."""
+    path = run_dir / TRAIN / TIMING
+    timings = read_json(path) if path.is_file() else {}
+    timed = [name for name in STAGES if name in timings]
+    return [(name, None, None, None, "", duration(timings[name]["wall_time_s"])) for name in timed]
 
 
 def write_report(run_dir: str | Path) -> Path:

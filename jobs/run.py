@@ -3,14 +3,19 @@
 import importlib.metadata
 import logging
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pyspark import StatusTracker
 from pyspark.sql import SparkSession
 
 from corpus.fs import expand, file_version, is_path_list, is_remote, read_path_list
 from corpus.manifest import write_json_atomic
+from corpus.progress import EVERY_S, duration, estimate
 from jobs import annotated, decontam, deduped, documents, mixed, preflight, shards, tokenizer, train_stages
 from jobs.config import PipelineConfig, load_config
 from jobs.spark import spark_session
@@ -41,6 +46,7 @@ PACKAGES = (
     "pydantic",
 )
 log = logging.getLogger(__name__)
+POLL_S = 5.0  # seconds between looks at Spark's running stages (each a few calls to the driver's JVM)
 
 
 def expand_inputs(
@@ -146,19 +152,72 @@ def run_stages(
 ) -> dict[str, Any]:
     """Each stage in turn, between two progress lines (`[3/12] deduped started`, `[3/12] deduped
     done in 36 s`): plain log lines, so a redirected log says which stage of how many is running
-    and how long each took. Spark is stopped before the first training stage: its JVM would
-    otherwise hold ~1.5 GB through half an hour of training (conf/full.yaml), and nothing after
-    the shards reads through Spark."""
+    and how long each took. In between, a stage that does not log its own progress (the training
+    loop does, training/loop.py) gets a line about every minute (`_heartbeat`). Spark is stopped
+    before the first training stage: its JVM would otherwise hold ~1.5 GB through half an hour of
+    training (conf/full.yaml), and nothing after the shards reads through Spark."""
     manifests = {}
     for i, name in enumerate(names, 1):
         if spark is not None and name not in CURATION:
             spark.stop()
             spark = None
-        log.info("[%d/%d] %s started", i, len(names), name)
+        label = f"[{i}/{len(names)}] {name}"
+        log.info("%s started", label)
         started = time.monotonic()
-        manifests[name] = _run_stage(name, spark, cfg, files, run_dir, source)
-        log.info("[%d/%d] %s done in %s", i, len(names), name, _duration(time.monotonic() - started))
+        with _heartbeat(label, spark, on=name not in train_stages.LOGS_PROGRESS):
+            manifests[name] = _run_stage(name, spark, cfg, files, run_dir, source)
+        seconds = time.monotonic() - started
+        if name in train_stages.STAGES:  # a curation stage's manifest holds its own
+            train_stages.record_wall_time(run_dir, name, seconds, manifests[name])
+        log.info("%s done in %s", label, duration(seconds))
     return manifests
+
+
+@contextmanager
+def _heartbeat(label: str, spark: SparkSession | None, *, on: bool = True) -> Iterator[None]:
+    """While the block runs, a line about every `EVERY_S` seconds from a daemon thread: the time so
+    far and, under Spark, the tasks done of each running Spark stage with the time that stage has
+    left at its pace so far (`[3/12] deduped: 2 min 00 s; Spark stage 7: tasks 12/40, 1 min 05 s,
+    about 2 min 10 s left`). A curation stage is several Spark passes, so only the running pass
+    can be estimated."""
+    if not on:
+        yield
+        return
+    stop = threading.Event()
+    tracker = spark.sparkContext.statusTracker() if spark is not None else None
+    thread = threading.Thread(target=_beat, args=(label, tracker, stop), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _beat(label: str, tracker: StatusTracker | None, stop: threading.Event) -> None:
+    """Look at Spark's running stages every `POLL_S` seconds, so that a stage's time is counted from
+    within seconds of its start; log every `EVERY_S`."""
+    started = last = time.monotonic()
+    first_seen: dict[int, float] = {}
+    while not stop.wait(min(POLL_S, EVERY_S)):
+        now = time.monotonic()
+        passes = _spark_passes(tracker, first_seen, now) if tracker is not None else []
+        if now - last >= EVERY_S:
+            last = now
+            log.info("%s: %s", label, "; ".join([duration(now - started), *passes]))
+
+
+def _spark_passes(tracker: StatusTracker, first_seen: dict[int, float], now: float) -> list[str]:
+    """`Spark stage 7: tasks 12/40, 1 min 05 s, about 2 min 10 s left` per running Spark stage, timed
+    from when this heartbeat first saw it (`first_seen`, by stage id)."""
+    lines = []
+    for stage_id in sorted(tracker.getActiveStageIds()):
+        info = tracker.getStageInfo(stage_id)
+        if info is None:  # finished since it was listed
+            continue
+        tasks = estimate(now - first_seen.setdefault(stage_id, now), info.numCompletedTasks, info.numTasks)
+        lines.append(f"Spark stage {stage_id}: tasks {tasks}")
+    return lines
 
 
 def _run_stage(
@@ -174,13 +233,3 @@ def _run_stage(
     if name in CURATION_MODULES:
         return CURATION_MODULES[name].main(spark, cfg, str(run_dir))
     return train_stages.STAGES[name][0](cfg, run_dir)
-
-
-def _duration(seconds: float) -> str:
-    """`36 s`, `6 min 05 s`, `1 h 02 min`: whole units, read at a glance in a log."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

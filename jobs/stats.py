@@ -23,10 +23,11 @@ from rich.table import Table
 from rich.text import Text
 
 from corpus.manifest import read_json
-from jobs.console import natural_width
+from jobs.console import counted, natural_width
 
 ROW_STAGES = ("documents", "annotated", "deduped", "mixed", "decontam")
 SQL_FORMATS = ("table", "csv", "json")
+NULL = "NULL"  # a missing value in a table
 SQL_BATCH_ROWS = 10_000  # csv and json stream the result in batches: a large query never sits in memory whole
 LENGTH_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 SHARD_ROW = pa.schema(
@@ -69,8 +70,11 @@ def connect(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
 
 
 def _cell(value: Any) -> str:
-    """Counts with thousands separators, ratios to three decimals: a table is read, not parsed
+    """Counts with thousands separators, ratios to three decimals, NULL as SQL writes it (a kept
+    row's `reject`, a document without a domain), not Python's `None`: a table is read, not parsed
     (`refinery sql --format csv` prints values in full)."""
+    if value is None:
+        return NULL
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
@@ -156,7 +160,7 @@ def print_stats(run_dir: str | Path, console: Console | None = None) -> None:
     print_mixture(run_dir, console)
     if "annotated" in stages:
         langs = con.execute(
-            "SELECT coalesce(lang, '(none)'), count(*), count(*) FILTER (WHERE reject IS NULL), "
+            "SELECT lang, count(*), count(*) FILTER (WHERE reject IS NULL), "
             "avg(lang_score)::DOUBLE FROM annotated GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20"
         ).fetchall()
         print_table(
@@ -240,12 +244,29 @@ def print_mixture(run_dir: Path, console: Console) -> None:
         print_table(
             console,
             "Tokens by bucket (real; before: kept exactly, downsampled extrapolated)",
-            ["bucket", "tokens before", "tokens after", "epochs", "estimated after", "train", "valid"],
+            [
+                "bucket",
+                "tokens before",
+                "tokens after",
+                epochs_label(run_dir),
+                "estimated after",
+                "train",
+                "valid",
+            ],
             [
                 (name, *(b[c] for c in columns), b["train"]["tokens"], b["valid"]["tokens"])
                 for name, b in manifest["buckets"].items()
             ],
         )
+
+
+def epochs_label(run_dir: Path) -> str:
+    """The heading of the shards' epochs per bucket (real tokens after / before mixing): documents
+    decontam removed after mixing count before and not after, so a bucket mixed at factor 1 shows
+    fewer than 1 epoch (0.868 on one crawl-sample file), which the heading says."""
+    manifest = run_dir / "decontam" / "manifest.json"
+    removed = read_json(manifest)["rows"]["rejected"] if manifest.is_file() else 0
+    return f"epochs (after decontam removed {counted(removed, 'document')})" if removed else "epochs"
 
 
 def run_sql(run_dir: str | Path, query: str, console: Console | None = None, fmt: str = "table") -> None:

@@ -27,6 +27,9 @@ from jobs.config import PipelineConfig
 
 log = logging.getLogger(__name__)
 TRAIN = "train"
+# RUN/train/timing.json: each training stage's wall time, for the report's stage table (the
+# curation stages keep theirs in their manifests).
+TIMING = "timing.json"
 
 
 def pretrain_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
@@ -130,7 +133,8 @@ def eval_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     train = run_dir / TRAIN
     models = {name: latest_checkpoint(train / name) for name in ("pretrain", "sft", "align")}
     models = {name: path for name, path in models.items() if path is not None}
-    problems = read_problems(train / "sft_data" / "test.jsonl", limit=cfg.train.eval_limit)
+    data = train / "sft_data" / "test.jsonl"
+    problems = read_problems(data, limit=cfg.train.eval_limit)
     key = fingerprint({"models": {n: str(p) for n, p in models.items()}, "problems": problems})
     out = train / "eval.json"
     if out.is_file() and read_json(out).get("key") == key:
@@ -142,7 +146,10 @@ def eval_stage(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
         accuracy[name] = task_accuracy(load_model(path), chat, problems)
     checkpoints = {n: str(p) for n, p in models.items()}
     record = evaluation_record(problems, accuracy)
-    write_json_atomic(out, {"key": key, "checkpoints": checkpoints, **record})
+    # `data` relative to RUN, as `refinery eval tasks --out` names its problems file
+    write_json_atomic(
+        out, {"key": key, "checkpoints": checkpoints, "data": str(data.relative_to(run_dir)), **record}
+    )
     table = format_table(accuracy, record["problems"], record["majority"])
     log.info("eval: task accuracy on the SFT test split\n%s", table)
     return {"summary": accuracy}
@@ -211,10 +218,27 @@ STAGES = {
     "eval": (eval_stage, "sft_config", _sft_config),
 }
 
+# The stages that train in training/loop.py, which logs its own progress about every minute.
+LOGS_PROGRESS = frozenset({"pretrain", "sft", "reward", "align"})
+
 
 def enabled(cfg: PipelineConfig, name: str) -> bool:
     """A training stage runs when the config names the config file it needs."""
     return getattr(cfg.train, STAGES[name][1]) is not None
+
+
+def record_wall_time(run_dir: Path, name: str, seconds: float, result: dict[str, Any]) -> None:
+    """Keep `seconds` as the wall time of training stage `name` in RUN/train/timing.json, unless the
+    file holds a time for the same result: a rerun that found the stage done (resumed at its last
+    checkpoint, or skipped as up to date) returns the same result in a second, and the time it took
+    to make that result is the one worth reporting."""
+    path = run_dir / TRAIN / TIMING
+    timings = read_json(path) if path.is_file() else {}
+    key = fingerprint(result)
+    if timings.get(name, {}).get("result") != key:
+        timings[name] = {"wall_time_s": round(seconds, 3), "result": key}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, timings)
 
 
 def load_stage_config(cfg: PipelineConfig, name: str):

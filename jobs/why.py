@@ -42,7 +42,7 @@ from corpus.filters.quality import QualityFilter
 from corpus.filters.url import UrlFilter
 from corpus.manifest import read_json
 from corpus.pii import PLACEHOLDERS
-from jobs.console import PipeConsole, natural_width
+from jobs.console import PipeConsole, counted, natural_width
 
 # The annotated stage's steps in run order: the config section under `annotated` and its filter
 # (jobs/annotated.py `make_annotator`); the quality rule comes last, after PII redaction.
@@ -381,7 +381,7 @@ def _checks_table(annotated: dict[str, Any], *, narrow: bool) -> Table:
             table.add_row(family, *[""] * (len(columns) - 3), Text(step["off"], style="dim"), "")
             continue
         table.add_row(family)
-        for check in step["checks"]:
+        for check, condition in rule_rows(step["checks"]):
             result = Text(check["result"], style=RESULT_STYLE[check["result"]])
             if check["result"] == "fail" and check["rule"] == annotated["reject"]:
                 result = (
@@ -393,10 +393,28 @@ def _checks_table(annotated: dict[str, Any], *, narrow: bool) -> Table:
             rule = ("" if narrow else "  ") + check["rule"].split(":", 1)[1]
             value = _fmt(check["value"])
             if narrow:
-                table.add_row(rule, value, f"{check['signal']} {_condition(check)}", result)
+                table.add_row(rule, value, f"{check['signal']} {condition}", result)
             else:
-                table.add_row(rule, check["signal"], value, _condition(check), result)
+                table.add_row(rule, check["signal"], value, condition, result)
     return table
+
+
+RESULT_ORDER = ("off", "pass", "fail")  # a row of two bounds shows the worse of their results
+
+
+def rule_rows(checks: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+    """Each check with its condition, two bounds of one rule on one signal in a row (Gopher's mean
+    word length: `< 3 or > 10`) rather than the rule listed twice; the row fails when either does."""
+    rows: list[tuple[dict[str, Any], str]] = []
+    for check in checks:
+        key = (check["rule"], check["signal"])
+        if rows and (rows[-1][0]["rule"], rows[-1][0]["signal"]) == key:
+            previous, condition = rows[-1]
+            result = max(previous["result"], check["result"], key=RESULT_ORDER.index)
+            rows[-1] = ({**previous, "result": result}, f"{condition} or {_condition(check)}")
+        else:
+            rows.append((check, _condition(check)))
+    return rows
 
 
 def _annotated_parts(a: dict[str, Any], narrow: bool) -> list[Any]:
@@ -425,7 +443,7 @@ def _annotated_parts(a: dict[str, Any], narrow: bool) -> list[Any]:
 def _deduped_parts(dd: dict[str, Any]) -> list[Any]:
     rows = [
         ("exact hash", dd["exact_hash"]),
-        ("cluster", f"{dd['cluster_id']} ({dd['cluster_size']} documents)"),
+        ("cluster", f"{dd['cluster_id']} ({counted(dd['cluster_size'], 'document')})"),
         ("reject", Text(dd["reject"] or "none (kept for its cluster)", style="red" if dd["reject"] else "")),
     ]
     if dd.get("kept"):

@@ -104,6 +104,7 @@ def test_a_table_that_fits_stays_a_table(run_dir):
     run_sql(run_dir, "SELECT reject, count(*) AS n FROM documents GROUP BY 1 ORDER BY 1", console, "table")
     out = console.export_text()
     assert "┃ reject        ┃ n ┃" in out and "│ extract:empty │ 1 │" in out
+    assert "│ NULL          │ 1 │" in out and "None" not in out  # the kept row's reject, as SQL writes it
 
 
 def test_sql_output_closed_by_its_reader_is_one_line_and_status_1(run_dir):

@@ -1,9 +1,11 @@
+from corpus.extract import Extractor
 from corpus.filters.fineweb import (
     CHAR_DUP_RATIO,
     LINE_PUNCT_RATIO,
     LIST_RATIO,
     SHORT_LINE_RATIO,
     FineWebFilter,
+    is_table_row,
 )
 
 OFF = {"line_punct_thr": None, "short_line_thr": None, "char_duplicates_ratio": None, "new_line_ratio": None}
@@ -81,3 +83,55 @@ def test_empty_text_fails_line_punct_and_has_no_word_ratios():
     assert s["fineweb_char_dup_ratio"] is None and s["fineweb_list_ratio"] is None
     assert FineWebFilter().decide(s) == LINE_PUNCT_RATIO
     assert set(s) == set(FineWebFilter.SIGNALS)
+
+
+# Two pages of six sentences and a table, through corpus/extract.py, which writes each table row
+# as `| cell | cell |`: a site laid out in a table (the article in a cell, as the Space Review page
+# of crawl-sample the released rule drops at 0), and an article with a 60-row list of addresses.
+SENTENCES = [
+    "The council published the list of members who will vote on the new food standards next month.",
+    "Campaigners say the vote decides whether imported food must meet the same rules as food grown here.",
+    "Farmers have written to every member, asking them to back the amendment before the deadline.",
+    "The minister said the government would not lower its standards in any trade agreement.",
+    "Readers who support the campaign can write to their member using the addresses listed below.",
+    "A second vote on the same bill is expected before the end of the year, the clerk said.",
+]
+
+
+def extracted(body: str) -> str:
+    html = f"<html><head><title>Who votes</title></head><body>{body}</body></html>"
+    return Extractor()(html.encode()).text
+
+
+def layout_table_page() -> str:
+    article = "<h1>Who votes</h1>" + "".join(f"<p>{s}</p>" for s in SENTENCES)
+    notes = "".join(f"<tr><td>{s}</td></tr>" for s in SENTENCES[:2])
+    return extracted(f"<table><tr><td></td><td>{article}</td><td></td></tr>{notes}</table>")
+
+
+def address_list_page() -> str:
+    rows = "".join(f"<tr><td>District {i}</td><td>office{i}@council.example</td></tr>" for i in range(60))
+    article = "<h1>Who votes</h1>" + "".join(f"<p>{s}</p>" for s in SENTENCES)
+    return extracted(f"<article>{article}<table>{rows}</table></article>")
+
+
+def test_an_article_laid_out_in_a_table_is_judged_by_its_cells_sentences():
+    text = layout_table_page()
+    lines = text.split("\n")
+    assert len(lines) == 3 and all(map(is_table_row, lines))  # each ends in `|`
+    assert FineWebFilter().signals({"text": text})["fineweb_line_punct_ratio"] == 1.0
+    assert reject(FineWebFilter(), text) is None
+    # the released rule sees three lines ending in `|`
+    assert reject(FineWebFilter(line_punct_table_cells=False), text) == LINE_PUNCT_RATIO
+
+
+def test_an_article_that_is_mostly_a_data_table_stays_list_like():
+    text = address_list_page()
+    assert sum(map(is_table_row, text.split("\n"))) == 60
+    assert reject(FineWebFilter(), text) == LINE_PUNCT_RATIO  # 6 sentences of 67 lines
+    assert reject(FineWebFilter(line_punct_table_cells=False), text) == LINE_PUNCT_RATIO
+
+
+def test_table_rows_are_pipe_delimited_lines_only():
+    assert is_table_row("| a | b | ") and is_table_row("|---|---|")
+    assert not is_table_row("a | b") and not is_table_row("|") and not is_table_row("Ends with a pipe |")

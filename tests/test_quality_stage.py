@@ -1,5 +1,7 @@
 """The quality classifier in the annotated stage (Spark, small): threshold, top fraction, run models."""
 
+import logging
+import re
 import shutil
 
 import duckdb
@@ -21,6 +23,10 @@ from jobs.config import load_config
 from jobs.stage import Stage
 
 pytestmark = pytest.mark.spark
+TRAINED = (
+    r"annotated: trained model-\d\.ftz in \d+\.\d s on \d+ hq \+ \d+ cc documents: "
+    r"held-out ROC AUC \d\.\d{3}, F1 \d\.\d{3} \(model-\d\.json\)"
+)
 GERMAN = (
     "Alle Menschen sind frei und gleich an Würde und Rechten geboren. Sie sind mit Vernunft und "
     "Gewissen begabt und sollen einander im Geist der Brüderlichkeit begegnen. "
@@ -168,9 +174,13 @@ def test_interrupted_top_fraction_stage_resumes_with_the_same_threshold(spark, t
 
 
 def test_run_trained_models_score_each_site_with_the_model_that_did_not_see_it(
-    spark, documents_run, tmp_path
+    spark, documents_run, tmp_path, caplog
 ):
+    caplog.set_level(logging.INFO, logger="jobs.annotated")
     run, manifest, rows = annotate(spark, documents_run, tmp_path, "    enabled: true")
+    trained = [r.getMessage() for r in caplog.records if " trained model-" in r.getMessage()]
+    # one short line per model, its class counts in words rather than the report's raw dict
+    assert [re.fullmatch(TRAINED, line) is not None for line in trained] == [True, True], trained
     models = [m["model"] for m in manifest["quality"]["models"]]
     assert models == [str(run / "annotated" / "quality" / f"model-{k}.ftz") for k in range(2)]
     for path in models:

@@ -64,10 +64,12 @@ def make_run(run_dir):
             },
         },
     )
-    write_json_atomic(shards / "timing.json", {"wall_time_s": 12.5})
+    write_json_atomic(shards / "timing.json", {"wall_time_s": 12.4})
     write_json_atomic(run_dir / "run.json", {"inputs": ["w/a.warc.gz"], "config": {"seed": 0}, "seed": 0})
     train = run_dir / "train"
     (train / "pretrain").mkdir(parents=True)
+    times = {"sft": {"wall_time_s": 125.0, "result": "b"}, "pretrain": {"wall_time_s": 300.0, "result": "a"}}
+    write_json_atomic(train / "timing.json", times)
     (train / "pretrain" / "metrics.jsonl").write_text(
         "".join(f'{{"step": {s}, "tokens": {s * 64}, "loss": {5 - s / 10}, "lr": 0.01}}\n' for s in range(20))
         + '{"step": 19, "tokens": 1216, "val_loss": 3.2, "val_bpb": 1.4}\n'
@@ -80,10 +82,14 @@ def make_run(run_dir):
         train / "eval_tasks.json",
         {
             "data": "synth/test.jsonl",
-            "problems": {"arithmetic": 40, "spelling": 40},
+            "problems": {"arithmetic": 40, "spelling": 40, "spelling+steps": 40},
             "majority": {"arithmetic": 0.1, "spelling": 0.2},
             "accuracy": {
-                "runs/r/train/sft/checkpoints/step_200": {"arithmetic": 0.25, "spelling": 0.5},
+                "runs/r/train/sft/checkpoints/step_200": {
+                    "arithmetic": 0.25,
+                    "spelling": 0.5,
+                    "spelling+steps": 0.0,
+                },
                 "runs/r/train/align/checkpoints/step_50": {"arithmetic": 0.375, "spelling": 0.625},
             },
         },
@@ -139,9 +145,17 @@ def test_report_shows_clusters_buckets_curves_and_evaluation(tmp_path):
     assert "loss 3.1, val_bpb 1.4, val_loss 3.2" in page
     assert "kl 0.09, loss 0.7, reward 0.9" in page and "lr 0.01" not in page
     assert page.index("train_pretrain.png") < page.index("train_align.png"), "phases in training order"
-    # the evaluation table: a row per task, the majority baseline, a column per checkpoint
-    assert "<th>majority</th><th>align/step_50</th><th>sft/step_200</th>" in page
-    assert "<td>arithmetic</td><td>40</td><td>0.100</td><td>0.375</td><td>0.250</td>" in page
+    # each phase's name above its charts
+    assert page.index("<h3>pretrain</h3>") < page.index("train_pretrain.png") < page.index("<h3>align</h3>")
+    assert page.index("<h3>align</h3>") < page.index("train_align.png")
+    # the evaluation table: a row per task, the majority baseline, a column per checkpoint in
+    # training order (sft before align, whatever the JSON's key order)
+    assert "<th>majority</th><th>sft/step_200</th><th>align/step_50</th>" in page
+    assert "<td>arithmetic</td><td>40</td><td>0.100</td><td>0.250</td><td>0.375</td>" in page
+    # a task without a baseline, a checkpoint not evaluated on a task: a dash, never `nan`
+    assert "<td>spelling+steps</td><td>40</td><td>–</td><td>0.000</td><td>–</td>" in page
+    assert "nan" not in page
+    assert "problems: synth/test.jsonl</p>" in page
 
 
 def test_report_header_has_run_facts_and_wall_times(tmp_path):
@@ -149,7 +163,21 @@ def test_report_header_has_run_facts_and_wall_times(tmp_path):
     page = write_report(tmp_path).read_text()
     assert "a.warc.gz" in page and "resolved sha256" in page
     assert "<td>deduped</td><td>9</td><td>6</td><td>3</td><td>deduped-conf</td>" in page
-    assert "<td>shards</td>" in page and "12.5 s" in page
+    assert "<td>shards</td>" in page and "<td>12 s</td>" in page
+    # training stages, timed by `refinery run`, after the curation stages in pipeline order
+    assert "<td>sft</td><td>–</td><td>–</td><td>–</td><td></td><td>2 min 05 s</td>" in page
+    assert page.index("<td>shards</td>") < page.index("<td>pretrain</td>") < page.index("<td>sft</td>")
+
+
+def test_epochs_are_labelled_when_decontam_removed_documents_after_mixing(tmp_path):
+    from jobs.stats import epochs_label
+
+    assert epochs_label(tmp_path) == "epochs"  # no decontam stage
+    (tmp_path / "decontam").mkdir(exist_ok=True)
+    write_json_atomic(tmp_path / "decontam" / "manifest.json", {"rows": {"in": 6, "kept": 6, "rejected": 0}})
+    assert epochs_label(tmp_path) == "epochs"
+    write_json_atomic(tmp_path / "decontam" / "manifest.json", {"rows": {"in": 6, "kept": 5, "rejected": 1}})
+    assert epochs_label(tmp_path) == "epochs (after decontam removed 1 document)"
 
 
 def test_report_omits_sections_the_run_has_not_reached(tmp_path):
@@ -169,3 +197,12 @@ def test_related_series_share_a_panel():
     assert _panel("kl") == _panel("val_kl") != _panel("val_length")
     assert _panel("acc_arithmetic") == _panel("val_acc_spelling") == "accuracy per task"
     assert _panel("correct") == _panel("val_acc") != _panel("val_acc_spelling")
+    assert _panel("rm") == _panel("val_rm_score")  # rollouts' and held-out reward-model scores
+
+
+def test_panels_are_titled_in_words():
+    from jobs.report import panel_title
+
+    assert panel_title("kl_k3") == "KL to the reference model (k3, per token)"
+    assert panel_title("zero_adv") == "share of rollout groups without advantage"
+    assert panel_title("winner_score_mean") == "winner score mean"  # unlisted: the key in words

@@ -1,12 +1,15 @@
 """`refinery run`'s progress in a log file, and Spark stopped before the training stages."""
 
+import logging
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from corpus.progress import duration, estimate
 from jobs import run as run_module
 from jobs import train_stages
 from jobs.cli import summary_lines
@@ -40,6 +43,7 @@ def logged_run(tmp_path: Path, *options: str) -> str:
 def test_a_redirected_run_log_has_a_progress_line_at_each_stage_start_and_end(tmp_path):
     text = logged_run(tmp_path)
     assert "\r" not in text  # no console progress bar redrawn in place
+    assert "py4j" not in text  # its connection's INFO lines
     progress = re.findall(r"\[(\d)/2\] (\w+) (started|done in \d+ s)", text)
     assert [(i, name, event.split(" in ")[0]) for i, name, event in progress] == [
         ("1", "documents", "started"),
@@ -58,10 +62,22 @@ def test_quiet_run_prints_no_spark_start_up_banner_and_no_progress(tmp_path):
 
 
 class FakeSpark:
+    """A session with no Spark stage running, for the stage heartbeat's status tracker."""
+
     stopped = False
 
     def stop(self) -> None:
         self.stopped = True
+
+    @property
+    def sparkContext(self):  # noqa: N802 (pyspark's name)
+        return self
+
+    def statusTracker(self):  # noqa: N802 (pyspark's name)
+        return self
+
+    def getActiveStageIds(self) -> list[int]:  # noqa: N802 (pyspark's name)
+        return []
 
 
 def test_spark_is_stopped_after_the_last_curation_stage_before_training(monkeypatch, tmp_path):
@@ -82,7 +98,44 @@ def test_spark_is_stopped_after_the_last_curation_stage_before_training(monkeypa
     "seconds, shown", [(0.4, "0 s"), (36.2, "36 s"), (365, "6 min 05 s"), (3725, "1 h 02 min")]
 )
 def test_stage_durations_read_in_whole_units(seconds, shown):
-    assert run_module._duration(seconds) == shown
+    assert duration(seconds) == shown
+
+
+def test_estimate_extrapolates_the_pace_since_the_start_and_says_nothing_before_the_first_unit():
+    assert estimate(130, 12, 40) == "12/40, 2 min 10 s, about 5 min 03 s left"
+    # resumed at 100 of 200: 20 steps in 60 s, so 80 more take 4 minutes
+    assert estimate(60, 120, 200, start=100) == "120/200, 1 min 00 s, about 4 min 00 s left"
+    assert estimate(5, 0, 40) == "0/40, 5 s"
+    assert estimate(5, 100, 200, start=100) == "100/200, 5 s"
+
+
+@pytest.mark.spark
+def test_a_long_spark_stage_logs_its_tasks_done_and_the_time_left_between_start_and_end(
+    spark, monkeypatch, caplog
+):
+    monkeypatch.setattr(run_module, "EVERY_S", 0.3)
+    caplog.set_level(logging.INFO, logger="jobs.run")
+    with run_module._heartbeat("[3/9] deduped", spark):
+        # 4 tasks of 0.5 s on 2 cores: the stage runs at least a second
+        spark.sparkContext.parallelize(range(4), 4).map(lambda x: time.sleep(0.5) or x).collect()
+    beats = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[3/9] deduped: ")]
+    assert beats, caplog.text
+    assert all(
+        re.fullmatch(r"\[3/9\] deduped: \d+ s(; Spark stage \d+: tasks \d/4, \d+ s(, about \d+ s left)?)*", b)
+        for b in beats
+    ), beats
+    assert any("Spark stage" in b for b in beats), beats
+
+
+def test_a_stage_that_logs_its_own_progress_gets_no_heartbeat(monkeypatch, caplog):
+    monkeypatch.setattr(run_module, "EVERY_S", 0.05)
+    caplog.set_level(logging.INFO, logger="jobs.run")
+    with run_module._heartbeat("[9/14] pretrain", None, on=False):
+        time.sleep(0.3)
+    with run_module._heartbeat("[10/14] synth_prefs", None):
+        time.sleep(0.3)
+    assert "pretrain" not in caplog.text
+    assert re.search(r"\[10/14\] synth_prefs: 0 s$", caplog.text, re.MULTILINE), caplog.text
 
 
 def test_run_summary_puts_each_nested_result_on_its_own_line_with_dotted_keys():

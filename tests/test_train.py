@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from corpus.shards import open_split
+from training import loop
 from training.checkpoint import latest_checkpoint, read_meta
 from training.config import load_pretrain_config
 from training.pretrain import pretrain
@@ -128,3 +129,20 @@ def test_no_progress_bar_in_a_redirected_log_or_when_quiet(
     lines = text.splitlines()
     assert "\r" not in text and "\x1b" not in text
     assert [line.split(":")[0] for line in lines] == ["step 0", "step 5", "step 10"]
+
+
+def test_a_redirected_log_gets_a_progress_line_with_step_time_left_and_loss(
+    text_shards, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.delenv("REFINERY_QUIET", raising=False)
+    monkeypatch.setattr(loop, "EVERY_S", 0.0)  # a line every step rather than every minute
+    out = tmp_path / "pretrain"
+    lines = stderr_of_a_short_run(text_shards, out, monkeypatch, caplog, io.StringIO()).splitlines()
+    beats = [line for line in lines if line.startswith("pretrain: step ")]
+    assert [int(re.match(r"pretrain: step (\d+)/10", b)[1]) for b in beats] == list(range(1, 11))
+    number = r"\d+ s|\d+ min \d\d s"
+    assert all(
+        re.fullmatch(rf"pretrain: step \d+/10, ({number}), about ({number}) left, loss (nan|\d+\.\d{{4}})", b)
+        for b in beats
+    ), beats
+    assert "loss nan" not in beats[-1]  # the last logged train loss, once a log step passed

@@ -95,14 +95,25 @@ def test_every_training_stage_runs_in_order_and_a_rerun_trains_nothing(run_dir, 
     assert "val_rm_score" in first["align"]["summary"]  # the reward model is in GRPO's reward
     evaluation = json.loads((train / "eval.json").read_text())
     assert set(evaluation["accuracy"]) == {"pretrain", "sft", "align"}
-    # The majority baseline answers without steps: it has no TASK+steps row.
-    assert set(evaluation["majority"]) == {t for t in evaluation["problems"] if not t.endswith("+steps")}
+    # The majority baseline answers without steps: 0 on every TASK+steps row.
+    assert set(evaluation["majority"]) == set(evaluation["problems"])
+    assert {t: v for t, v in evaluation["majority"].items() if t.endswith("+steps")} == {
+        "arithmetic+steps": 0.0,
+        "count_letters+steps": 0.0,
+    }
     assert "arithmetic+steps" in evaluation["accuracy"]["sft"]
+    assert evaluation["data"] == "train/sft_data/test.jsonl"
+    timings = json.loads((train / "timing.json").read_text())
+    assert list(timings) == sorted(train_stages.STAGES) and all(
+        t["wall_time_s"] > 0 for t in timings.values()
+    )
 
     weights = {p: p.read_bytes() for p in train.rglob("model.pt")}
     second = run(str(config), [], str(run_dir), stages=stages)
     assert second["eval"] == first["eval"] and second["synth_prefs"] == first["synth_prefs"]
     assert {p: p.read_bytes() for p in train.rglob("model.pt")} == weights
+    # a rerun that trained nothing keeps the wall times of the run that did
+    assert json.loads((train / "timing.json").read_text()) == timings
 
 
 def stage_outputs(out: Path) -> dict[Path, bytes]:

@@ -2,6 +2,7 @@
 
 import gzip
 import io
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -173,3 +174,22 @@ def test_wrong_content_length_inside_a_member_is_counted_and_the_record_kept():
     damaged = member.replace(b"Content-Length: %d" % length, b"Content-Length: %d" % (length - 30), 1)
     records, errors = read(blob[: offsets[2]] + gzip.compress(damaged) + blob[offsets[3] :])
     assert len(records) == 9 and len(errors) == 1 and "Content-Length" in errors[0].message
+
+
+def test_warcios_warning_about_a_url_with_spaces_is_logged_once_per_fetch_not_per_record(caplog):
+    out = io.BytesIO()
+    writer = WARCWriter(out, gzip=True)
+    for url in ("https://example.com/a b", "https://example.com/c d"):
+        request = StatusAndHeaders("GET / HTTP/1.1", [("Host", "example.com")], is_http_request=True)
+        writer.write_record(writer.create_warc_record(url, "request", http_headers=request))
+        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+        writer.write_record(
+            writer.create_warc_record(url, "response", payload=io.BytesIO(PAGE), http_headers=http)
+        )
+    caplog.set_level(logging.WARNING, logger="warcio")
+    records, errors = read(out.getvalue())
+    assert [r.url for r in records] == ["https://example.com/a%20b"] * 2 + ["https://example.com/c%20d"] * 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "Replacing spaces in invalid WARC-Target-URI: https://example.com/a b",
+        "Replacing spaces in invalid WARC-Target-URI: https://example.com/c d",
+    ]

@@ -18,7 +18,7 @@ from corpus.shards import ShardReader
 from corpus.tokenizer import encode_documents, load
 from jobs.config import PipelineConfig
 from jobs.stats import print_stats
-from jobs.why import _condition, _fmt, explain, print_explanation, shard_placement
+from jobs.why import _fmt, explain, print_explanation, rule_rows, shard_placement
 
 pytestmark = pytest.mark.spark
 
@@ -198,6 +198,9 @@ def test_pii_redacted_page_shows_counts_and_the_placeholders_in_context(run_dir)
     snippets = " ".join(doc["annotated"]["pii_snippets"])
     assert "<EMAIL>" in snippets and "<PHONE>" in snippets and "jane.doe" not in snippets
     assert doc["fate"].startswith("kept:")
+    console = Console(width=140, record=True, force_terminal=False)
+    print_explanation(explain(run_dir, URLS["clinic"]), console)
+    assert f"{doc['deduped']['cluster_id']} (1 document)" in console.export_text()  # a cluster of one
 
 
 def test_shard_placement_names_the_shards_that_hold_the_copies(run_dir):
@@ -271,12 +274,16 @@ def test_at_80_columns_every_rule_value_and_threshold_is_printed_whole(run_dir):
         (
             c["rule"].split(":", 1)[1],
             _fmt(c["value"]),
-            f"{c['signal']} {_condition(c)}",
+            f"{c['signal']} {condition}",
             "reject" if c["rule"] == doc["annotated"]["reject"] else c["result"],
         )
-        for c in checks
+        for step in doc["annotated"]["steps"]
+        for c, condition in rule_rows(step["checks"])
     ]
     assert narrow_rows(done.stdout) == expected
+    # Gopher's two bounds of the mean word length: one row, not the rule twice
+    words = [row for row in expected if row[0] == "mean_word_length"]
+    assert [row[2] for row in words] == ["gopher_mean_word_length < 3 or > 10"], words
     score = next(c for c in checks if c["rule"] == "lang:score" and c["signal"] == "lang_score")
     assert ("not_allowed", "de", "lang not in (en)", "reject") in expected
     assert ("score", _fmt(score["value"]), "lang_score < 0.65", "pass") in expected

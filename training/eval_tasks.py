@@ -112,11 +112,15 @@ def evaluation_record(
     problems: list[dict[str, Any]], accuracy: dict[str, dict[str, float]]
 ) -> dict[str, Any]:
     """What `refinery eval tasks --out` and a run's eval.json hold: problems per task (and per
-    `TASK+steps` row), the majority baseline, and the accuracy of each checkpoint."""
+    `TASK+steps` row), the majority baseline, and the accuracy of each checkpoint. The majority
+    answer comes without worked steps, so its `TASK+steps` accuracy is 0 (a row of its own, rather
+    than a gap in the baseline column)."""
     counts = Counter(p["task"] for p in problems)
-    counts.update({task + "+steps": counts[task] for task in STEPPED if task in counts})
+    stepped = [task + "+steps" for task in STEPPED if task in counts]
+    counts.update({row: counts[row.removesuffix("+steps")] for row in stepped})
     counts = dict(sorted(counts.items()))
-    return {"problems": counts, "majority": majority_baseline(problems), "accuracy": accuracy}
+    majority = dict(sorted((majority_baseline(problems) | dict.fromkeys(stepped, 0.0)).items()))
+    return {"problems": counts, "majority": majority, "accuracy": accuracy}
 
 
 def format_table(

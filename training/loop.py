@@ -16,7 +16,9 @@ and turns into a loss (`(inputs, targets)` for language modelling; more for pref
 and saves its position with `state_dict()`/`load_state_dict()`; `validate()` returns figures
 (at least "loss") and is called on every rank. Output, in OUT: `checkpoints/step_*/` (training/checkpoint.py),
 `metrics.jsonl` (one JSON object per log or eval step) and `loss.png`. On a terminal rank 0 shows
-rich's progress bar on stderr; a redirected log, `--quiet` and `refinery --quiet` get none.
+rich's progress bar on stderr; a redirected log, `--quiet` and `refinery --quiet` get none, and
+instead rank 0 logs a line about every minute (corpus/progress.py): `pretrain: step 120/200,
+3 min 02 s, about 2 min 01 s left, loss 3.2100`.
 """
 
 import json
@@ -39,6 +41,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
 
+from corpus.progress import EVERY_S, estimate
 from corpus.yaml_config import MISSING, differences
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import RESUMABLE_CHANGES, LoopConfig, OptimConfig
@@ -367,6 +370,26 @@ def _advance(bar: Progress | None, entry: dict[str, Any]) -> None:
         bar.update(bar.task_ids[0], completed=entry["step"], figures=figures)
 
 
+class _Heartbeat:
+    """Where no progress bar shows (a log file), rank 0's INFO line about every `EVERY_S` seconds: the
+    phase (OUT's name), the step of how many, the time so far and left, and the last logged train
+    loss. The time left is at this run's pace (evaluation and saving included), from the step it
+    started or resumed at."""
+
+    def __init__(self, run: _Run, step: int, on: bool):
+        self.name, self.total, self.first = run.out.name, run.cfg.steps, step
+        self.on = on and run.rt.is_main
+        self.start = self.last = time.monotonic()
+
+    def beat(self, state: _State) -> None:
+        now = time.monotonic()
+        if not self.on or now - self.last < EVERY_S:
+            return
+        self.last = now
+        progress = estimate(now - self.start, state.step, self.total, start=self.first)
+        logger.info("%s: step %s, loss %.4f", self.name, progress, state.train_loss)
+
+
 def _wrap(model: torch.nn.Module, run: _Run) -> tuple[torch.nn.Module, DistributedDataParallel | None]:
     """The module the steps call, and its DDP wrapper (None on one rank): DDP averages gradients;
     compile goes last, around the DDP module."""
@@ -533,6 +556,7 @@ def train_loop(
         if state.step == 0:
             _evaluate(state, job, run, metrics)
         window = _Window(torch.zeros((), device=rt.device), time.perf_counter())
+        heartbeat = _Heartbeat(run, state.step, on=bar is None)
         while state.step < cfg.steps:
             lr = _set_lr(optimizer, cfg, state.step)
             _micro_batches(train_model, ddp, job, run, window)
@@ -551,4 +575,5 @@ def train_loop(
                 _save(state, job, run)
             if window.steps == 0:
                 window.start = time.perf_counter()  # evaluation and saving are not training time
+            heartbeat.beat(state)
     return state.figures()
