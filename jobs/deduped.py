@@ -49,6 +49,7 @@ signatures, edges and decisions stay in Parquet on the executors.
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -62,11 +63,22 @@ from pyspark.sql import functions as F
 
 from corpus.dedup import attach, parse_keep_order
 from corpus.filters.url import canonical_url
+from corpus.fs import is_file, join, open_input
 from corpus.manifest import fingerprint, read_json, sum_counts, temporary_path, write_json_atomic
 from corpus.minhash import band_keys, sign
+from corpus.units import file_rows
 from jobs.config import DedupedConfig, PipelineConfig
 from jobs.spark import spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_tasks, task_attempt, up_to_date
+from jobs.stage import (
+    MANIFEST,
+    ROWS_PER_BATCH,
+    Stage,
+    inject_fault,
+    kept_parts,
+    run_tasks,
+    task_attempt,
+    up_to_date,
+)
 
 STAGE = "deduped"
 VERSION = 3  # 2: exact verification and no chaining (clusters split by `attach`); 3: duplicate:url
@@ -122,11 +134,12 @@ def write_signatures(source: str, target: Path, part: int, cfg: DedupedConfig) -
     done = 0
     writer = None
     try:
-        for batch in pq.ParquetFile(source).iter_batches(ROWS_PER_BATCH, columns=columns):
-            table = signature_table(batch.to_pylist(), part, done, cfg)
-            writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            writer.write_table(table)
-            done += len(table)
+        with open_input(source) as f:
+            for batch in pq.ParquetFile(f).iter_batches(ROWS_PER_BATCH, columns=columns):
+                table = signature_table(batch.to_pylist(), part, done, cfg)
+                writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer.write_table(table)
+                done += len(table)
     finally:
         if writer is not None:
             writer.close()
@@ -483,17 +496,16 @@ def read_decisions(directory: Path) -> dict[int, tuple[str, int, str | None]]:
 def deduped_rows(source: str, signatures: Path, decisions: dict[int, tuple[str, int, str | None]]):
     exact = pq.read_table(signatures, columns=["exact_hash"]).column("exact_hash").to_pylist()
     row = 0
-    for batch in pq.ParquetFile(source).iter_batches(ROWS_PER_BATCH):
-        for doc in batch.to_pylist():
-            cluster_id, size, reject = decisions.get(row, (doc["id"], 1, None))
-            yield {
-                **doc,
-                "exact_hash": exact[row],
-                "cluster_id": cluster_id,
-                "cluster_size": size,
-                "reject": reject,
-            }
-            row += 1
+    for doc in file_rows(source, ROWS_PER_BATCH):
+        cluster_id, size, reject = decisions.get(row, (doc["id"], 1, None))
+        yield {
+            **doc,
+            "exact_hash": exact[row],
+            "cluster_id": cluster_id,
+            "cluster_size": size,
+            "reject": reject,
+        }
+        row += 1
     assert row == len(exact), f"{source}: {row} rows but {len(exact)} signatures"
 
 
@@ -529,10 +541,28 @@ def output_step(spark: SparkSession, stage: Stage, inputs: list[str], work: Path
         signatures = work / SIGNATURES / f"part-{index:05d}.parquet"
         rows_out = deduped_rows(inputs[index], signatures, decisions)
         rows_out = inject_fault(STAGE, index, rows_out)  # test-only hook, inert by default
-        documents = pq.ParquetFile(inputs[index]).metadata.num_rows
+        with open_input(inputs[index]) as f:
+            documents = pq.ParquetFile(f).metadata.num_rows
         return stage.write_part(index, rows_out, counts={"documents": documents}, input=inputs[index])
 
     return run_tasks(spark, len(inputs), output_task)
+
+
+def work_dir(spark: SparkSession, stage: Stage, scratch: str | None) -> Path:
+    """Where the intermediates go: RUN/.deduped.partial/work, where Spark reads and writes them
+    itself. A run in object storage has none that Spark can use (it would need Hadoop's s3a
+    connector), so they go to `spark.scratch` (a POSIX path every executor sees), else to a local
+    temporary directory, which only a local master shares; named by the stage's key, so that a
+    resume on this machine finds them."""
+    if not stage.in_place:
+        return Path(stage.partial) / WORK
+    if scratch is None and not spark.sparkContext.master.startswith("local"):
+        raise ValueError(
+            f"{stage.final}: a run in object storage on the cluster {spark.sparkContext.master} needs "
+            "spark.scratch, a directory every executor sees, for the deduped stage's intermediates"
+        )
+    base = Path(scratch) if scratch else Path(tempfile.gettempdir()) / "refinery-scratch"
+    return base / f"deduped-{fingerprint([stage.final, stage.config_hash, stage.input_fingerprint])[:16]}"
 
 
 def dedup_params(dcfg: DedupedConfig) -> dict[str, Any]:
@@ -552,20 +582,18 @@ def dedup_params(dcfg: DedupedConfig) -> dict[str, Any]:
 
 
 def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
-    upstream = Path(run_dir) / "annotated"
-    if not (upstream / "manifest.json").is_file():
+    upstream = join(run_dir, "annotated")
+    if not is_file(join(upstream, MANIFEST)):
         raise FileNotFoundError(f"{upstream}: no finished annotated stage; run the `annotated` stage first")
-    inputs = sorted(str(p) for p in (upstream / "kept").glob("part-*.parquet"))
+    inputs = kept_parts(upstream)
     dcfg = cfg.deduped
     key = {"version": VERSION, "deduped": dcfg.model_dump(mode="json")}
-    stage = Stage(
-        run_dir, STAGE, fingerprint(key), read_json(upstream / "manifest.json")["output_fingerprint"]
-    )
+    stage = Stage(run_dir, STAGE, fingerprint(key), read_json(join(upstream, MANIFEST))["output_fingerprint"])
     if manifest := up_to_date(stage, log):
         return manifest
     started = time.time()
     stage.prepare()
-    work = stage.partial / WORK
+    work = work_dir(spark, stage, cfg.spark.scratch)
 
     rows_in = signatures_step(spark, inputs, work, dcfg)
     seconds = {"signatures": round(time.time() - started, 3)}
