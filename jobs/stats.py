@@ -59,9 +59,7 @@ def connect(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
             f"{run_dir}: no finished stage (no */manifest.json); run `refinery run` first"
         )
     if is_remote(run_dir):
-        con = duckdb.connect(
-            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-        )
+        con = duckdb.connect(config=NO_EXTENSION_DOWNLOADS)
         con.register_filesystem(filesystem(run_dir)[0])
     else:
         con = duckdb.connect()
