@@ -1,10 +1,19 @@
-"""Input files on any filesystem: local paths, or URIs that fsspec knows (`s3://`, `gs://`, `hdfs://`).
+"""Files on any filesystem: local paths, or URIs that fsspec knows (`s3://`, `gs://`, `hdfs://`).
 
-One helper per operation the input side needs: `expand` (a glob to sorted files), `open_input`
+One helper per operation: on the input side `expand` (a glob to sorted files), `open_input`
 (binary, streaming, seekable), `file_version` (size and a version for fingerprints) and
-`parent_name`. A plain path or a `file://` URI is a local file, read with the builtin `open` as
-before; anything else goes through fsspec, which imports the filesystem's package on first use
-(s3fs for `s3://`).
+`parent_name`; on the output side (a run directory) `join`, `exists`, `is_file`, `make_dirs`,
+`remove`, `open_output` (a file that appears whole or not at all), `copy_file`, `local_copy` (for a
+library that needs a local file) and `remove_temporaries`. A plain path or a
+`file://` URI is a local file, handled with `open`, `os` and `shutil` as before; anything else goes
+through fsspec, which imports the filesystem's package on first use (s3fs for `s3://`).
+
+Writing without rename: a local file is written under an attempt-unique temporary name and renamed
+into place (`temporary_path`); an object store has no atomic rename, but an object is created
+atomically when its upload completes, so `open_output` writes the final name directly with fsspec's
+deferred commit (`autocommit=False`: S3 completes the multipart upload only on `commit()`, and a
+failed writer's `discard()` aborts it). Either way a reader never sees half a file, and two attempts
+writing one deterministic name leave the same bytes, whichever finishes last.
 
 Endpoint, region and credentials are never passed here: s3fs gets them from botocore, which reads
 the standard AWS sources (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
@@ -17,18 +26,23 @@ each retry is logged and, where the caller passes a `counts` Counter, counted as
 reached, so a reset connection costs one ranged request, not the file.
 """
 
+import contextlib
 import errno
 import functools
 import glob
 import gzip
+import hashlib
 import io
 import itertools
 import logging
 import os
 import posixpath
+import shutil
+import tempfile
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -39,6 +53,7 @@ FIRST_BACKOFF_S = 0.2  # doubled after each failure: 0.2 + 0.4 + 0.8 + 1.6 s bef
 # Bytes fetched per ranged GET (s3fs's default is 50 MiB): bounds a task's read-ahead memory.
 BLOCK_BYTES = 8 << 20
 BUFFER_BYTES = 1 << 16
+COPY_CHUNK_BYTES = 1 << 20
 # OSError numbers s3fs gives throttling and unavailable services (503 SlowDown is EBUSY).
 TRANSIENT_ERRNOS = frozenset({errno.EBUSY, errno.EAGAIN, errno.ETIMEDOUT, errno.ECONNRESET})
 RETRIES = "io.retries"
@@ -58,8 +73,13 @@ def local_path(path: str) -> str:
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem of `uri` and the path within it (`s3://b/k` → S3FileSystem, `b/k`)."""
-    return fsspec.core.url_to_fs(uri)
+    """The fsspec filesystem of `uri` and the path within it (`s3://b/k` → S3FileSystem, `b/k`).
+
+    Its cached listings are dropped first: a run directory is written by other processes (the
+    executors), so what this process listed before may be stale (a stage's parts, a manifest)."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.invalidate_cache()
+    return fs, path
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -254,3 +274,168 @@ def _join(prefix: str | None, entry: str, list_path: str) -> str:
         f"--input {list_path}: {entry!r} is a relative path; pass --input-prefix "
         "(s3://commoncrawl/ for Common Crawl's lists)"
     )
+
+
+# region output: a run directory on any filesystem
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def join(base: str | Path, *names: str) -> str:
+    """`base/name/...`: a URI keeps its scheme (`s3://b/run` + `kept` → `s3://b/run/kept`)."""
+    base = str(base)
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *names])
+    return os.path.join(local_path(base), *names)
+
+
+def exists(path: str | Path) -> bool:
+    """A file or a directory (on an object store: an object, or a prefix that holds one)."""
+    path = str(path)
+    if not is_remote(path):
+        return os.path.exists(local_path(path))
+    fs, inner = filesystem(path)
+    return with_retries(lambda: fs.exists(inner), what=path)
+
+
+def is_file(path: str | Path) -> bool:
+    path = str(path)
+    if not is_remote(path):
+        return os.path.isfile(local_path(path))
+    fs, inner = filesystem(path)
+    return with_retries(lambda: fs.isfile(inner), what=path)
+
+
+def make_dirs(path: str | Path) -> None:
+    """Create a local directory and its parents; nothing on an object store, where a folder is only
+    the common prefix of its objects."""
+    if not is_remote(str(path)):
+        os.makedirs(local_path(str(path)), exist_ok=True)
+
+
+def remove(path: str | Path) -> None:
+    """Delete a file, or a directory (every object under the prefix) and all in it; nothing if it is
+    absent."""
+    path = str(path)
+    if not is_remote(path):
+        if os.path.isdir(local_path(path)):
+            shutil.rmtree(local_path(path))
+        else:
+            Path(local_path(path)).unlink(missing_ok=True)
+        return
+    fs, inner = filesystem(path)
+    if with_retries(lambda: fs.exists(inner), what=path):
+        with_retries(lambda: fs.rm(inner, recursive=True), what=path)
+
+
+def temporary_path(path: str | Path, attempt: str = "") -> Path:
+    """The hidden sibling `.NAME.ATTEMPT-PID-RANDOM.tmp` that one writer fills before renaming it
+    to `path` (a local file). `attempt` names the writer for a reader of the directory (jobs/stage.py
+    `task_attempt`); the pid and 48 random bits make the name unique even when two writers pass
+    the same `attempt` (threads, or a Spark stage retried next to its zombie)."""
+    path = Path(path)
+    unique = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    return path.with_name(f".{path.name}.{attempt + '-' if attempt else ''}{unique}{TEMPORARY_SUFFIX}")
+
+
+def is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)
+
+
+def remove_temporaries(directory: str | Path) -> list[str]:
+    """Delete the temporaries under `directory` that no writer renamed (an attempt that died or
+    lost to another); return them. Only for a directory no live writer uses any more. (`open_output`
+    makes none on an object store; a listing there finds what another tool may have left.)"""
+    directory = str(directory)
+    if not is_remote(directory):
+        walk = os.walk(local_path(directory))
+        stray = sorted(os.path.join(root, n) for root, _, names in walk for n in names if is_temporary(n))
+        for path in stray:
+            Path(path).unlink(missing_ok=True)
+        return stray
+    fs, inner = filesystem(directory)
+    found = with_retries(lambda: fs.find(inner), what=directory) if fs.exists(inner) else []
+    stray = sorted(p for p in found if is_temporary(posixpath.basename(p)))
+    for path in stray:
+        with_retries(lambda p=path: fs.rm_file(p), what=fs.unstrip_protocol(path))
+    return [fs.unstrip_protocol(p) for p in stray]
+
+
+class Sink(io.RawIOBase):
+    """A file being written, with the size and sha256 of what was written so far: a writer learns
+    its own file's digest without reading it back (another attempt may replace the final name)."""
+
+    def __init__(self, file: BinaryIO):
+        self.file, self.size, self.digest = file, 0, hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self.file.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
+
+
+@contextlib.contextmanager
+def open_output(path: str | Path, attempt: str = "") -> Iterator[Sink]:
+    """`path` open for binary writing; it appears, whole, when the block ends without an error, and
+    not at all when it raises (module docstring). `attempt` names a local temporary's writer."""
+    path = str(path)
+    if is_remote(path):
+        fs, inner = filesystem(path)
+        file = fs.open(inner, "wb", autocommit=False)
+        try:
+            yield Sink(file)
+            file.close()
+            file.commit()
+        except BaseException:
+            file.discard()  # S3: aborts the multipart upload; nothing was created
+            file.closed = True  # and nothing is flushed when the file object is collected
+            raise
+        return
+    tmp = temporary_path(local_path(path), attempt)
+    try:
+        with open(tmp, "xb") as file:  # "x": never into another writer's file
+            yield Sink(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, local_path(path))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def copy_file(source: str | Path, target: str | Path, attempt: str = "") -> None:
+    """Copy a file between any two filesystems, `target` whole or not at all: a model trained on
+    local disk into a run in a bucket, a model in a bucket to the local copy a library opens."""
+    with open_input(str(source)) as src, open_output(target, attempt) as dst:
+        shutil.copyfileobj(src, dst, COPY_CHUNK_BYTES)
+
+
+def local_copy(path: str | Path) -> Path:
+    """A local file with the content of `path`, for a library that needs one (a memory map): the
+    file itself when local, else a copy in the temporary directory named by the object's URI, size
+    and version (ETag), made once and reused while the object is unchanged."""
+    path = str(path)
+    if not is_remote(path):
+        return Path(local_path(path))
+    size, version = file_version(path)
+    key = hashlib.sha256(f"{path}\0{size}\0{version}".encode()).hexdigest()[:16]
+    # the file's own name, in a folder of its own: a reader may name what it reads by it
+    target = Path(tempfile.gettempdir()) / "refinery-copies" / key / posixpath.basename(path)
+    if not target.is_file() or target.stat().st_size != size:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        copy_file(path, target)
+    return target
+
+
+# endregion

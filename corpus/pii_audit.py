@@ -16,12 +16,14 @@ Cost: decoding is the tokenizer's Rust `decode_batch`; detection runs at about 2
 a second (corpus/pii.py), so a 100 M-token corpus (~400 MB of text) takes minutes on one core.
 """
 
+import posixpath
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corpus.fs import exists, is_file, join
 from corpus.pii import KINDS, PiiRedactor
 from corpus.shards import open_split, read_manifest
 from corpus.tokenizer import load as load_tokenizer
@@ -100,11 +102,12 @@ def audit_shards(
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise ValueError(f"--kinds: unknown kind(s) {unknown or list(kinds)}; allowed: {', '.join(KINDS)}")
-    run_dir = Path(run_dir)
-    shards_dir = run_dir / "shards" if (run_dir / "shards").is_dir() else run_dir
+    # a path or a URI (s3://…: corpus/fs.py); RUN, or a shards directory given directly
+    shards_dir = join(run_dir, "shards") if exists(join(run_dir, "shards")) else str(run_dir)
     manifest = read_manifest(shards_dir)
-    tokenizer_path = Path(tokenizer_path or shards_dir.parent / "tokenizer" / "tokenizer.json")
-    if not tokenizer_path.is_file():
+    run = posixpath.dirname(shards_dir.rstrip("/"))
+    tokenizer_path = str(tokenizer_path or join(run, "tokenizer", "tokenizer.json"))
+    if not is_file(tokenizer_path):
         raise FileNotFoundError(f"{tokenizer_path}: tokenizer not found (pass --tokenizer)")
     tokenizer = load_tokenizer(tokenizer_path)
     # The detector redacts kinds in priority order; asking for a subset keeps that order's claims.

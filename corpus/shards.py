@@ -21,9 +21,10 @@ where ENTRY is what `ShardWriter.close()` returns (file names relative to the ma
 directory, documents, tokens, sizes, sha256 of both files).
 """
 
+import contextlib
 import hashlib
 import json
-import os
+import posixpath
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from corpus.manifest import file_sha256, temporary_path
+from corpus.fs import is_file, join, local_copy, open_output
+from corpus.manifest import file_sha256, read_json
 
 MANIFEST = "manifest.json"
 
@@ -53,17 +55,17 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 class ShardWriter:
-    """Write documents to `PREFIX.bin`/`PREFIX.idx` through temporary files renamed at close;
+    """Write documents to `PREFIX.bin`/`PREFIX.idx`, each in place only once complete (corpus/fs.py
+    `open_output`: temporaries renamed at close, or uploads committed on an object store);
     `attempt` labels the temporaries (jobs/stage.py `task_attempt`)."""
 
     def __init__(self, prefix: str | Path, vocab_size: int, attempt: str = ""):
-        self.prefix = Path(prefix)
+        self.prefix = str(prefix)
         self.dtype = token_dtype(vocab_size)
         self.vocab_size = vocab_size
         self.attempt = attempt
-        self._tmp_bin = temporary_path(self.prefix.with_suffix(".bin"), attempt)
-        self._bin = open(self._tmp_bin, "wb")
-        self._bin_sha = hashlib.sha256()
+        self._files = contextlib.ExitStack()
+        self._bin = self._files.enter_context(open_output(self.prefix + ".bin", attempt))
         self._lengths: list[int] = []
 
     def add(self, tokens: np.ndarray | list[int]) -> None:
@@ -71,17 +73,12 @@ class ShardWriter:
         array = np.asarray(tokens)
         if array.size and (array.min() < 0 or array.max() >= self.vocab_size):
             raise ValueError(f"{self.prefix}: token id outside the vocabulary of {self.vocab_size}")
-        blob = array.astype(self.dtype, copy=False).tobytes()
-        self._bin.write(blob)
-        self._bin_sha.update(blob)
+        self._bin.write(array.astype(self.dtype, copy=False).tobytes())
         self._lengths.append(int(array.size))
 
     def close(self) -> dict[str, Any]:
-        """Finish both files atomically; return the manifest entry for this shard."""
-        self._bin.flush()
-        os.fsync(self._bin.fileno())
-        self._bin.close()
-        bin_bytes = self._tmp_bin.stat().st_size  # this writer's own file, before the rename
+        """Finish both files, the .bin first; return the manifest entry for this shard."""
+        self._files.close()
         lengths = np.asarray(self._lengths, dtype=np.int32)
         offsets = np.zeros(len(lengths), dtype=np.int64)
         if len(lengths) > 1:
@@ -94,23 +91,18 @@ class ShardWriter:
                 np.arange(len(lengths) + 1, dtype=np.int64).tobytes(),
             ]
         )
-        tmp_idx = temporary_path(self.prefix.with_suffix(".idx"), self.attempt)
-        with open(tmp_idx, "wb") as f:
+        with open_output(self.prefix + ".idx", self.attempt) as f:
             f.write(index)
-            f.flush()
-            os.fsync(f.fileno())
-        bin_path, idx_path = self.prefix.with_suffix(".bin"), self.prefix.with_suffix(".idx")
-        os.replace(self._tmp_bin, bin_path)
-        os.replace(tmp_idx, idx_path)
+        name = posixpath.basename(self.prefix)
         return {
-            "name": self.prefix.name,
-            "bin": bin_path.name,
-            "idx": idx_path.name,
+            "name": name,
+            "bin": f"{name}.bin",
+            "idx": f"{name}.idx",
             "documents": len(lengths),
             "tokens": int(lengths.sum(dtype=np.int64)),
-            "bin_bytes": bin_bytes,
+            "bin_bytes": self._bin.size,  # this writer's own bytes (another attempt may replace the file)
             "idx_bytes": len(index),
-            "bin_sha256": self._bin_sha.hexdigest(),
+            "bin_sha256": self._bin.sha256(),
             "idx_sha256": hashlib.sha256(index).hexdigest(),
         }
 
@@ -127,30 +119,32 @@ class ShardReader:
 
     @classmethod
     def open(cls, prefix: str | Path, expected: dict[str, Any] | None = None) -> "ShardReader":
-        """Open `PREFIX.bin`/`.idx`; with a manifest entry, check sizes and sha256 first."""
-        prefix = Path(prefix)
-        bin_path, idx_path = prefix.with_suffix(".bin"), prefix.with_suffix(".idx")
-        for path in (bin_path, idx_path):
-            if not path.is_file():
+        """Open `PREFIX.bin`/`.idx`; with a manifest entry, check sizes and sha256 first. Shards in
+        object storage are read from local copies (corpus/fs.py `local_copy`): a memory map needs a
+        local file."""
+        bin_name, idx_name = f"{prefix}.bin", f"{prefix}.idx"  # errors name these, not local copies
+        for path in (bin_name, idx_name):
+            if not is_file(path):
                 raise ShardError(f"{path}: shard file missing")
+        bin_path, idx_path = local_copy(bin_name), local_copy(idx_name)
         if expected is not None:
-            _check_file(bin_path, expected["bin_bytes"], expected["bin_sha256"])
-            _check_file(idx_path, expected["idx_bytes"], expected["idx_sha256"])
+            _check_file(bin_path, expected["bin_bytes"], expected["bin_sha256"], bin_name)
+            _check_file(idx_path, expected["idx_bytes"], expected["idx_sha256"], idx_name)
         raw = idx_path.read_bytes()
         if len(raw) < _HEADER.size:
-            raise ShardError(f"{idx_path}: {len(raw)} bytes, shorter than the index header")
+            raise ShardError(f"{idx_name}: {len(raw)} bytes, shorter than the index header")
         magic, version, code, n, n_docs = _HEADER.unpack_from(raw)
         if magic != MAGIC or version != VERSION or code not in CODE_DTYPES or n_docs != n + 1:
-            raise ShardError(f"{idx_path}: not a version-1 MMIDIDX index (magic {magic!r}, code {code})")
+            raise ShardError(f"{idx_name}: not a version-1 MMIDIDX index (magic {magic!r}, code {code})")
         body = _HEADER.size
         if len(raw) != body + n * 4 + n * 8 + (n + 1) * 8:
-            raise ShardError(f"{idx_path}: size {len(raw)} does not match its {n} sequences")
+            raise ShardError(f"{idx_name}: size {len(raw)} does not match its {n} sequences")
         lengths = np.frombuffer(raw, np.int32, n, body)
         offsets = np.frombuffer(raw, np.int64, n, body + n * 4)
         dtype = CODE_DTYPES[code]
         size = bin_path.stat().st_size
         if size != int(lengths.sum(dtype=np.int64)) * dtype.itemsize:
-            raise ShardError(f"{bin_path}: {size} bytes, the index expects {int(lengths.sum())} tokens")
+            raise ShardError(f"{bin_name}: {size} bytes, the index expects {int(lengths.sum())} tokens")
         tokens = np.memmap(bin_path, dtype=dtype, mode="r") if size else np.zeros(0, dtype)
         return cls(bin_path, dtype, lengths, offsets, tokens)
 
@@ -166,20 +160,20 @@ class ShardReader:
         return int(self.tokens.size)
 
 
-def _check_file(path: Path, size: int, sha256: str) -> None:
+def _check_file(path: Path, size: int, sha256: str, name: str) -> None:
     actual = path.stat().st_size
     if actual != size:
-        raise ShardError(f"{path}: {actual} bytes, the manifest says {size}")
+        raise ShardError(f"{name}: {actual} bytes, the manifest says {size}")
     if file_sha256(path) != sha256:
-        raise ShardError(f"{path}: sha256 does not match the manifest (file altered or corrupt)")
+        raise ShardError(f"{name}: sha256 does not match the manifest (file altered or corrupt)")
 
 
 def read_manifest(shards_dir: str | Path) -> dict[str, Any]:
-    path = Path(shards_dir) / MANIFEST
-    if not path.is_file():
+    path = join(shards_dir, MANIFEST)
+    if not is_file(path):
         raise ShardError(f"{path}: no shard manifest; run the `shards` stage first")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = read_json(path)
     except json.JSONDecodeError as exc:
         raise ShardError(f"{path}: not valid JSON ({exc})") from None
     for key in ("tokenizer", "dtype", "eot_id", "splits"):
@@ -193,14 +187,15 @@ def open_split(
 ) -> list[ShardReader]:
     """Every shard of `split`, checked against the manifest (sizes and sha256 when `verify`) and,
     with `tokenizer_path`, that the tokenizer file is the one the shards were written with."""
-    shards_dir = Path(shards_dir)
     manifest = read_manifest(shards_dir)
     if split not in manifest["splits"]:
-        raise ShardError(f"{shards_dir / MANIFEST}: no split {split!r} (has {sorted(manifest['splits'])})")
+        raise ShardError(
+            f"{join(shards_dir, MANIFEST)}: no split {split!r} (has {sorted(manifest['splits'])})"
+        )
     if tokenizer_path is not None and file_sha256(tokenizer_path) != manifest["tokenizer"]["sha256"]:
         raise ShardError(f"{tokenizer_path}: not the tokenizer the shards in {shards_dir} were written with")
     return [
-        ShardReader.open(shards_dir / entry["name"], entry if verify else None)
+        ShardReader.open(join(shards_dir, entry["name"]), entry if verify else None)
         for entry in manifest["splits"][split]
     ]
 
@@ -223,7 +218,7 @@ def write_split(
     writer, held = None, 0
     for doc in documents:
         if writer is None:
-            writer, held = ShardWriter(Path(shards_dir) / f"{split}_{len(entries):05d}", vocab_size), 0
+            writer, held = ShardWriter(join(shards_dir, f"{split}_{len(entries):05d}"), vocab_size), 0
         writer.add(doc)
         held += len(doc)
         if held >= shard_tokens:

@@ -16,12 +16,13 @@
   special: the annotated stage wrote them into the text, and they must map to one id each.
 """
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from corpus.fs import is_file, open_input
+from corpus.manifest import file_sha256
 from corpus.pii import PLACEHOLDERS
 
 END_OF_TEXT = "<|endoftext|>"
@@ -69,11 +70,11 @@ def train_bpe(
 
 def load(path: str | Path) -> Tokenizer:
     """A saved tokenizer.json, checked to hold the special tokens at the ids this project uses."""
-    path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise FileNotFoundError(f"{path}: tokenizer file not found")
     try:
-        tok = Tokenizer.from_file(str(path))
+        with open_input(str(path)) as f:  # a local file, or one in object storage (corpus/fs.py)
+            tok = Tokenizer.from_str(f.read().decode("utf-8"))
     except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON
         raise ValueError(f"{path}: not a tokenizer.json ({exc})") from None
     for expected, token in enumerate(CONTROL_TOKENS):
@@ -99,4 +100,4 @@ def encode_documents(tok: Tokenizer, texts: list[str]) -> list[list[int]]:
 
 def file_hash(path: str | Path) -> str:
     """sha256 of tokenizer.json: shards record it and readers check it."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(path)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpus.fs import open_input
+
 MB = 1 << 20
 
 
@@ -49,7 +51,8 @@ class Unit:
 
 def row_groups(path: str) -> list[RowGroup]:
     """Row count and uncompressed size of each row group of a Parquet file, from its footer."""
-    meta = pq.ParquetFile(path).metadata
+    with open_input(path) as f:
+        meta = pq.ParquetFile(f).metadata
     return [
         RowGroup(meta.row_group(i).num_rows, meta.row_group(i).total_byte_size)
         for i in range(meta.num_row_groups)
@@ -92,14 +95,22 @@ def plan_parts(paths: Sequence[str], target_mb: float) -> list[Unit]:
 def unit_batches(unit: Unit, batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """The unit's rows in plan order, `batch_rows` at a time; only its row groups are read."""
     for part in unit.slices:
-        source = pq.ParquetFile(part.file)
-        yield from source.iter_batches(batch_rows, row_groups=range(part.first, part.stop), columns=columns)
+        with open_input(part.file) as f:  # a local file or an object (corpus/fs.py)
+            groups = range(part.first, part.stop)
+            yield from pq.ParquetFile(f).iter_batches(batch_rows, row_groups=groups, columns=columns)
 
 
 def unit_rows(unit: Unit, batch_rows: int, columns: list[str] | None = None) -> Iterator[dict]:
     """The unit's rows as dicts, in plan order."""
     for batch in unit_batches(unit, batch_rows, columns):
         yield from batch.to_pylist()
+
+
+def file_rows(path: str, batch_rows: int) -> Iterator[dict]:
+    """The rows of one Parquet file (local, or an object: corpus/fs.py) as dicts, in file order."""
+    with open_input(path) as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_rows):
+            yield from batch.to_pylist()
 
 
 def plan_summary(units: Sequence[Unit], target_mb: float) -> dict:

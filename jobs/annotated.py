@@ -36,6 +36,7 @@ the threshold (one number). A finished stage (its manifest matches) trains and r
 import dataclasses
 import logging
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +45,6 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from pyspark import SparkFiles
 from pyspark.sql import SparkSession
 
@@ -59,14 +59,24 @@ from corpus.filters.gopher_repetition import GopherRepetitionFilter
 from corpus.filters.language import LanguageFilter
 from corpus.filters.quality import QualityFilter
 from corpus.filters.url import UrlFilter
+from corpus.fs import copy_file, expand, is_file, is_remote, join, remove
 from corpus.manifest import file_sha256, fingerprint, read_json, write_json_atomic
 from corpus.pii import PiiRedactor
 from corpus.sampling import hashed_unit
-from corpus.units import Unit, plan_parts, plan_summary, unit_rows
+from corpus.units import Unit, file_rows, plan_parts, plan_summary, unit_rows
 from jobs.config import AnnotatedConfig, PipelineConfig, build
 from jobs.sampling import bottom_k
-from jobs.spark import ship, spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_parts, run_tasks, up_to_date
+from jobs.spark import read_parquet, ship
+from jobs.stage import (
+    MANIFEST,
+    ROWS_PER_BATCH,
+    Stage,
+    inject_fault,
+    kept_parts,
+    run_parts,
+    run_tasks,
+    up_to_date,
+)
 
 STAGE = "annotated"
 VERSION = 3  # 2: quality column and rule; 3: capped training sample, approximate top-fraction threshold
@@ -144,9 +154,15 @@ def _run_models(
     document is scored by a model that saw it. With one model trained on the run, the sites it
     trained on scored a mean P(hq) of 0.018 and the held-out ones 0.089 (crawl-sample), which a
     top fraction would turn into a choice of sites. An earlier attempt's models are reused."""
-    paths = [stage.partial / "quality" / f"model-{k}.ftz" for k in range(FOLDS)]
-    if all(p.is_file() and report_path(p).is_file() for p in paths):  # reports come after models
-        return [str(p) for p in paths]
+    folder = join(stage.partial, "quality")
+    names = [f"model-{k}.ftz" for k in range(FOLDS)]
+    paths = [join(folder, name) for name in names]
+    reports = [join(folder, report_path(name).name) for name in names]
+    if all(map(is_file, [*paths, *reports])):  # reports come after models
+        return paths
+    # fastText writes local files: for a run in object storage they are trained on local disk and
+    # copied in (`_copy_models`).
+    local = Path(tempfile.mkdtemp(prefix="refinery-quality-")) if is_remote(folder) else Path(folder)
     quality, language = cfg.annotated.quality, cfg.annotated.language
     sample = _negative_sample(spark, units, rows, quality.sample_docs, cfg.seed)
     negatives = list(in_languages(sample, language.languages if language.enabled else None, lid_model))
@@ -154,51 +170,63 @@ def _run_models(
 
     def fit(k: int) -> dict[str, Any]:
         others = [d for d in negatives if cross_fold(d.group, FOLDS, cfg.seed) != k]
-        return train(positives, others, paths[k], TrainParams(seed=cfg.seed))
+        return train(positives, others, local / names[k], TrainParams(seed=cfg.seed))
 
     # Each training runs in its own fastText process: the threads only wait for them.
     try:
         with ThreadPoolExecutor(FOLDS) as pool:
-            reports = list(pool.map(fit, range(FOLDS)))
+            trained = list(pool.map(fit, range(FOLDS)))
     except ValueError as exc:
         raise ValueError(
             f"annotated.quality: cannot train the run's own quality models ({exc}); set "
             "annotated.quality.model to a `refinery classifier train` model, or enabled: false"
         ) from None
-    for path, report in zip(paths, reports, strict=True):
+    for name, report in zip(names, trained, strict=True):
         # one short line; the counts per class and held-out group are in the model's report file
         data, held_out = report["data"], report["held_out"]
         log.info(
             "annotated: trained %s in %.1f s on %d hq + %d cc documents: held-out ROC AUC %.3f, F1 %.3f (%s)",
-            path.name,
+            name,
             report["train_seconds"],
             data["hq"]["documents"],
             data["cc"]["documents"],
             held_out["roc_auc"],
             held_out["f1"],
-            report_path(path).name,
+            report_path(name).name,
         )
-    return [str(p) for p in paths]
+    if is_remote(folder):
+        _copy_models(local, folder, names)
+    return paths
+
+
+def _copy_models(local: Path, folder: str, names: list[str]) -> None:
+    """Models trained on local disk into the run's folder in object storage, the models first and
+    then their reports (a model without its report is trained again on a resume)."""
+    for name in names:
+        copy_file(local / name, join(folder, name))
+    for name in names:
+        copy_file(report_path(local / name), join(folder, report_path(name).name))
+    shutil.rmtree(local)
 
 
 def _top_fraction_threshold(
-    spark: SparkSession, kept_dir: Path, fraction: float, accuracy: int = QUANTILE_ACCURACY
+    spark: SparkSession, kept_dir: str | Path, fraction: float, accuracy: int = QUANTILE_ACCURACY
 ) -> float | None:
     """A score at the (1 - fraction) quantile of the kept rows, by Spark SQL's `percentile_approx`
     over the Parquet files (the executors aggregate; no score goes to the driver); None when no
     row is kept. It is one of the scores, and its rank among them is within n / accuracy of
     (1 - fraction) * n: Spark's stated relative error 1 / accuracy (Greenwald-Khanna sketches
     of O(accuracy) entries per task, merged)."""
-    frame = spark.read.parquet(spark_uri(kept_dir))
+    frame = read_parquet(spark, expand(join(kept_dir, "*.parquet")), ["quality"])
     return frame.selectExpr(f"percentile_approx(quality, {1.0 - fraction}, {accuracy}) AS t").first()["t"]
 
 
 def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
-    upstream = Path(run_dir) / "documents"
-    if not (upstream / "manifest.json").is_file():
+    upstream = join(run_dir, "documents")
+    if not is_file(join(upstream, MANIFEST)):
         raise FileNotFoundError(f"{upstream}: no finished documents stage; run the `documents` stage first")
-    inputs = sorted(str(p) for p in (upstream / "kept").glob("part-*.parquet"))
-    upstream_manifest = read_json(upstream / "manifest.json")
+    inputs = kept_parts(upstream)
+    upstream_manifest = read_json(join(upstream, MANIFEST))
     lid_model = cfg.annotated.lid_model or lid176_path()
     key = fingerprint(_stage_key(cfg, lid_model))
     stage = Stage(run_dir, STAGE, key, upstream_manifest["output_fingerprint"])
@@ -261,7 +289,7 @@ def _quality_models(
         log.warning("annotated: %s; the quality column stays empty", exc)
         return [], {"quality": {"skipped": str(exc)}}
     # Trained models move with the directory: RUN/annotated/quality/model-K.ftz once committed.
-    where = models if quality.model else [str(stage.final / "quality" / Path(m).name) for m in models]
+    where = models if quality.model else [join(stage.final, "quality", Path(m).name) for m in models]
     entries = [{"model": w, "sha256": file_sha256(m)} for w, m in zip(where, models, strict=True)]
     return models, {"quality": {"models": entries, "threshold": quality.threshold}}
 
@@ -297,9 +325,10 @@ def _score_then_decide(
     scored = _scored(stage)
     scored.prepare()
     run_tasks(spark, n_units, partial(annotate, scored))
-    saved = stage.partial / "_quality.json"
-    if not saved.is_file():
-        threshold = _top_fraction_threshold(spark, scored.partial / "kept", fraction) if n_units else None
+    saved = join(stage.partial, "_quality.json")
+    if not is_file(saved):
+        kept = join(scored.partial, "kept")
+        threshold = _top_fraction_threshold(spark, kept, fraction) if n_units else None
         write_json_atomic(saved, {"keep_top_fraction": fraction, "threshold": threshold})
     threshold = read_json(saved)["threshold"]
     decided = {
@@ -313,7 +342,7 @@ def _score_then_decide(
 
 def _scored(stage: Stage) -> Stage:
     """The staging stage of a top fraction's pass 1, inside the partial directory."""
-    return Stage(str(stage.partial), "_scored", stage.config_hash, stage.input_fingerprint)
+    return Stage(stage.partial, "_scored", stage.config_hash, stage.input_fingerprint)
 
 
 def _decide_part(stage: Stage, scored: Stage, rule: QualityFilter, index: int) -> dict[str, Any]:
@@ -334,14 +363,10 @@ def _decide_part(stage: Stage, scored: Stage, rule: QualityFilter, index: int) -
 def _rows(stage: Stage, summary: dict[str, Any]):
     """The staged rows of one part: its rejected rows, then its kept rows, each in file order."""
     for split in ("rejected", "kept"):
-        source = pq.ParquetFile(stage.partial / summary["files"][split]["file"])
-        for batch in source.iter_batches(ROWS_PER_BATCH):
-            yield from batch.to_pylist()
+        yield from file_rows(join(stage.partial, summary["files"][split]["file"]), ROWS_PER_BATCH)
 
 
 def _finish(stage: Stage, extra: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Every part is decided: the staging directory of a top fraction goes, before the commit."""
-    scored = _scored(stage).partial
-    if scored.exists():
-        shutil.rmtree(scored)  # staging only: the decided parts are in place
+    remove(_scored(stage).partial)  # staging only: the decided parts are in place
     return extra

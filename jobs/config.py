@@ -111,6 +111,10 @@ class SparkConfig(BaseModel):
     # tasks are cut from row groups, not upstream files. Part of those stages' config hash: it
     # decides their part files.
     task_target_mb: pydantic.PositiveFloat = 128.0
+    # A POSIX directory every executor sees (an NFS mount) for the intermediates Spark itself reads
+    # and writes (deduped's clustering) when the run directory is in object storage; None: a local
+    # temporary directory, enough for a local master (jobs/deduped.py `work_dir`).
+    scratch: str | None = None
 
 
 class AnnotatedConfig(BaseModel):

@@ -40,7 +40,6 @@ distinct n-gram of the evaluation sets, independent of the corpus size).
 
 import inspect
 import logging
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -52,11 +51,12 @@ from pyspark import Broadcast
 from pyspark.sql import SparkSession
 
 from corpus.decontam import Decontaminator, NgramIndex, read_texts, record_text
+from corpus.fs import exists, is_file, join, remove
 from corpus.manifest import file_sha256, fingerprint, read_json, sum_counts
 from corpus.units import Unit, plan_parts, plan_summary, unit_rows
 from jobs.config import PipelineConfig
 from jobs.sampling import bottom_k
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_parts, up_to_date
+from jobs.stage import MANIFEST, ROWS_PER_BATCH, Stage, inject_fault, kept_parts, run_parts, up_to_date
 
 STAGE = "decontam"
 UPSTREAM = "mixed"
@@ -65,16 +65,18 @@ MAX_LISTED = 1000  # matched documents listed in the manifest (all are counted)
 log = logging.getLogger(__name__)
 
 
-def corpus_dir(run_dir: str | Path) -> Path:
+def corpus_dir(run_dir: str | Path) -> str:
     """The stage whose kept rows the tokenizer and shards stages read: decontam when it finished
     on the current mixed output, else mixed (decontam disabled, or not run since mixed changed)."""
-    run = Path(run_dir)
-    mixed_manifest, own = run / UPSTREAM / "manifest.json", run / STAGE / "manifest.json"
-    if own.is_file() and mixed_manifest.is_file():
-        if read_json(own)["input_fingerprint"] == read_json(mixed_manifest)["output_fingerprint"]:
-            return run / STAGE
-        log.warning("%s: older than %s; reading %s/kept", run / STAGE, run / UPSTREAM, UPSTREAM)
-    return run / UPSTREAM
+    mixed, own = join(run_dir, UPSTREAM), join(run_dir, STAGE)
+    if is_file(join(own, MANIFEST)) and is_file(join(mixed, MANIFEST)):
+        if (
+            read_json(join(own, MANIFEST))["input_fingerprint"]
+            == read_json(join(mixed, MANIFEST))["output_fingerprint"]
+        ):
+            return own
+        log.warning("%s: older than %s; reading %s/kept", own, mixed, UPSTREAM)
+    return mixed
 
 
 def _unique(name: str, taken: dict[str, Any]) -> str:
@@ -148,14 +150,13 @@ def stage_key(dcfg: Any, task_target_mb: float) -> dict[str, Any]:
 
 
 def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
-    run = Path(run_dir)
     dcfg = cfg.decontam
     if not dcfg.enabled:
-        return _disabled(run)
-    upstream = run / UPSTREAM
-    if not (upstream / "manifest.json").is_file():
+        return _disabled(run_dir)
+    upstream = join(run_dir, UPSTREAM)
+    if not is_file(join(upstream, MANIFEST)):
         raise FileNotFoundError(f"{upstream}: no finished mixed stage; run the `mixed` stage first")
-    upstream_manifest = read_json(upstream / "manifest.json")
+    upstream_manifest = read_json(join(upstream, MANIFEST))
     started = time.time()
     stage = Stage(
         run_dir,
@@ -178,7 +179,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     )
 
     # 2: match every row, per work unit of the mixed parts (corpus/units.py), in the executors
-    inputs = sorted(str(p) for p in (upstream / "kept").glob("part-*.parquet"))
+    inputs = kept_parts(upstream)
     units = plan_parts(inputs, cfg.spark.task_target_mb)
     stage.prepare()
     shipped = spark.sparkContext.broadcast(decontaminator)
@@ -196,11 +197,11 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     return run_parts(spark, stage, len(units), task, started=started, finish=finish)
 
 
-def _disabled(run: Path) -> dict[str, Any]:
+def _disabled(run_dir: str) -> dict[str, Any]:
     """`enabled: false`: an earlier decontam output goes, so the later stages read mixed/kept."""
-    for path in (run / STAGE, run / f".{STAGE}.partial"):
-        if path.exists():
-            shutil.rmtree(path)
+    for path in (join(run_dir, STAGE), join(run_dir, f".{STAGE}.partial")):
+        if exists(path):
+            remove(path)
             log.info("decontam: disabled, removed %s", path)
     return {"stage": STAGE, "enabled": False}
 

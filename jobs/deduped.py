@@ -56,6 +56,7 @@ signatures, edges and decisions stay in Parquet on the executors.
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -69,9 +70,11 @@ from pyspark.sql import functions as F
 
 from corpus.dedup import attach, parse_keep_order
 from corpus.filters.url import canonical_url
+from corpus.fs import is_file, join, make_dirs, open_input
 from corpus.manifest import fingerprint, read_json, sum_counts, temporary_path, write_json_atomic
 from corpus.minhash import band_keys, sign
 from corpus.previous import KEYS, earlier_keys, keys_fingerprint, match_params
+from corpus.units import file_rows
 from jobs.config import DedupedConfig, PipelineConfig
 from jobs.deduped_previous import (
     PREVIOUS,
@@ -82,7 +85,16 @@ from jobs.deduped_previous import (
     write_keys,
 )
 from jobs.spark import spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_tasks, task_attempt, up_to_date
+from jobs.stage import (
+    MANIFEST,
+    ROWS_PER_BATCH,
+    Stage,
+    inject_fault,
+    kept_parts,
+    run_tasks,
+    task_attempt,
+    up_to_date,
+)
 
 STAGE = "deduped"
 VERSION = 3  # 2: exact verification and no chaining (clusters split by `attach`); 3: duplicate:url
@@ -138,11 +150,12 @@ def write_signatures(source: str, target: Path, part: int, cfg: DedupedConfig) -
     done = 0
     writer = None
     try:
-        for batch in pq.ParquetFile(source).iter_batches(ROWS_PER_BATCH, columns=columns):
-            table = signature_table(batch.to_pylist(), part, done, cfg)
-            writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            writer.write_table(table)
-            done += len(table)
+        with open_input(source) as f:
+            for batch in pq.ParquetFile(f).iter_batches(ROWS_PER_BATCH, columns=columns):
+                table = signature_table(batch.to_pylist(), part, done, cfg)
+                writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer.write_table(table)
+                done += len(table)
     finally:
         if writer is not None:
             writer.close()
@@ -500,17 +513,16 @@ def read_decisions(directory: Path) -> dict[int, tuple[str, int, str | None]]:
 def deduped_rows(source: str, signatures: Path, decisions: dict[int, tuple[str, int, str | None]]):
     exact = pq.read_table(signatures, columns=["exact_hash"]).column("exact_hash").to_pylist()
     row = 0
-    for batch in pq.ParquetFile(source).iter_batches(ROWS_PER_BATCH):
-        for doc in batch.to_pylist():
-            cluster_id, size, reject = decisions.get(row, (doc["id"], 1, None))
-            yield {
-                **doc,
-                "exact_hash": exact[row],
-                "cluster_id": cluster_id,
-                "cluster_size": size,
-                "reject": reject,
-            }
-            row += 1
+    for doc in file_rows(source, ROWS_PER_BATCH):
+        cluster_id, size, reject = decisions.get(row, (doc["id"], 1, None))
+        yield {
+            **doc,
+            "exact_hash": exact[row],
+            "cluster_id": cluster_id,
+            "cluster_size": size,
+            "reject": reject,
+        }
+        row += 1
     assert row == len(exact), f"{source}: {row} rows but {len(exact)} signatures"
 
 
@@ -547,7 +559,8 @@ def output_step(spark: SparkSession, stage: Stage, inputs: list[str], work: Path
         rows_out = deduped_rows(inputs[index], signatures, decisions)
         rows_out = mark_previous(rows_out, read_previous(work / PREVIOUS / f"part={index}"))
         rows_out = inject_fault(STAGE, index, rows_out)  # test-only hook, inert by default
-        documents = pq.ParquetFile(inputs[index]).metadata.num_rows
+        with open_input(inputs[index]) as f:
+            documents = pq.ParquetFile(f).metadata.num_rows
         return stage.write_part(index, rows_out, counts={"documents": documents}, input=inputs[index])
 
     return run_tasks(spark, len(inputs), output_task)
@@ -556,13 +569,14 @@ def output_step(spark: SparkSession, stage: Stage, inputs: list[str], work: Path
 def keys_step(spark: SparkSession, stage: Stage, n_parts: int, work: Path) -> list[dict[str, Any]]:
     """Step 4: the keys a later run dedups against (corpus/previous.py), one task per part; their
     file entries. In the stage directory, so they are published with it."""
-    (stage.partial / KEYS).mkdir(exist_ok=True)
+    make_dirs(join(stage.partial, KEYS))
 
     def keys_task(index: int) -> dict[str, Any]:
         decisions = read_decisions(work / DECISIONS / f"part={index}")
         previous = read_previous(work / PREVIOUS / f"part={index}")
         signatures = work / SIGNATURES / f"part-{index:05d}.parquet"
-        return write_keys(signatures, stage.partial / KEYS / f"part-{index:05d}.parquet", decisions, previous)
+        target = join(stage.partial, KEYS, f"part-{index:05d}.parquet")
+        return write_keys(signatures, target, decisions, previous)
 
     return run_tasks(spark, n_parts, keys_task)
 
@@ -571,6 +585,23 @@ def earlier_runs(dcfg: DedupedConfig, run_dir: str) -> list[dict[str, str]]:
     """`against`, each run checked (corpus/previous.py `earlier_keys`) with its keys' fingerprint."""
     ours = match_params(dedup_params(dcfg))
     return [{"run": run, "keys": keys_fingerprint(earlier_keys(run, run_dir, ours))} for run in dcfg.against]
+
+
+def work_dir(spark: SparkSession, stage: Stage, scratch: str | None) -> Path:
+    """Where the intermediates go: RUN/.deduped.partial/work, where Spark reads and writes them
+    itself. A run in object storage has none that Spark can use (it would need Hadoop's s3a
+    connector), so they go to `spark.scratch` (a POSIX path every executor sees), else to a local
+    temporary directory, which only a local master shares; named by the stage's key, so that a
+    resume on this machine finds them."""
+    if not stage.in_place:
+        return Path(stage.partial) / WORK
+    if scratch is None and not spark.sparkContext.master.startswith("local"):
+        raise ValueError(
+            f"{stage.final}: a run in object storage on the cluster {spark.sparkContext.master} needs "
+            "spark.scratch, a directory every executor sees, for the deduped stage's intermediates"
+        )
+    base = Path(scratch) if scratch else Path(tempfile.gettempdir()) / "refinery-scratch"
+    return base / f"deduped-{fingerprint([stage.final, stage.config_hash, stage.input_fingerprint])[:16]}"
 
 
 def dedup_params(dcfg: DedupedConfig) -> dict[str, Any]:
@@ -590,21 +621,19 @@ def dedup_params(dcfg: DedupedConfig) -> dict[str, Any]:
 
 
 def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
-    upstream = Path(run_dir) / "annotated"
-    if not (upstream / "manifest.json").is_file():
+    upstream = join(run_dir, "annotated")
+    if not is_file(join(upstream, MANIFEST)):
         raise FileNotFoundError(f"{upstream}: no finished annotated stage; run the `annotated` stage first")
-    inputs = sorted(str(p) for p in (upstream / "kept").glob("part-*.parquet"))
+    inputs = kept_parts(upstream)
     dcfg = cfg.deduped
     against = earlier_runs(dcfg, run_dir)  # before anything else: a bad earlier run is refused
     key = {"version": VERSION, "deduped": dcfg.model_dump(mode="json"), "against": against}
-    stage = Stage(
-        run_dir, STAGE, fingerprint(key), read_json(upstream / "manifest.json")["output_fingerprint"]
-    )
+    stage = Stage(run_dir, STAGE, fingerprint(key), read_json(join(upstream, MANIFEST))["output_fingerprint"])
     if manifest := up_to_date(stage, log):
         return manifest
     started = time.time()
     stage.prepare()
-    work = stage.partial / WORK
+    work = work_dir(spark, stage, cfg.spark.scratch)
 
     rows_in = signatures_step(spark, inputs, work, dcfg)
     seconds = {"signatures": round(time.time() - started, 3)}

@@ -25,17 +25,20 @@ the joins; the driver reads each earlier run's manifest and nothing per document
 runs are opened for reading only.
 """
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from functools import reduce
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from corpus.manifest import file_sha256, read_json, temporary_path, write_json_atomic
+from corpus.fs import is_file, open_input, open_output
+from corpus.manifest import read_json, write_json_atomic
 from corpus.previous import KEYS, KEYS_SCHEMA, keys_table
 from jobs.config import DedupedConfig
 from jobs.spark import spark_uri
@@ -172,19 +175,20 @@ def mark_previous(
 
 def write_keys(
     signatures: Path,
-    target: Path,
+    target: str,
     decisions: Mapping[int, tuple[str, int, str | None]],
     previous: Mapping[int, Any],
 ) -> dict[str, Any]:
-    """One part's keys into `target` (written aside, then renamed); its file entry for the manifest."""
-    if not target.is_file():  # else done by an interrupted earlier attempt
+    """One part's keys into `target`, whole or not at all (corpus/fs.py `open_output`, on disk or
+    in object storage); its file entry for the manifest."""
+    name = f"{KEYS}/{target.rsplit('/', 1)[-1]}"
+    if not is_file(target):
         table = keys_table(pq.read_table(signatures), decisions, previous)
-        tmp = temporary_path(target, task_attempt())
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.replace(target)
-    return {
-        "file": f"{KEYS}/{target.name}",
-        "rows": pq.ParquetFile(target).metadata.num_rows,
-        "bytes": target.stat().st_size,
-        "sha256": file_sha256(target),
-    }
+        with open_output(target, task_attempt()) as sink:
+            pq.write_table(table, sink, compression="zstd")
+        return {"file": name, "rows": table.num_rows, "bytes": sink.size, "sha256": sink.sha256()}
+    # done by an interrupted earlier attempt: its entry from the file itself
+    with open_input(target) as f:
+        data = f.read()
+    rows = pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
+    return {"file": name, "rows": rows, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}

@@ -18,6 +18,7 @@ its counts per bucket (O(buckets)). No row reaches it.
 """
 
 import logging
+import posixpath
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from corpus.fs import is_file, join
 from corpus.manifest import file_sha256, fingerprint, read_json
 from corpus.mix import (
     DOMAIN_LIST,
@@ -44,8 +46,17 @@ from corpus.mix import (
 )
 from corpus.units import Unit, plan_parts, plan_summary, unit_batches
 from jobs.config import MixedConfig, PipelineConfig
-from jobs.spark import spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_parts, run_tasks, up_to_date
+from jobs.spark import read_parquet
+from jobs.stage import (
+    MANIFEST,
+    ROWS_PER_BATCH,
+    Stage,
+    inject_fault,
+    kept_parts,
+    run_parts,
+    run_tasks,
+    up_to_date,
+)
 
 STAGE = "mixed"
 VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
@@ -56,10 +67,10 @@ QUANTILE_RELATIVE_ERROR = 1e-3
 log = logging.getLogger(__name__)
 
 
-def upstream_dir(run_dir: str | Path) -> Path:
+def upstream_dir(run_dir: str) -> str:
     for name in UPSTREAMS:
-        if (Path(run_dir) / name / "manifest.json").is_file():
-            return Path(run_dir) / name
+        if is_file(join(run_dir, name, MANIFEST)):
+            return join(run_dir, name)
     raise FileNotFoundError(
         f"{run_dir}: no finished {' or '.join(UPSTREAMS)} stage; run the `annotated` stage first"
     )
@@ -67,8 +78,8 @@ def upstream_dir(run_dir: str | Path) -> Path:
 
 def quality_cuts(spark: SparkSession, inputs: list[str], quantiles: tuple[float, ...]) -> tuple[float, ...]:
     """The quality values at `quantiles` over every scored input document."""
-    scored = spark.read.parquet(*map(spark_uri, inputs)).select(QUALITY).where(f"{QUALITY} IS NOT NULL")
-    cuts = scored.approxQuantile(QUALITY, list(quantiles), QUANTILE_RELATIVE_ERROR) if inputs else []
+    scored = read_parquet(spark, inputs, [QUALITY]).where(f"{QUALITY} IS NOT NULL") if inputs else None
+    cuts = scored.approxQuantile(QUALITY, list(quantiles), QUANTILE_RELATIVE_ERROR) if scored else []
     if not cuts:
         raise ValueError(
             "mixed.bucket_by has `quality` but no document has a quality score; "
@@ -96,13 +107,13 @@ def _weights(cfg: MixedConfig, buckets: list[str]) -> dict[str, dict[str, float]
 
 def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
     upstream = upstream_dir(run_dir)
-    inputs = sorted(str(p) for p in (upstream / "kept").glob("part-*.parquet"))
+    inputs = kept_parts(upstream)
     mcfg = cfg.mixed
     stage = Stage(
         run_dir,
         STAGE,
-        fingerprint(_stage_key(cfg, upstream.name)),
-        read_json(upstream / "manifest.json")["output_fingerprint"],
+        fingerprint(_stage_key(cfg, posixpath.basename(upstream))),
+        read_json(join(upstream, MANIFEST))["output_fingerprint"],
     )
     if manifest := up_to_date(stage, log):
         return manifest
@@ -128,7 +139,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     extra = {
         "inputs": len(inputs),
         "plan": plan_summary(units, cfg.spark.task_target_mb),
-        "input_stage": upstream.name,
+        "input_stage": posixpath.basename(upstream),
         "token_estimate": {
             "method": "ceil(utf8_bytes / bytes_per_token)",
             "bytes_per_token": mcfg.bytes_per_token,

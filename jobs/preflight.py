@@ -10,13 +10,14 @@ Each check raises `ValueError` or `FileNotFoundError` with one line naming the f
 what is wrong; jobs/cli.py prints it and exits with status 2.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from corpus.fs import exists, is_file, is_remote, join
 from corpus.inputs import file_problem
+from corpus.manifest import read_json
 from corpus.yaml_config import MISSING, differences
 from jobs import train_stages
 
@@ -113,11 +114,11 @@ def required_upstreams(stage: str, decontam_enabled: bool) -> tuple[tuple[str, .
     return UPSTREAMS.get(stage, ()), every
 
 
-def check_upstreams(run_dir: Path, stages: list[str], *, decontam_enabled: bool) -> None:
+def check_upstreams(run_dir: str | Path, stages: list[str], *, decontam_enabled: bool) -> None:
     """Every stage to run finds the stages it reads finished in RUN or requested in this run."""
 
     def ready(name: str) -> bool:
-        return name in stages or (run_dir / name / "manifest.json").is_file()
+        return name in stages or is_file(join(run_dir, name, "manifest.json"))
 
     for stage in stages:
         any_of, every = required_upstreams(stage, decontam_enabled)
@@ -125,12 +126,12 @@ def check_upstreams(run_dir: Path, stages: list[str], *, decontam_enabled: bool)
         missing += [u for u in every if not ready(u)]
         if missing:
             raise FileNotFoundError(
-                f"--stages {stage}: {run_dir / missing[0]} is not finished; "
+                f"--stages {stage}: {join(run_dir, missing[0])} is not finished; "
                 f"add `{missing[0]}` to --stages or run it first"
             )
 
 
-def check_run_dir(run_dir: Path, record: dict[str, Any], *, force: bool) -> None:
+def check_run_dir(run_dir: str | Path, record: dict[str, Any], *, force: bool) -> None:
     """RUN is new, empty, or holds this same run (same config, inputs and source): a rerun
     resumes it. Another run's outputs are refused unless `force`; then the stages whose
     config or input changed are redone (jobs/stage.py) and the others kept.
@@ -138,20 +139,21 @@ def check_run_dir(run_dir: Path, record: dict[str, Any], *, force: bool) -> None
     Inputs and source are compared only where both runs name them: `--stages annotated` alone
     has no inputs, and neither changes what an earlier documents stage read.
     """
-    if force or not run_dir.exists():
+    if force or not exists(run_dir):
         return
-    if not run_dir.is_dir():
+    if is_file(run_dir):
         raise ValueError(f"--out {run_dir}: exists and is not a directory")
-    previous = run_dir / "run.json"
-    if not previous.is_file():
-        if any(run_dir.iterdir()):
+    previous = join(run_dir, "run.json")
+    if not is_file(previous):
+        # An object store's folder exists only while an object is in it.
+        if is_remote(str(run_dir)) or any(Path(run_dir).iterdir()):
             raise ValueError(
                 f"--out {run_dir}: not empty and has no run.json (not a run directory); "
                 "choose another --out, or pass --force to write into it"
             )
         return
     try:
-        old = json.loads(previous.read_text())
+        old = read_json(previous)
     except ValueError as exc:
         raise ValueError(f"{previous}: unreadable ({exc}); pass --force to overwrite it") from None
     changed = []
@@ -186,7 +188,7 @@ def check(
     cfg: Any,
     stages: list[str],
     files: list[str],
-    run_dir: Path,
+    run_dir: str | Path,
     record: dict[str, Any],
     *,
     force: bool,

@@ -12,6 +12,7 @@ copy the `report/` directory and it still works.
 import html
 import json
 import os
+import posixpath
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ matplotlib.use("Agg")  # no display: charts are files
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
+from corpus.fs import is_file, is_remote, join, make_dirs, open_output  # noqa: E402
 from corpus.manifest import fingerprint, read_json  # noqa: E402
 from corpus.progress import duration  # noqa: E402
 from jobs.stats import NULL, ROW_STAGES, connect, epochs_label, finished_stages, funnel_rows  # noqa: E402
@@ -46,23 +48,24 @@ NO_EVALS = {*ROW_STAGES, "tokenizer", "shards", "report", "checkpoints", "mixtur
 class Page:
     """The report being written: where charts go and how they are referenced."""
 
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self.out = run_dir / "report"
-        self.out.mkdir(parents=True, exist_ok=True)
+    def __init__(self, run_dir: str):
+        self.run_dir = run_dir  # a path, or a URI (s3://…: corpus/fs.py)
+        self.out = join(run_dir, "report")
+        make_dirs(self.out)
         self.con: duckdb.DuckDBPyConnection = connect(run_dir)
         self.stages = finished_stages(run_dir)
 
     def chart(self, name: str, fig: plt.Figure, caption: str) -> str:
         fig.tight_layout()
-        fig.savefig(self.out / f"{name}.png", dpi=DPI)
+        with open_output(join(self.out, f"{name}.png")) as f:
+            fig.savefig(f, format="png", dpi=DPI)
         plt.close(fig)
         alt = html.escape(caption)
         return f'<figure><img src="{name}.png" alt="{alt}"><figcaption>{alt}</figcaption></figure>'
 
     def manifest(self, stage: str) -> dict[str, Any] | None:
-        path = self.run_dir / stage / "manifest.json"
-        return read_json(path) if path.is_file() else None
+        path = join(self.run_dir, stage, "manifest.json")
+        return read_json(path) if is_file(path) else None
 
 
 def table(columns: list[str], rows: list[tuple]) -> str:
@@ -253,13 +256,13 @@ def buckets(page: Page) -> str | None:
 def learned_mixture(page: Page) -> str | None:
     """`refinery mixture fit RUN --out RUN/mixture`: its fit (predicted against measured loss) and
     the validation of the shares it chose, as jobs/mixture.py plots them."""
-    path = page.run_dir / "mixture" / "mixture.json"
-    if not path.is_file():
+    path = Path(page.run_dir) / "mixture" / "mixture.json"
+    if is_remote(page.run_dir) or not path.is_file():  # the fit writes to a local RUN/mixture
         return None
     from jobs.mixture import plot
 
     report = read_json(path)
-    plot(report, page.out / "learned_mixture.png")
+    plot(report, Path(page.out) / "learned_mixture.png")
     fit, target = report["fit"], report["config"]["target"]
     caption = (
         f"Left: the {target} bits per byte of {len(report['mixtures'])} proxies against the {fit['form']} "
@@ -331,9 +334,10 @@ def _pipeline_order(path: Path) -> tuple[int, str]:
 def training_curves(page: Page) -> str | None:
     """Every metrics.jsonl under RUN/train (pretrain, sft, reward, align, ...): each series
     (losses, val_bpb, reward, KL, accuracy, ...) against the step, related ones in one panel."""
-    train = page.run_dir / "train"
+    train = Path(page.run_dir) / "train"  # training writes to a local run directory only (jobs/run.py)
     parts = []
-    for path in sorted(train.glob("**/metrics.jsonl"), key=_pipeline_order) if train.is_dir() else []:
+    found = train.glob("**/metrics.jsonl") if not is_remote(page.run_dir) and train.is_dir() else []
+    for path in sorted(found, key=_pipeline_order):
         series = _curves(path)
         if not series:
             continue
@@ -374,8 +378,11 @@ def training_curves(page: Page) -> str | None:
     return "".join(parts) or None
 
 
-def _eval_files(run_dir: Path) -> list[Path]:
-    """JSON files under RUN in the format of `refinery eval tasks --out` (training/cli.py)."""
+def _eval_files(run_dir: str) -> list[Path]:
+    """JSON files under RUN in the format of `refinery eval tasks --out` (training/cli.py); none in
+    object storage, which holds no training outputs (jobs/run.py)."""
+    if is_remote(run_dir):
+        return []
     found = []
     for root, dirs, files in os.walk(run_dir):
         dirs[:] = sorted(d for d in dirs if d not in NO_EVALS and not d.startswith((".", "_")))
@@ -473,14 +480,15 @@ def _anchor(title: str) -> str:
 
 def header(page: Page) -> str:
     """Run facts: inputs, config hash, seed, versions; per stage its rows, config hash and wall time."""
-    run = read_json(page.run_dir / "run.json") if (page.run_dir / "run.json").is_file() else {}
+    run_json = join(page.run_dir, "run.json")
+    run = read_json(run_json) if is_file(run_json) else {}
     facts = []
     inputs = run.get("inputs") or []
     if inputs:
-        shown = ", ".join(Path(p).name for p in inputs[:4]) + (
+        shown = ", ".join(posixpath.basename(p) for p in inputs[:4]) + (
             f", … ({len(inputs)} files)" if len(inputs) > 4 else ""
         )
-        facts.append(("inputs", f"{shown} in {Path(inputs[0]).parent}"))
+        facts.append(("inputs", f"{shown} in {posixpath.dirname(inputs[0])}"))
     if run.get("source"):
         facts.append(("source", run["source"]))
     if run.get("config"):
@@ -498,8 +506,8 @@ def header(page: Page) -> str:
             continue
         rows = manifest.get("rows") or {}
         wall = manifest.get("wall_time_s")
-        timing = page.run_dir / name / "timing.json"
-        if wall is None and timing.is_file():  # the shards manifest is byte-identical per input: no time
+        timing = join(page.run_dir, name, "timing.json")
+        if wall is None and is_file(timing):  # the shards manifest is byte-identical per input: no time
             wall = read_json(timing).get("wall_time_s")
         stages.append(
             (
@@ -524,17 +532,17 @@ def header(page: Page) -> str:
     return out + "</header>"
 
 
-def _training_times(run_dir: Path) -> list[tuple]:
+def _training_times(run_dir: str) -> list[tuple]:
     """Stage-table rows of the training stages `refinery run` timed (RUN/train/timing.json), in
     pipeline order: they have no rows and no manifest, only a wall time."""
-    path = run_dir / TRAIN / TIMING
-    timings = read_json(path) if path.is_file() else {}
+    path = join(run_dir, TRAIN, TIMING)  # training writes to a local run directory only (jobs/run.py)
+    timings = read_json(path) if is_file(path) else {}
     timed = [name for name in STAGES if name in timings]
     return [(name, None, None, None, "", duration(timings[name]["wall_time_s"])) for name in timed]
 
 
-def write_report(run_dir: str | Path) -> Path:
-    page = Page(Path(run_dir))
+def write_report(run_dir: str | Path) -> str | Path:
+    page = Page(str(run_dir))
     body, toc = [], []
     for title, section, wide in SECTIONS:
         content = section(page)
@@ -543,13 +551,14 @@ def write_report(run_dir: str | Path) -> Path:
             toc.append(f'<a href="#{anchor}">{html.escape(title)}</a>')
             css = " class='wide'" if wide else ""
             body.append(f'<section id="{anchor}"{css}><h2>{html.escape(title)}</h2>{content}</section>')
-    title = f"Refinery run: {html.escape(page.run_dir.resolve().name)}"
-    index = page.out / "index.html"
-    tmp = index.with_suffix(".tmp")
-    tmp.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
-        f"<style>{STYLE}</style></head><body><h1>{title}</h1>{header(page)}"
-        f"<nav>{''.join(toc)}</nav><main>{''.join(body)}</main></body></html>"
-    )
-    tmp.replace(index)
-    return index
+    remote = is_remote(page.run_dir)
+    name = posixpath.basename(page.run_dir.rstrip("/")) if remote else Path(run_dir).resolve().name
+    title = f"Refinery run: {html.escape(name)}"
+    index = join(page.out, "index.html")
+    with open_output(index) as f:
+        f.write(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{title}</h1>{header(page)}"
+            f"<nav>{''.join(toc)}</nav><main>{''.join(body)}</main></body></html>".encode()
+        )
+    return index if remote else Path(index)

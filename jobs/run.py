@@ -13,7 +13,7 @@ from typing import Any
 from pyspark import StatusTracker
 from pyspark.sql import SparkSession
 
-from corpus.fs import expand, file_version, is_path_list, is_remote, read_path_list
+from corpus.fs import expand, file_version, is_path_list, is_remote, join, make_dirs, read_path_list
 from corpus.manifest import write_json_atomic
 from corpus.progress import EVERY_S, duration, estimate
 from jobs import annotated, decontam, deduped, documents, mixed, preflight, shards, tokenizer, train_stages
@@ -75,6 +75,18 @@ def expand_inputs(
     return sorted(found)
 
 
+def check_remote_stages(out: str, names: list[str]) -> None:
+    """A run directory in object storage (`--out s3://…`) holds the curation stages, which read and
+    write it through corpus/fs.py; the training stages read shards by memory map, from disk."""
+    if not is_remote(out):
+        return
+    if training := [n for n in names if n not in CURATION]:
+        raise ValueError(
+            f"--out {out}: the training stage(s) {', '.join(training)} need a local run directory in "
+            f"this version; in object storage run the curation stages ({','.join(CURATION)})"
+        )
+
+
 def parse_stages(text: str | None, cfg: PipelineConfig | None = None) -> list[str]:
     """The stages to run, in pipeline order: the named ones, or all that the config enables."""
     cfg = cfg or PipelineConfig()
@@ -114,16 +126,13 @@ def run(
     input_skip: int = 0,
     input_limit: int | None = None,
 ) -> dict[str, Any]:
-    if is_remote(out):
-        raise ValueError(
-            f"--out {out}: the run directory must be a local or shared POSIX path in this version"
-        )
     cfg = load_config(config)
     names = parse_stages(stages, cfg)
+    check_remote_stages(out, names)
     listing = {"prefix": input_prefix, "skip": input_skip, "limit": input_limit}
     files = expand_inputs(inputs, **listing) if "documents" in names else []
     source = cfg.source or (documents.source_name(files) if files else None)
-    run_dir = Path(out)
+    run_dir = out if is_remote(out) else Path(out)
     record = {
         "config": cfg.model_dump(mode="json"),
         "config_file": str(config) if config else None,
@@ -135,8 +144,8 @@ def run(
     }
     # Inputs, model files, upstream stages and RUN itself are checked before anything is written.
     preflight.check(cfg, names, files, run_dir, record, force=force, strict=strict)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "run.json", record)
+    make_dirs(run_dir)
+    write_json_atomic(join(run_dir, "run.json"), record)
     # Training stages alone need no Spark (and no JVM start-up).
     spark = spark_session(cfg.spark, master) if any(n in CURATION for n in names) else None
     return run_stages(names, spark, cfg, files, run_dir, source)
@@ -147,7 +156,7 @@ def run_stages(
     spark: SparkSession | None,
     cfg: PipelineConfig,
     files: list[str],
-    run_dir: Path,
+    run_dir: str | Path,
     source: str | None,
 ) -> dict[str, Any]:
     """Each stage in turn, between two progress lines (`[3/12] deduped started`, `[3/12] deduped
@@ -225,7 +234,7 @@ def _run_stage(
     spark: SparkSession | None,
     cfg: PipelineConfig,
     files: list[str],
-    run_dir: Path,
+    run_dir: str | Path,
     source: str | None,
 ) -> dict[str, Any]:
     if name == "documents":

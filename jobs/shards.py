@@ -42,7 +42,6 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,13 +51,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from corpus import mix
+from corpus.fs import is_file, join
 from corpus.manifest import fingerprint, read_json, write_json_atomic
 from corpus.shards import ShardWriter, token_dtype
 from corpus.tokenizer import encode_documents, file_hash, load
 from jobs import decontam
 from jobs.config import PipelineConfig
-from jobs.spark import ship, spark_uri
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, task_attempt, up_to_date
+from jobs.spark import read_parquet, ship
+from jobs.stage import MANIFEST, ROWS_PER_BATCH, Stage, inject_fault, kept_parts, task_attempt, up_to_date
 
 STAGE = "shards"
 VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
@@ -152,7 +152,7 @@ def write_batches(stage: Stage, names: list[str], vocab_size: int):
                 # a shard finished by an interrupted attempt is not written again
                 writer = None
                 if not stage.part_done(s):
-                    writer = ShardWriter(stage.partial / names[s], vocab_size, task_attempt())
+                    writer = ShardWriter(join(stage.partial, names[s]), vocab_size, task_attempt())
             assert k >= last_key, f"{names[s]}: rows reached the writer out of key order"
             last_key = k
             if writer is not None:
@@ -200,13 +200,13 @@ def bucket_report(
     return out
 
 
-def _tokenizer(run: Path) -> tuple[dict[str, Any], Path, str]:
+def _tokenizer(run: str) -> tuple[dict[str, Any], str, str]:
     """The tokenizer stage's manifest, its file and the file's sha256, checked against each other."""
     for upstream in ("mixed", "tokenizer"):
-        if not (run / upstream / "manifest.json").is_file():
-            raise FileNotFoundError(f"{run / upstream}: not finished; run the `{upstream}` stage first")
-    tok_manifest = read_json(run / "tokenizer" / "manifest.json")
-    tok_path = run / "tokenizer" / tok_manifest["file"]
+        if not is_file(join(run, upstream, MANIFEST)):
+            raise FileNotFoundError(f"{join(run, upstream)}: not finished; run the `{upstream}` stage first")
+    tok_manifest = read_json(join(run, "tokenizer", MANIFEST))
+    tok_path = join(run, "tokenizer", tok_manifest["file"])
     sha256 = file_hash(tok_path)
     if sha256 != tok_manifest["sha256"]:
         raise ValueError(f"{tok_path}: sha256 differs from its manifest; rerun the tokenizer stage")
@@ -214,13 +214,13 @@ def _tokenizer(run: Path) -> tuple[dict[str, Any], Path, str]:
 
 
 def tokenize(
-    spark: SparkSession, tok_path: Path, inputs: list[str], seed: int, dtype: np.dtype
+    spark: SparkSession, tok_path: str, inputs: list[str], seed: int, dtype: np.dtype
 ) -> DataFrame | None:
     """Step 1's rows (TOKENIZED), persisted (see the module docstring); None without inputs."""
     if not inputs:
         return None
     shipped = ship(spark, tok_path, "tokenizer")
-    docs = spark.read.parquet(*map(spark_uri, inputs)).select("id", "bucket", "repeats", "text")
+    docs = read_parquet(spark, inputs, ["id", "bucket", "repeats", "text"])
     tokenized = docs.mapInArrow(tokenize_batches(shipped, seed, dtype), TOKENIZED_DDL)
     return tokenized.persist(StorageLevel.MEMORY_AND_DISK)
 
@@ -289,7 +289,7 @@ def write_shards(
     # its shard is written empty here, a few bytes, so the numbering has no gaps.
     for g in sorted(set(range(len(names))) - set(entries)):
         entries[g] = stage.part_done(g) or stage.save_part(
-            g, ShardWriter(stage.partial / names[g], vocab_size).close()
+            g, ShardWriter(join(stage.partial, names[g]), vocab_size).close()
         )
     return entries
 
@@ -331,21 +331,20 @@ def shards_manifest(
 
 
 def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
-    run = Path(run_dir)
-    tok_manifest, tok_path, sha256 = _tokenizer(run)
-    mixed_manifest = read_json(run / "mixed" / "manifest.json")
+    tok_manifest, tok_path, sha256 = _tokenizer(run_dir)
+    mixed_manifest = read_json(join(run_dir, "mixed", MANIFEST))
     scfg = cfg.shards
     key = {"version": VERSION, "seed": cfg.seed, "shards": scfg.model_dump(mode="json")}
-    corpus = decontam.corpus_dir(run)  # decontam/ when it ran on this mixed output
+    corpus = decontam.corpus_dir(run_dir)  # decontam/ when it ran on this mixed output
     # key "mixed" whichever stage it is, so runs from before the decontam stage are not redone
-    inputs_key = {"mixed": read_json(corpus / "manifest.json")["output_fingerprint"], "tokenizer": sha256}
+    inputs_key = {"mixed": read_json(join(corpus, MANIFEST))["output_fingerprint"], "tokenizer": sha256}
     stage = Stage(run_dir, STAGE, fingerprint(key), fingerprint(inputs_key))
     if manifest := up_to_date(stage, log):
         return manifest
     started = time.time()
     stage.prepare(subdirs=("_parts",))
     vocab_size = tok_manifest["vocab_size"]
-    inputs = sorted(str(p) for p in (corpus / "kept").glob("part-*.parquet"))
+    inputs = kept_parts(corpus)
 
     tokenized = tokenize(spark, tok_path, inputs, cfg.seed, token_dtype(vocab_size))
     limit, rows = validation_cut(tokenized, scfg.valid_fraction)
@@ -368,5 +367,5 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     bytes_per_token = mixed_manifest["token_estimate"]["bytes_per_token"]
     manifest["buckets"] = bucket_report(rows, mixed_manifest["buckets"], bytes_per_token)
     manifest = stage.publish(manifest)
-    write_json_atomic(stage.final / TIMING, {"wall_time_s": round(time.time() - started, 3)})
+    write_json_atomic(join(stage.final, TIMING), {"wall_time_s": round(time.time() - started, 3)})
     return manifest

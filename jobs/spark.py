@@ -8,21 +8,29 @@ config's default.
 """
 
 import os
-import shutil
+import posixpath
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyspark.sql import SparkSession
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema
 
-from corpus.manifest import file_sha256, temporary_path
+from corpus.fs import copy_file, is_remote, open_input
+from corpus.manifest import file_sha256
 
 # spark-submit starts the Python driver with the address of its JVM in this variable.
 SUBMITTED_ENV = "PYSPARK_GATEWAY_PORT"
 
 # Where the driver keeps the copies it ships (`ship`), named by their content.
 SHIPPED_DIR = Path(tempfile.gettempdir()) / "refinery-shipped"
+
+# Rows per Arrow batch that `read_parquet` hands Spark from a file in object storage.
+READ_BATCH_ROWS = 1024
 
 # Driver logging under `refinery --quiet`: warnings only, without Spark's start-up banner.
 QUIET_LOG4J = Path(__file__).with_name("log4j2-quiet.properties")
@@ -80,12 +88,30 @@ def ship(spark: SparkSession, path: str | Path, kind: str) -> str:
     after its content is hashed again; otherwise it is copied anew.
     """
     digest = file_sha256(path)
-    name = f"{kind}-{digest[:16]}{Path(path).suffix}"
+    name = f"{kind}-{digest[:16]}{posixpath.splitext(str(path))[1]}"
     shipped = SHIPPED_DIR / name
     if not shipped.is_file() or file_sha256(shipped) != digest:
         SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = temporary_path(shipped)
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, shipped)
+        copy_file(path, shipped)  # from any filesystem: a model in the run's bucket, a given one
     spark.sparkContext.addFile(str(shipped))
     return name
+
+
+def read_parquet(spark: SparkSession, paths: list[str], columns: list[str]) -> DataFrame:
+    """`columns` of the Parquet files `paths` (at least one). Local files go to Spark's own reader;
+    files in object storage are read by the executors through corpus/fs.py, one task per file with
+    pyarrow, since Spark's reader would need Hadoop's s3a connector for them."""
+    assert paths, "read_parquet needs at least one file"
+    if not any(is_remote(p) for p in paths):
+        return spark.read.parquet(*map(spark_uri, paths)).select(*columns)
+    with open_input(paths[0]) as f:
+        schema = pq.ParquetFile(f).schema_arrow
+    spark_schema = from_arrow_schema(pa.schema([schema.field(c) for c in columns]))
+
+    def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for index in batch.column(0).to_pylist():
+                with open_input(paths[index]) as f:
+                    yield from pq.ParquetFile(f).iter_batches(READ_BATCH_ROWS, columns=columns)
+
+    return spark.range(len(paths), numPartitions=len(paths)).mapInArrow(read, spark_schema)

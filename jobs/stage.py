@@ -4,7 +4,9 @@ Layout while running: RUN/.STAGE.partial/ holds `_attempt.json` (the config hash
 fingerprint it was started with), `kept/` and `rejected/` part files, and one
 `_parts/part-NNNNN.json` per finished task, written after its Parquet files. At the end the
 driver writes `manifest.json` into it and renames the directory to RUN/STAGE, so a stage
-directory with a manifest is always complete.
+directory with a manifest is always complete. On an object store (RUN an `s3://` URI), which has
+no rename, the partial directory is RUN/STAGE itself and the manifest, written last, is the only
+commit: `finished()` looks for nothing else, so the two layouts behave alike.
 
 - Rerun with the same config and input: the manifest matches, the stage is skipped.
 - Interrupted run, same config and input: finished parts are reused, the rest redone.
@@ -12,13 +14,14 @@ directory with a manifest is always complete.
 
 Tasks write their own files (executors, not the driver), with deterministic names and
 content, so the same inputs give byte-identical Parquet. On a cluster RUN must be on a file
-system every executor sees.
+system every executor sees, or in object storage (corpus/fs.py).
 
 Attempt safety: two attempts of one task may write the same part at once (a retry beside an
 executor that was lost but still runs, a speculative copy with `spark.speculation=true`). Each
 writes its files under temporary names of its own, `.NAME.ATTEMPT-PID-RANDOM.tmp` with ATTEMPT
 from `task_attempt()`, and renames them onto the deterministic name, so neither truncates or
-renames the other's half-written file. The content does not depend on the attempt, so whichever
+renames the other's half-written file (on an object store each upload is its own until it
+completes: corpus/fs.py `open_output`). The content does not depend on the attempt, so whichever
 rename comes last leaves the same bytes, and the summary the driver collects matches them. The
 temporaries of an attempt that died or lost are deleted when the stage is published: a committed
 stage directory holds none.
@@ -28,32 +31,36 @@ check and its log line), `prepare`, its passes (`run_tasks`, one Spark task per 
 `run_parts`, the last pass with the commit (`publish` for a stage that writes no Parquet parts).
 """
 
+import contextlib
 import logging
 import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
 from pyspark import TaskContext
 from pyspark.sql import SparkSession
 
-from corpus.manifest import (
-    file_sha256,
-    fingerprint,
-    read_json,
+from corpus.fs import (
+    Sink,
+    exists,
+    expand,
+    is_file,
+    is_remote,
+    join,
+    make_dirs,
+    open_output,
+    remove,
     remove_temporaries,
-    sum_counts,
-    temporary_path,
-    write_json_atomic,
 )
+from corpus.manifest import fingerprint, read_json, sum_counts, write_json_atomic
 from corpus.schema import DOCUMENT, to_table
 
 SPLITS = ("kept", "rejected")
+MANIFEST = "manifest.json"
 ROWS_PER_BATCH = 1024  # rows converted and written at a time: bounds a task's memory
 ROW_GROUP_ROWS = 8192
 T = TypeVar("T")
@@ -92,20 +99,25 @@ class Stage:
     input_fingerprint: str
 
     @property
-    def final(self) -> Path:
-        return Path(self.run_dir) / self.name
+    def final(self) -> str:
+        return join(self.run_dir, self.name)
 
     @property
-    def partial(self) -> Path:
-        return Path(self.run_dir) / f".{self.name}.partial"
+    def in_place(self) -> bool:
+        """On an object store the stage is written where it ends up (module docstring)."""
+        return is_remote(self.run_dir)
+
+    @property
+    def partial(self) -> str:
+        return self.final if self.in_place else join(self.run_dir, f".{self.name}.partial")
 
     def _key(self) -> dict[str, str]:
         return {"config_hash": self.config_hash, "input_fingerprint": self.input_fingerprint}
 
     def finished(self) -> dict[str, Any] | None:
         """The manifest of a complete run of this stage with the same config and input."""
-        path = self.final / "manifest.json"
-        if not path.is_file():
+        path = join(self.final, MANIFEST)
+        if not is_file(path):
             return None
         manifest = read_json(path)
         return manifest if {k: manifest.get(k) for k in self._key()} == self._key() else None
@@ -115,23 +127,24 @@ class Stage:
 
         `subdirs` are created in it: a stage that writes no Parquet (tokenizer, shards) asks for
         fewer."""
-        if self.final.exists():
-            shutil.rmtree(self.final)
-        attempt = self.partial / "_attempt.json"
-        if self.partial.exists() and (not attempt.is_file() or read_json(attempt) != self._key()):
-            shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True, exist_ok=True)
-        for sub in subdirs:
-            (self.partial / sub).mkdir(exist_ok=True)
+        # A published stage that `finished()` did not take is stale; in place, only its manifest
+        # tells it from a partial one.
+        if exists(join(self.final, MANIFEST) if self.in_place else self.final):
+            remove(self.final)
+        attempt = join(self.partial, "_attempt.json")
+        if exists(self.partial) and (not is_file(attempt) or read_json(attempt) != self._key()):
+            remove(self.partial)
+        for sub in ("", *subdirs):
+            make_dirs(join(self.partial, sub))
         write_json_atomic(attempt, self._key())
 
     def part_done(self, index: int) -> dict[str, Any] | None:
-        path = self.partial / "_parts" / f"part-{index:05d}.json"
-        return read_json(path) if path.is_file() else None
+        path = join(self.partial, "_parts", f"part-{index:05d}.json")
+        return read_json(path) if is_file(path) else None
 
     def save_part(self, index: int, summary: dict[str, Any]) -> dict[str, Any]:
         """Record a finished task (after its files are in place), for `part_done` on a resume."""
-        write_json_atomic(self.partial / "_parts" / f"part-{index:05d}.json", summary, task_attempt())
+        write_json_atomic(join(self.partial, "_parts", f"part-{index:05d}.json"), summary, task_attempt())
         return summary
 
     def write_part(self, index: int, rows: Iterable[dict[str, Any]], **info: Any) -> dict[str, Any]:
@@ -142,24 +155,25 @@ class Stage:
         """
         name = f"part-{index:05d}.parquet"
         attempt = task_attempt()
-        tmp_paths = {split: temporary_path(self.partial / split / name, attempt) for split in SPLITS}
-        try:
-            rows_written = _write_splits(tmp_paths, rows)
-        except BaseException:
-            for tmp in tmp_paths.values():  # a failed attempt's half-written files go with it
-                tmp.unlink(missing_ok=True)
-            raise
-        files = {}
-        for split, tmp in tmp_paths.items():
-            # Size and digest of this attempt's own file: another attempt may replace the final
-            # name at any time (with the same bytes).
-            files[split] = {
+        # A failed attempt's half-written files go with it (open_output); both appear only once
+        # both are complete.
+        with contextlib.ExitStack() as files_open:
+            sinks = {
+                split: files_open.enter_context(open_output(join(self.partial, split, name), attempt))
+                for split in SPLITS
+            }
+            rows_written = _write_splits(sinks, rows)
+        # Size and digest of this attempt's own bytes: another attempt may replace the final name at
+        # any time (with the same bytes).
+        files = {
+            split: {
                 "file": f"{split}/{name}",
                 "rows": rows_written[split],
-                "bytes": tmp.stat().st_size,
-                "sha256": file_sha256(tmp),
+                "bytes": sink.size,
+                "sha256": sink.sha256(),
             }
-            os.replace(tmp, self.partial / split / name)
+            for split, sink in sinks.items()
+        }
         counts = Counter(info.pop("counts", {}))
         counts.update({k: v for k, v in rows_written.items() if k.startswith("rejected.")})
         counts["kept"] += rows_written["kept"]
@@ -194,13 +208,19 @@ class Stage:
         """Write manifest.json, with the stage name and this attempt's key, and rename the directory
         into place: from now on `finished()` finds it."""
         manifest = {"stage": self.name, **manifest, **self._key()}
-        (self.partial / "_attempt.json").unlink()
+        remove(join(self.partial, "_attempt.json"))
         # Every task has returned, so a temporary left now belongs to an attempt that died or lost.
         if stray := remove_temporaries(self.partial):
             log.info("%s: removed %d temporaries of failed or losing attempts", self.name, len(stray))
-        write_json_atomic(self.partial / "manifest.json", manifest)
-        os.replace(self.partial, self.final)
+        write_json_atomic(join(self.partial, MANIFEST), manifest)
+        if not self.in_place:
+            os.replace(self.partial, self.final)
         return manifest
+
+
+def kept_parts(stage_dir: str) -> list[str]:
+    """The kept Parquet parts of a finished stage, in part order: the next stage's input."""
+    return expand(join(stage_dir, "kept", "part-*.parquet"))
 
 
 def up_to_date(stage: Stage, logger: logging.Logger) -> dict[str, Any] | None:
@@ -287,14 +307,14 @@ def _wait_for_parent_exit() -> None:
         time.sleep(STALL_POLL_S)
 
 
-def _write_splits(paths: dict[str, Path], rows: Iterable[dict[str, Any]]) -> Counter[str]:
-    """Stream `rows` into one Parquet file per split at `paths`; return the rows written per split
-    and per reject rule (`rejected.RULE`)."""
+def _write_splits(sinks: dict[str, Sink], rows: Iterable[dict[str, Any]]) -> Counter[str]:
+    """Stream `rows` into one Parquet file per split, into `sinks`; return the rows written per
+    split and per reject rule (`rejected.RULE`)."""
     writers = {}
     rows_written: Counter[str] = Counter()
     try:
-        for split, path in paths.items():
-            writers[split] = pq.ParquetWriter(path, DOCUMENT, compression="zstd")
+        for split, sink in sinks.items():
+            writers[split] = pq.ParquetWriter(sink, DOCUMENT, compression="zstd")
         for batch in _batches(rows, ROWS_PER_BATCH):
             for split in SPLITS:
                 chosen = [r for r in batch if (r.get("reject") is None) == (split == "kept")]

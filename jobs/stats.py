@@ -22,6 +22,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from corpus.fs import exists, filesystem, is_file, is_remote, join
 from corpus.manifest import read_json
 from jobs.console import counted, natural_width
 
@@ -29,6 +30,7 @@ ROW_STAGES = ("documents", "annotated", "deduped", "mixed", "decontam")
 SQL_FORMATS = ("table", "csv", "json")
 NULL = "NULL"  # a missing value in a table
 SQL_BATCH_ROWS = 10_000  # csv and json stream the result in batches: a large query never sits in memory whole
+NO_EXTENSION_DOWNLOADS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 LENGTH_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 SHARD_ROW = pa.schema(
     [("split", pa.string()), ("name", pa.string()), ("bin", pa.string()), ("idx", pa.string())]
@@ -37,8 +39,8 @@ SHARD_ROW = pa.schema(
 )
 
 
-def finished_stages(run_dir: Path) -> list[str]:
-    return [s for s in ROW_STAGES if (run_dir / s / "manifest.json").is_file()]
+def finished_stages(run_dir: str | Path) -> list[str]:
+    return [s for s in ROW_STAGES if is_file(join(run_dir, s, "manifest.json"))]
 
 
 def _sql_list(paths: list[str]) -> str:
@@ -46,24 +48,31 @@ def _sql_list(paths: list[str]) -> str:
 
 
 def connect(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    """DuckDB views over the run (module docstring). A run in object storage is read through its
+    fsspec filesystem, registered with DuckDB, and with extension downloads off: DuckDB would
+    otherwise fetch its `httpfs` extension for `s3://` at run time."""
+    run_dir = str(run_dir)
+    if not exists(run_dir) or is_file(run_dir):
         raise FileNotFoundError(f"{run_dir}: no such run directory")
     stages = finished_stages(run_dir)
     if not stages:
         raise FileNotFoundError(
             f"{run_dir}: no finished stage (no */manifest.json); run `refinery run` first"
         )
-    con = duckdb.connect()
+    if is_remote(run_dir):
+        con = duckdb.connect(config=NO_EXTENSION_DOWNLOADS)
+        con.register_filesystem(filesystem(run_dir)[0])
+    else:
+        con = duckdb.connect()
     rejected = []
     for stage in stages:
-        splits = {split: str(run_dir / stage / split / "*.parquet") for split in ("kept", "rejected")}
+        splits = {split: join(run_dir, stage, split, "*.parquet") for split in ("kept", "rejected")}
         con.execute(f"CREATE VIEW {stage} AS SELECT * FROM read_parquet({_sql_list(list(splits.values()))})")
         rejected.append(f"SELECT '{stage}' AS stage, * FROM read_parquet({_sql_list([splits['rejected']])})")
     con.execute("CREATE VIEW rejected AS " + " UNION ALL ".join(rejected))
     con.execute(f"CREATE VIEW kept AS SELECT * FROM {stages[-1]} WHERE reject IS NULL")
-    if (run_dir / "shards" / "manifest.json").is_file():
-        splits = read_json(run_dir / "shards" / "manifest.json")["splits"]
+    if is_file(join(run_dir, "shards", "manifest.json")):
+        splits = read_json(join(run_dir, "shards", "manifest.json"))["splits"]
         entries = [{"split": split, **entry} for split, shards in splits.items() for entry in shards]
         con.register("shards", pa.Table.from_pylist(entries, schema=SHARD_ROW))
     return con
@@ -111,11 +120,11 @@ def print_table(console: Console, title: str, columns: list[str], rows: list[tup
     console.print(table if fits or not cells else _records(title, columns, cells))
 
 
-def funnel_rows(run_dir: Path) -> list[tuple[str, int]]:
+def funnel_rows(run_dir: str | Path) -> list[tuple[str, int]]:
     """Records read → documents → kept at each stage, with every drop reason in between."""
     rows: list[tuple[str, int]] = []
     for stage in finished_stages(run_dir):
-        manifest = read_json(run_dir / stage / "manifest.json")
+        manifest = read_json(join(run_dir, stage, "manifest.json"))
         counts = manifest["counts"]
         if stage == "documents":
             rows += _documents_funnel(counts, manifest["rows"]["in"])
@@ -150,12 +159,12 @@ def _documents_funnel(counts: dict[str, int], rows_in: int) -> list[tuple[str, i
 
 
 def print_stats(run_dir: str | Path, console: Console | None = None) -> None:
-    run_dir = Path(run_dir)
+    run_dir = str(run_dir)
     console = console or Console()
     con = connect(run_dir)
     stages = finished_stages(run_dir)
     if "documents" in stages:
-        print_documents(read_json(run_dir / "documents" / "manifest.json"), console)
+        print_documents(read_json(join(run_dir, "documents", "manifest.json")), console)
     print_table(console, "Funnel", ["step", "documents"], funnel_rows(run_dir))
     print_mixture(run_dir, console)
     if "annotated" in stages:
@@ -211,10 +220,10 @@ def print_documents(manifest: dict[str, Any], console: Console) -> None:
         print_table(console, "Read errors", ["file", "offset", "error"], rows)
 
 
-def print_mixture(run_dir: Path, console: Console) -> None:
+def print_mixture(run_dir: str | Path, console: Console) -> None:
     """The mixed stage's buckets (estimated tokens) and the shards' real token counts."""
-    if (run_dir / "mixed" / "manifest.json").is_file():
-        buckets = read_json(run_dir / "mixed" / "manifest.json")["buckets"]
+    if is_file(join(run_dir, "mixed", "manifest.json")):
+        buckets = read_json(join(run_dir, "mixed", "manifest.json"))["buckets"]
         columns = ["documents_before", "tokens_before", "factor", "copies_after", "tokens_after", "epochs"]
         print_table(
             console,
@@ -222,8 +231,8 @@ def print_mixture(run_dir: Path, console: Console) -> None:
             ["bucket", "documents", "tokens", "factor", "copies", "tokens after", "epochs", "share"],
             [(name, *(b[c] for c in columns), b["share_after"]) for name, b in buckets.items()],
         )
-    if (run_dir / "shards" / "manifest.json").is_file():
-        manifest = read_json(run_dir / "shards" / "manifest.json")
+    if is_file(join(run_dir, "shards", "manifest.json")):
+        manifest = read_json(join(run_dir, "shards", "manifest.json"))
         print_table(
             console,
             f"Shards ({manifest['dtype']}, vocabulary {manifest['tokenizer']['vocab_size']:,})",

@@ -24,19 +24,19 @@ import importlib.metadata
 import logging
 import time
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
 from corpus import mix
+from corpus.fs import is_file, join, open_output
 from corpus.manifest import fingerprint, read_json
 from corpus.tokenizer import CONTROL_TOKENS, END_OF_TEXT, PLACEHOLDER_TOKENS, file_hash, load, train_bpe
 from corpus.units import Unit, plan_parts, unit_batches
 from jobs import decontam
 from jobs.config import PipelineConfig, TokenizerConfig
-from jobs.stage import ROWS_PER_BATCH, Stage, inject_fault, run_tasks, up_to_date
+from jobs.stage import MANIFEST, ROWS_PER_BATCH, Stage, inject_fault, kept_parts, run_tasks, up_to_date
 
 STAGE = "tokenizer"
 VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
@@ -51,12 +51,12 @@ def sample_probability(mixed_manifest: dict[str, Any], sample_bytes: int) -> flo
 
 
 def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
-    upstream = Path(run_dir) / "mixed"
-    if not (upstream / "manifest.json").is_file():
+    upstream = join(run_dir, "mixed")
+    if not is_file(join(upstream, MANIFEST)):
         raise FileNotFoundError(f"{upstream}: no finished mixed stage; run the `mixed` stage first")
-    mixed_manifest = read_json(upstream / "manifest.json")
+    mixed_manifest = read_json(join(upstream, MANIFEST))
     corpus = decontam.corpus_dir(run_dir)  # decontam/ when it ran on this mixed output
-    inputs = sorted(str(p) for p in (corpus / "kept").glob("part-*.parquet"))
+    inputs = kept_parts(corpus)
     tcfg = cfg.tokenizer
     key = {
         "version": VERSION,
@@ -65,7 +65,7 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         # a different `tokenizers` release may merge differently
         "tokenizers": importlib.metadata.version("tokenizers"),
     }
-    stage = Stage(run_dir, STAGE, fingerprint(key), read_json(corpus / "manifest.json")["output_fingerprint"])
+    stage = Stage(run_dir, STAGE, fingerprint(key), read_json(join(corpus, MANIFEST))["output_fingerprint"])
     if manifest := up_to_date(stage, log):
         return manifest
     started = time.time()
@@ -100,8 +100,9 @@ def _sample_unit(units: list[Unit], seed: int, p: float, index: int) -> list[str
 def _train(stage: Stage, tcfg: TokenizerConfig, texts: list[str], p: float, started: float) -> dict[str, Any]:
     """Train the BPE on the sample, on the driver, save it into the partial directory and publish."""
     tok = train_bpe(texts, tcfg.vocab_size, min_frequency=tcfg.min_frequency, digit_group=tcfg.digit_group)
-    path = stage.partial / TOKENIZER_FILE
-    tok.save(str(path))
+    path = join(stage.partial, TOKENIZER_FILE)
+    with open_output(path) as f:  # the bytes `tok.save` writes, on any filesystem
+        f.write(tok.to_str(pretty=True).encode())
     load(path)  # checks the special tokens sit at their ids
     return stage.publish(
         {

@@ -20,6 +20,7 @@ long for a crawl).
 
 import argparse
 import json
+import posixpath
 import re
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ from corpus.filters.gopher_repetition import GopherRepetitionFilter
 from corpus.filters.language import LanguageFilter
 from corpus.filters.quality import QualityFilter
 from corpus.filters.url import UrlFilter
+from corpus.fs import is_file, join
 from corpus.manifest import read_json
 from corpus.pii import PLACEHOLDERS
 from jobs.console import PipeConsole, counted, natural_width
@@ -224,10 +226,10 @@ def explain(run_dir: str | Path, key: str, *, warc: bool = False) -> dict[str, A
     """Everything the run recorded about the documents matching `key` (URL, id or WARC-Record-ID)."""
     from jobs.stats import connect, finished_stages  # duckdb: imported by the command only
 
-    run_dir = Path(run_dir)
+    run_dir = str(run_dir)  # a path, or a URI (s3://…: corpus/fs.py)
     con = connect(run_dir)
     stages = finished_stages(run_dir)
-    run = read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+    run = read_json(join(run_dir, "run.json")) if is_file(join(run_dir, "run.json")) else {}
     config = run.get("config") or {}
     if not config:
         from jobs.config import load_config
@@ -235,9 +237,9 @@ def explain(run_dir: str | Path, key: str, *, warc: bool = False) -> dict[str, A
         config = load_config().model_dump(mode="json")  # no run.json: the code defaults
     ids = find_ids(con, stages[0], key)
     rows = {stage: _rows(con, stage, ids) for stage in stages} if ids else {}
-    manifests = {s: read_json(run_dir / s / "manifest.json") for s in stages}
-    shards = run_dir / "shards" / "manifest.json"
-    shards_manifest = read_json(shards) if shards.is_file() else None
+    manifests = {s: read_json(join(run_dir, s, "manifest.json")) for s in stages}
+    shards = join(run_dir, "shards", "manifest.json")
+    shards_manifest = read_json(shards) if is_file(shards) else None
     corpus = _corpus_stage(run_dir) if "mixed" in stages else None
     documents = []
     for doc_id in ids:
@@ -280,11 +282,11 @@ def explain(run_dir: str | Path, key: str, *, warc: bool = False) -> dict[str, A
     return out
 
 
-def _corpus_stage(run_dir: Path) -> str:
+def _corpus_stage(run_dir: str) -> str:
     """The stage whose kept rows the tokenizer and shards stages read (mixed, or decontam)."""
     from jobs.decontam import corpus_dir  # pyspark: imported by the command only
 
-    return corpus_dir(run_dir).name
+    return posixpath.basename(corpus_dir(run_dir))
 
 
 def not_a_document(records: list[dict[str, Any]]) -> str:

@@ -40,11 +40,13 @@ def rows(n: int) -> list[dict]:
     ]
 
 
-def temporaries(directory: Path) -> list[str]:
+def temporaries(directory: str | Path) -> list[str]:
+    directory = Path(directory)
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if is_temporary(p.name))
 
 
-def file_bytes(directory: Path, pattern: str = "*/*.parquet") -> dict[str, str]:
+def file_bytes(directory: str | Path, pattern: str = "*/*.parquet") -> dict[str, str]:
+    directory = Path(directory)
     return {str(p.relative_to(directory)): file_sha256(p) for p in sorted(directory.glob(pattern))}
 
 
@@ -88,7 +90,7 @@ def test_two_attempts_writing_one_part_at_once_commit_clean_bytes(tmp_path):
             for i, row in enumerate(rows(N_ROWS)):
                 if i == 1:  # both attempts have opened their temporaries by now
                     barrier.wait()
-                    open_at_once.append(temporaries(stage.partial / "kept"))
+                    open_at_once.append(temporaries(Path(stage.partial) / "kept"))
                     barrier.wait()  # neither renames before both have looked
                 yield row
 
@@ -124,8 +126,8 @@ def test_dead_attempts_temporaries_are_removed_at_commit(tmp_path):
     stage.prepare()
     # What a worker killed mid-write leaves: half a Parquet file and half a summary, never renamed.
     dead = [
-        temporary_path(stage.partial / "kept" / "part-00000.parquet", "s0p0a0t0"),
-        temporary_path(stage.partial / "_parts" / "part-00000.json", "s0p0a0t0"),
+        temporary_path(Path(stage.partial) / "kept" / "part-00000.parquet", "s0p0a0t0"),
+        temporary_path(Path(stage.partial) / "_parts" / "part-00000.json", "s0p0a0t0"),
     ]
     for path in dead:
         path.write_bytes(b"PAR1 half")

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import fsspec
 import pyspark
 import pytest
 
@@ -142,3 +143,31 @@ def test_standalone_cluster_and_spark_submit_match_local_mode(master_url, inputs
     assert {"documents", "annotated", "deduped", "mixed", "shards"} <= set(expected)
     assert fingerprints(cluster) == expected
     assert fingerprints(submitted) == expected
+
+
+def test_standalone_cluster_writes_a_run_in_a_bucket_as_local_mode(
+    master_url, inputs, env, s3_server, tmp_path
+):
+    """Inputs and RUN in a moto bucket: the executors of a standalone worker started without the AWS
+    variables get them through `spark.executorEnv.*`, as README's "Runs on object storage" says, and
+    deduped's Spark intermediates go to `spark.scratch`."""
+    from s3server import upload
+
+    upload(sorted(Path(inputs).parent.glob("*.warc.gz")), "s3://crawl/cluster/")
+    fsspec.filesystem("s3").mkdir("runs")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"spark:\n  scratch: {tmp_path / 'scratch'}\n")
+    glob, out = "s3://crawl/cluster/*.warc.gz", "s3://runs/cluster"
+    env = {**env, **s3_server.env}
+    local = tmp_path / "local"
+    refinery_run(
+        [str(BIN / "refinery"), "run", str(config), "--input", glob, "--out", str(local)], env, tmp_path
+    )
+    executor_env = [a for k, v in s3_server.env.items() for a in ("--conf", f"spark.executorEnv.{k}={v}")]
+    cli = str(Path(__file__).resolve().parent.parent / "jobs" / "cli.py")
+    submit = [str(BIN / "spark-submit"), "--master", master_url, *executor_env, cli]
+    refinery_run([*submit, "run", str(config), "--input", glob, "--out", out], env, tmp_path)
+    expected = fingerprints(local)
+    assert {"documents", "annotated", "deduped", "mixed", "shards"} <= set(expected)
+    remote = {s: read_json(f"{out}/{s}/manifest.json").get("output_fingerprint") for s in expected}
+    assert remote == expected

@@ -127,7 +127,7 @@ def test_tokenizer_and_shards_read_decontam_rows_and_rerun_skips(spark, mixed_ru
     cfg = cfg.model_copy(update={"tokenizer": type(cfg.tokenizer)(vocab_size=400)})
     first = decontam.main(spark, cfg, str(run))
     assert decontam.main(spark, cfg, str(run)) == first  # same config and input: skipped
-    assert decontam.corpus_dir(run) == run / "decontam"
+    assert decontam.corpus_dir(run) == str(run / "decontam")
     tok = tokenizer.main(spark, cfg, str(run))
     assert tok["input_fingerprint"] == first["output_fingerprint"]
     manifest = shards.main(spark, cfg, str(run))
@@ -143,7 +143,7 @@ def test_disabled_stage_removes_its_output_and_later_stages_read_mixed(spark, mi
         "stage": "decontam",
         "enabled": False,
     }
-    assert not (run / "decontam").exists() and decontam.corpus_dir(run) == run / "mixed"
+    assert not (run / "decontam").exists() and decontam.corpus_dir(run) == str(run / "mixed")
 
 
 def test_output_older_than_mixed_is_not_read(spark, mixed_run, tmp_path):
@@ -154,7 +154,7 @@ def test_output_older_than_mixed_is_not_read(spark, mixed_run, tmp_path):
     decontam.main(spark, decontam_config(mixed_run), str(run))
     mixed_manifest = read_json(run / "mixed" / "manifest.json")
     write_json_atomic(run / "mixed" / "manifest.json", {**mixed_manifest, "output_fingerprint": "changed"})
-    assert decontam.corpus_dir(run) == run / "mixed"
+    assert decontam.corpus_dir(run) == str(run / "mixed")
 
 
 def test_no_evaluation_set_is_an_error(spark, mixed_run, tmp_path):

@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from corpus.fs import expand, is_file, join, open_input
 from corpus.sampling import hashed_unit
 from corpus.tokenizer import PLACEHOLDER_TOKENS
 from training.tasks import FINAL, Problem
@@ -45,23 +46,23 @@ class Doc:
     text: str
 
 
-def curated_parts(run_dir: str | Path) -> tuple[str, list[Path]]:
-    """The run's last finished curation stage and its kept Parquet parts, in name order."""
-    run_dir = Path(run_dir)
+def curated_parts(run_dir: str | Path) -> tuple[str, list[str]]:
+    """The run's last finished curation stage and its kept Parquet parts, in name order (a run
+    directory on any filesystem: corpus/fs.py)."""
     for stage in CURATED_STAGES:
-        if (run_dir / stage / "manifest.json").is_file():
-            return stage, sorted((run_dir / stage / "kept").glob("*.parquet"))
+        if is_file(join(run_dir, stage, "manifest.json")):
+            return stage, expand(join(run_dir, stage, "kept", "*.parquet"))
     raise FileNotFoundError(f"{run_dir}: no finished curation stage ({', '.join(CURATED_STAGES)})")
 
 
 def source_rows(part: str | Path, max_chars: int | None = None) -> Iterator[dict[str, Any]]:
     """A part's rows as the corpus tasks read them: id, title and the text, cut to `max_chars` + 1
     characters (enough for `passage(text, max_chars)` to come out the same), streamed."""
-    source = pq.ParquetFile(part)
-    for batch in source.iter_batches(ROWS_PER_BATCH, columns=["id", "title", "text"]):
-        for row in batch.to_pylist():
-            text = row["text"] or ""
-            yield {**row, "text": text if max_chars is None else text[: max_chars + 1]}
+    with open_input(str(part)) as f:
+        for batch in pq.ParquetFile(f).iter_batches(ROWS_PER_BATCH, columns=["id", "title", "text"]):
+            for row in batch.to_pylist():
+                text = row["text"] or ""
+                yield {**row, "text": text if max_chars is None else text[: max_chars + 1]}
 
 
 def sample_order(row: dict[str, Any], seed: int) -> tuple[float, str, str, str]:

@@ -12,11 +12,13 @@ valid split), then runs the shared loop of training/loop.py. Distributed runs st
 torchrun (`torchrun --nproc_per_node N -m jobs.cli train pretrain ...`).
 """
 
+import posixpath
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from corpus.fs import join, local_copy
 from corpus.shards import open_split, read_manifest
 from corpus.tokenizer import load as load_tokenizer
 from training.checkpoint import resolve_checkpoint
@@ -38,11 +40,12 @@ def pretrain(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Train, evaluate and checkpoint; return the last step's train and validation figures."""
-    shards = Path(shards)
+    shards = str(shards)  # a path, or a URI (s3://…: shards read from local copies, corpus/shards.py)
     rt = runtime(cfg)
 
     # --- data: the shards are checked against the manifest once, by rank 0
-    tokenizer_path = Path(tokenizer_path or shards.parent / "tokenizer" / "tokenizer.json")
+    run = posixpath.dirname(shards.rstrip("/"))
+    tokenizer_path = local_copy(tokenizer_path or join(run, "tokenizer", "tokenizer.json"))
     manifest = read_manifest(shards)
     if cfg.init:
         cfg = resolve_init(cfg, resolve_checkpoint(cfg.init), manifest["tokenizer"]["sha256"])
