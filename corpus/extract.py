@@ -1,5 +1,10 @@
 """Main text, title and date from an HTML page with trafilatura, bounded in size and time.
 
+Costly work only where it can still count: a `Gate` (classifiers/prefilter.py) may reject the
+page on its cheap text (`cheap_text`, resiliparse) before trafilatura parses it, and the date
+search runs after the text, only for a text the gate `keeps`. Precision mode's text is replaced
+by the default mode's when it is empty or far shorter than the cheap text (`Extractor`).
+
 trafilatura has no time limit of its own, and a few pathological pages (deeply nested tables,
 megabytes of inline JSON) take seconds each, so one page could stall a whole Spark task.
 `Extractor` caps the input size before parsing and interrupts a parse that runs past its
