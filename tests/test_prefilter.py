@@ -13,7 +13,7 @@ from classifiers.langid import lid176_path
 from classifiers.prefilter import Prefilter
 from corpus.documents import warc_documents
 from corpus.extract import EMPTY, Extractor
-from corpus.filters.language import NOT_ALLOWED, LanguageFilter, LanguagePrefilter
+from corpus.filters.language import NOT_ALLOWED, PREFILTER_MARGIN, LanguageFilter, LanguagePrefilter
 from corpus.filters.url import BLOCKLIST, UrlFilter
 from corpus.schema import to_table
 
@@ -60,7 +60,7 @@ def gate(tmp_path_factory) -> Prefilter:
         soft_banned_words_files=(),
         banned_subwords_files=(),
     )
-    return Prefilter(url, LanguagePrefilter(languages=("en",), margin=0.1), LanguageFilter(), lid176_path())
+    return Prefilter(url, LanguagePrefilter(languages=("en",)), LanguageFilter(), lid176_path())
 
 
 def rows(tmp_path, gate: Prefilter | None, pages: dict[str, bytes], extractor: Extractor | None = None):
@@ -94,7 +94,7 @@ def test_a_page_in_a_language_not_allowed_is_rejected_before_trafilatura(tmp_pat
     assert row["reject"] == NOT_ALLOWED
     signals = row["signals"]
     assert signals["lang_prefilter_lang"] == "de" and signals["lang_prefilter_score"] > 0.5
-    assert signals["lang_prefilter_allowed_score"] < 0.1
+    assert signals["lang_prefilter_allowed_score"] < PREFILTER_MARGIN
     assert row["text"] is None
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from corpus.filters.language import PREFILTER_MARGIN
 from jobs import documents
 from jobs.config import load_config
 
@@ -35,7 +36,7 @@ def test_documents_are_byte_identical_on_rerun_and_on_one_or_two_cores(spark, tm
     documents.main(spark, load_config(), paths, str(two), "sample")
     prefiltered = duckdb.sql(
         f"SELECT count(*) FROM read_parquet('{two}/documents/rejected/*.parquet') "
-        "WHERE reject = 'lang:not_allowed' AND signals.lang_prefilter_allowed_score < 0.1"
+        f"WHERE reject = 'lang:not_allowed' AND signals.lang_prefilter_allowed_score < {PREFILTER_MARGIN}"
     ).fetchall()[0][0]
     assert prefiltered > 0
     first = parts(two)

@@ -13,7 +13,7 @@ from corpus.filters.checks import Check
 
 NOT_ALLOWED = "lang:not_allowed"
 # LanguagePrefilter's default margin (measured: bench/RESULTS.md, "Shortcuts").
-PREFILTER_MARGIN = 0.1
+PREFILTER_MARGIN = 0.02
 LOW_SCORE = "lang:score"
 
 
