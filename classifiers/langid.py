@@ -69,3 +69,19 @@ def predict_language(model, text: str, *, min_chars: int = MIN_CHARS) -> tuple[s
         lang = "zh"
         score += sum(float(p) for label, p in zip(labels[1:], probs[1:], strict=True) if label == _ZH)
     return lang, min(score, 1.0)
+
+
+def language_probabilities(model, text: str, *, min_chars: int = MIN_CHARS) -> dict[str, float] | None:
+    """Every label's probability for `text` (labels without the `__label__` prefix), under the same
+    rules as `predict_language`: None below `min_chars`, and text with Han but no kana counts
+    `ja`'s probability as `zh`'s."""
+    line = " ".join(text.split())
+    if len(line) - line.count(" ") < max(min_chars, 1):
+        return None
+    labels, probs = model.predict(line, k=-1)
+    scores = {
+        label.removeprefix(_LABEL_PREFIX): min(float(p), 1.0) for label, p in zip(labels, probs, strict=True)
+    }
+    if "ja" in scores and _HAN.search(line) and not _KANA.search(line):
+        scores["zh"] = min(scores.get("zh", 0.0) + scores.pop("ja"), 1.0)
+    return scores

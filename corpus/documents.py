@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from tld import get_fld
 
-from corpus.extract import EMPTY, TOO_LARGE, Extracted, Extractor
+from corpus.extract import EMPTY, TOO_LARGE, Extracted, Extractor, Gate
 from corpus.warc import WarcError, WarcRecord, is_html, open_warc, read_warc, record_kind
 
 # The first few read errors of a file are kept verbatim in the manifest; beyond that only
@@ -51,13 +51,21 @@ def registered_domain(url: str | None) -> str | None:
 
 
 def warc_documents(
-    path: str, *, source: str, extractor: Extractor, counts: Counter, errors: list[dict[str, Any]]
+    path: str,
+    *,
+    source: str,
+    extractor: Extractor,
+    counts: Counter,
+    errors: list[dict[str, Any]],
+    gate: Gate | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield a row per HTML 200 response (or WET conversion record) of the WARC at `path`; fill
     `counts` and `errors`.
 
     Rows carry the provenance and extraction columns of the document schema; the annotation
-    columns stay unset. A read error is counted and recorded, never raised.
+    columns stay unset, but for the signals of a `gate` rule that rejected the page before
+    extraction (its URL rules first, then its language prefilter). A read error is counted and
+    recorded, never raised.
     """
     try:
         stream = open_warc(path, counts)
@@ -89,10 +97,25 @@ def warc_documents(
                 counts["documents.unreadable"] += 1
                 continue
             counts["documents"] += 1
-            result = extractor(
-                item.payload, url=item.url, charset=item.charset, truncated=item.payload_truncated
+            yield _row(
+                item, _extract(item, extractor, gate), path=path, source=source, extractor=extractor.name
             )
-            yield _row(item, result, path=path, source=source, extractor=extractor.name)
+
+
+def _extract(item: WarcRecord, extractor: Extractor, gate: Gate | None) -> Extracted:
+    """The page's extraction, unless the gate's URL rules reject it first."""
+    if gate is not None:
+        rejected = gate.url_rejected({"url": item.url, "domain": registered_domain(item.url)})
+        if rejected is not None:
+            return rejected
+    return extractor(
+        item.payload,
+        url=item.url,
+        charset=item.charset,
+        truncated=item.payload_truncated,
+        gate=gate,
+        warc_date=item.date,
+    )
 
 
 def wet_text(item: WarcRecord) -> Extracted:
@@ -119,4 +142,5 @@ def _row(item: WarcRecord, result: Extracted, *, path: str, source: str, extract
         "date": result.date,
         "extractor": extractor,
         "reject": result.reject,
+        "signals": result.signals,
     }

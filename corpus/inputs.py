@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.documents import registered_domain, stable_id, warc_documents
-from corpus.extract import Extractor
+from corpus.extract import Extractor, Gate
 from corpus.fs import open_input
 from corpus.warc import GZIP_MAGIC, warc_problem
 
@@ -115,8 +115,10 @@ def input_documents(
     counts: Counter,
     errors: list[dict[str, Any]],
     bad_files: list[dict[str, str]],
+    gate: Gate | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The rows of one input file of any format; a bad file yields none and is recorded."""
+    """The rows of one input file of any format; a bad file yields none and is recorded. The
+    `gate` screens a WARC's HTML pages before extraction (corpus/documents.py)."""
     problem = file_problem(path)
     if problem is not None:
         counts["input_files.bad"] += 1
@@ -124,7 +126,9 @@ def input_documents(
         return
     kind = input_format(path)
     if kind == "warc":
-        yield from warc_documents(path, source=source, extractor=extractor, counts=counts, errors=errors)
+        yield from warc_documents(
+            path, source=source, extractor=extractor, counts=counts, errors=errors, gate=gate
+        )
     else:
         yield from READERS[kind](path, source=source, counts=counts, errors=errors)
 

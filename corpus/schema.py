@@ -12,13 +12,22 @@ from corpus.filters.c4 import C4Filter
 from corpus.filters.fineweb import FineWebFilter
 from corpus.filters.gopher_quality import GopherQualityFilter
 from corpus.filters.gopher_repetition import GopherRepetitionFilter
-from corpus.filters.language import LanguageFilter
+from corpus.filters.language import LanguageFilter, LanguagePrefilter
 from corpus.filters.url import UrlFilter
 from corpus.pii import KINDS as PII_KINDS
 
 # Every filter family that can appear in the annotated stage, in the default step order
-# (FineWeb's: URL, language, Gopher repetition, Gopher quality, C4, FineWeb).
-FILTERS = (UrlFilter, LanguageFilter, GopherRepetitionFilter, GopherQualityFilter, C4Filter, FineWebFilter)
+# (FineWeb's: URL, language, Gopher repetition, Gopher quality, C4, FineWeb), and the language
+# prefilter the documents stage decides before extraction (classifiers/prefilter.py).
+FILTERS = (
+    UrlFilter,
+    LanguagePrefilter,
+    LanguageFilter,
+    GopherRepetitionFilter,
+    GopherQualityFilter,
+    C4Filter,
+    FineWebFilter,
+)
 
 _ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
 

@@ -21,7 +21,7 @@ from corpus.filters.c4 import C4Filter
 from corpus.filters.fineweb import FineWebFilter
 from corpus.filters.gopher_quality import GopherQualityFilter
 from corpus.filters.gopher_repetition import GopherRepetitionFilter
-from corpus.filters.language import LanguageFilter
+from corpus.filters.language import PREFILTER_MARGIN, LanguageFilter
 from corpus.filters.url import UrlFilter
 from corpus.heldout import HELDOUT_REFERENCE
 from corpus.pii import PiiRedactor
@@ -51,7 +51,16 @@ def build(cls: type, params: BaseModel):
     return cls(**{k: v for k, v in params.model_dump().items() if k in accepted})
 
 
-ExtractConfig = params_model(Extractor)
+# The documents stage: the Extractor's options, and the annotated rules it decides first on cheap
+# signals (classifiers/prefilter.py): the URL rules before extraction, and the language prefilter
+# with its margin (None: off), both only where annotated enables the rule.
+ExtractConfig = params_model(
+    Extractor,
+    extra_fields={
+        "url_rules_first": (bool, True),
+        "language_prefilter_margin": (float | None, pydantic.Field(PREFILTER_MARGIN, ge=0, le=1)),
+    },
+)
 UrlConfig = _step(UrlFilter)
 LanguageConfig = _step(LanguageFilter)
 GopherRepetitionConfig = _step(GopherRepetitionFilter)

@@ -8,13 +8,17 @@ HTML 200 responses and the rows of JSONL and Parquet files (counted as `input_ro
 rows. A file that cannot be read at all (empty, not a WARC, unreadable) is listed in the
 manifest's `bad_files` with its reason and counted as `input_files.bad`; the run goes on.
 Reject rules: `extract:too_large`, `extract:timeout`, `extract:failed`, `extract:empty`,
-`input:bad_json`, `input:too_large`, `input:no_text`.
+`input:bad_json`, `input:too_large`, `input:no_text`; and, decided before extraction on cheap
+signals (classifiers/prefilter.py, `documents.url_rules_first` and
+`documents.language_prefilter_margin`), the annotated stage's `url:*` rules and its
+`lang:not_allowed` by the language prefilter, each row with the signals that decided it.
 
 Driver holds: the input paths and one summary per part (O(input files)): its counts, its bad
 file if any, and at most MAX_ERRORS_KEPT (20) read errors (corpus/documents.py). No record or
 row reaches it.
 """
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -22,17 +26,25 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pyspark import SparkFiles
 from pyspark.sql import SparkSession
 
+from classifiers.langid import lid176_path
+from classifiers.prefilter import Prefilter
 from corpus.extract import Extractor
+from corpus.filters.language import LanguageFilter, LanguagePrefilter
+from corpus.filters.url import UrlFilter
 from corpus.inputs import input_documents
-from corpus.manifest import files_fingerprint, fingerprint
+from corpus.manifest import file_sha256, files_fingerprint, fingerprint
 from jobs.config import PipelineConfig, build
+from jobs.spark import ship
 from jobs.stage import Stage, inject_fault, run_parts, up_to_date
 
 STAGE = "documents"
 # Bump when a code change alters this stage's output for the same config.
-VERSION = 2  # 2: JSONL and Parquet input, bad files skipped, `extractor` and `metadata` columns
+# 2: JSONL and Parquet input, bad files skipped, `extractor` and `metadata` columns; 3: URL rules
+# and language prefilter before extraction, date for survivors only, default-mode fallback
+VERSION = 3
 log = logging.getLogger(__name__)
 
 
@@ -40,30 +52,76 @@ def main(
     spark: SparkSession, cfg: PipelineConfig, inputs: list[str], run_dir: str, source: str
 ) -> dict[str, Any]:
     inputs = sorted(inputs)
+    gate = make_gate(cfg, cfg.annotated.lid_model or lid176_path())
     key = {"version": VERSION, "source": source, "extract": cfg.documents.model_dump(mode="json")}
+    key["gate"] = gate_key(gate, cfg)
     stage = Stage(run_dir, STAGE, fingerprint(key), files_fingerprint(inputs))
     if manifest := up_to_date(stage, log):
         return manifest
     started = time.time()
     stage.prepare()
-    task = partial(_read_file, stage, build(Extractor, cfg.documents), inputs, source)
+    if gate is not None and gate.lid_model is not None:
+        # shipped, so that executors without the driver's file system find it (jobs/spark.py)
+        gate = dataclasses.replace(gate, lid_model=ship(spark, gate.lid_model, "lid"))
+    task = partial(_read_file, stage, build(Extractor, cfg.documents), gate, inputs, source)
     # One partition per input file: a file is read sequentially, so it is the unit of parallelism.
     return run_parts(
         spark, stage, len(inputs), task, started=started, finish=lambda parts: _read_errors(inputs, parts)
     )
 
 
+def make_gate(cfg: PipelineConfig, lid_model: str) -> Prefilter | None:
+    """The annotated rules the documents stage decides first (classifiers/prefilter.py), from the
+    annotated config: its URL rules, its language prefilter and, with `date_survivors_only`, its
+    language rule for the date; None when there is none."""
+    docs, annotated = cfg.documents, cfg.annotated
+    url = build(UrlFilter, annotated.url) if docs.url_rules_first and annotated.url.enabled else None
+    language = annotated.language if annotated.language.enabled else None
+    margin = docs.language_prefilter_margin
+    prefilter = None
+    if language is not None and language.languages is not None and margin is not None:
+        prefilter = LanguagePrefilter(languages=language.languages, margin=margin)
+    rule = build(LanguageFilter, language) if language is not None and docs.date_survivors_only else None
+    if url is None and prefilter is None and rule is None:
+        return None
+    return Prefilter(url, prefilter, rule, lid_model if prefilter or rule else None)
+
+
+def gate_key(gate: Prefilter | None, cfg: PipelineConfig) -> dict[str, Any] | None:
+    """What the gate's decisions depend on: the annotated sections it uses, their list files and
+    the language model (by content)."""
+    if gate is None:
+        return None
+    key: dict[str, Any] = {}
+    if gate.url is not None:
+        url = cfg.annotated.url.model_dump(mode="json")
+        files = sorted(p for k, v in url.items() if k.endswith("_files") for p in v)
+        key["url"] = {**url, "lists": {p: file_sha256(p) for p in files}}
+    if gate.lid_model is not None:
+        key["language"] = cfg.annotated.language.model_dump(mode="json")
+        key["lid_model"] = file_sha256(gate.lid_model)
+    return key
+
+
 def _read_file(
-    stage: Stage, extractor: Extractor, inputs: list[str], source: str, index: int
+    stage: Stage, extractor: Extractor, gate: Prefilter | None, inputs: list[str], source: str, index: int
 ) -> dict[str, Any]:
     """Part `index`: the documents of the `index`-th input file (a part finished earlier is reused)."""
     if done := stage.part_done(index):  # finished by an interrupted earlier attempt
         return done
+    if gate is not None and gate.lid_model is not None:
+        gate = dataclasses.replace(gate, lid_model=SparkFiles.get(gate.lid_model))
     counts: Counter = Counter()
     errors: list[dict[str, Any]] = []
     bad: list[dict[str, str]] = []
     rows = input_documents(
-        inputs[index], source=source, extractor=extractor, counts=counts, errors=errors, bad_files=bad
+        inputs[index],
+        source=source,
+        extractor=extractor,
+        counts=counts,
+        errors=errors,
+        bad_files=bad,
+        gate=gate,
     )
     rows = inject_fault(STAGE, index, rows)  # test-only hook, inert by default
     return stage.write_part(index, rows, counts=counts, input=inputs[index], errors=errors, bad_files=bad)

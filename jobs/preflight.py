@@ -77,8 +77,10 @@ def _must_exist(path: str | None, what: str) -> None:
 
 
 def check_config_files(cfg: Any, stages: list[str]) -> None:
-    """Model and list files of the stages to run exist (the config names them by path)."""
-    if "annotated" in stages:
+    """Model and list files of the stages to run exist (the config names them by path). The
+    documents stage decides annotated's URL and language rules first (jobs/documents.py
+    `make_gate`), so it needs annotated's lists and language model too."""
+    if "annotated" in stages or "documents" in stages:
         ann = cfg.annotated
         _must_exist(ann.lid_model, "annotated.lid_model (fastText language-ID model)")
         if ann.quality.enabled:

@@ -2,7 +2,9 @@
 
 It reads only what the stages wrote (the DuckDB views of jobs/stats.py, the manifests and
 RUN/run.json) and recomputes nothing but cheap comparisons:
-- documents: the WARC file and record, or the extraction reject (`extract:*`);
+- documents: the WARC file and record, or the extraction reject (`extract:*`), or the annotated
+  rule the documents stage decided before extraction (`url:*`, the language prefilter's
+  `lang:not_allowed`) with the signal that failed it against its threshold;
 - annotated: language and score, every filter signal against its configured threshold (the
   filters' `CHECKS`, corpus/filters/checks.py, with RUN/run.json's resolved config), PII counts
   with the redacted spots, the quality score, and `reject`, the first failing rule;
@@ -38,7 +40,7 @@ from corpus.filters.checks import Verdict, evaluate
 from corpus.filters.fineweb import FineWebFilter
 from corpus.filters.gopher_quality import GopherQualityFilter
 from corpus.filters.gopher_repetition import GopherRepetitionFilter
-from corpus.filters.language import LanguageFilter
+from corpus.filters.language import LanguageFilter, LanguagePrefilter
 from corpus.filters.quality import QualityFilter
 from corpus.filters.url import UrlFilter
 from corpus.fs import is_file, join
@@ -219,6 +221,25 @@ def shard_placement(doc_id: str, repeats: int, manifest: dict[str, Any]) -> dict
     return {"split": split, "copies": copies, "shards": [shards[split][i]["name"] for i in indices]}
 
 
+def explain_gate(row: dict[str, Any], config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The failing check of a rule the documents stage decided before extraction
+    (classifiers/prefilter.py), with its signal and the run's threshold; [] for any other row."""
+    reject = row.get("reject") or ""
+    if not row.get("signals") or not reject.startswith(("url:", "lang:")):
+        return []
+    if reject.startswith("url:"):
+        cls, params = UrlFilter, (config.get("annotated") or {}).get("url") or {}
+    else:
+        cls = LanguagePrefilter
+        params = {"margin": (config.get("documents") or {}).get("language_prefilter_margin")}
+    return [
+        {"rule": v.check.rule, "signal": v.check.signal, "value": v.value, "op": v.check.op}
+        | {"param": v.check.param, "threshold": v.threshold, "result": _status(v)}
+        for v in evaluate(cls.CHECKS, row["signals"], params)
+        if v.failed
+    ]
+
+
 DOCUMENT_COLUMNS = ("warc_file", "warc_record_id", "fetch_time", "source", "title", "text_chars", "reject")
 
 
@@ -253,6 +274,7 @@ def explain(run_dir: str | Path, key: str, *, warc: bool = False) -> dict[str, A
             doc.setdefault("url", row["url"])
             if stage == "documents":
                 doc[stage] = {k: row.get(k) for k in DOCUMENT_COLUMNS}
+                doc[stage]["before_extraction"] = explain_gate(row, config)
             elif stage == "annotated":
                 doc[stage] = explain_annotated(row, config.get("annotated", {}), manifests[stage])
             elif stage == "deduped":
@@ -482,6 +504,10 @@ def _panel(doc: dict[str, Any], stages: list[str], index: int, total: int, conso
                     ("title", d["title"]),
                     ("text", f"{d['text_chars'] or 0:,} characters"),
                     ("extraction", extraction),
+                ]
+                + [
+                    ("before extraction", f"{c['signal']} = {_fmt(c['value'])} {_condition(c)}")
+                    for c in d.get("before_extraction") or []
                 ]
             )
         )

@@ -10,12 +10,13 @@ from corpus.filters.checks import Check, evaluate, first_failure
 from corpus.filters.fineweb import FineWebFilter
 from corpus.filters.gopher_quality import GopherQualityFilter
 from corpus.filters.gopher_repetition import GopherRepetitionFilter
-from corpus.filters.language import LanguageFilter
+from corpus.filters.language import LanguageFilter, LanguagePrefilter
 from corpus.filters.quality import QualityFilter
 from corpus.filters.url import UrlFilter
 
 FILTERS = (
     UrlFilter,
+    LanguagePrefilter,
     LanguageFilter,
     GopherRepetitionFilter,
     GopherQualityFilter,
@@ -54,6 +55,10 @@ def random_doc(rng: random.Random) -> dict:
         "lang": rng.choice((None, "en", "de", "fr")),
         "lang_score": rng.choice((None, 0.3, 0.65, 0.8, 0.99)),
         "quality": rng.choice((None, 0.0, 0.2, 0.5, 0.9)),
+        # lid.176 on the cheap text (LanguagePrefilter): none, outside `en`, near the margin, `en`
+        "lang_probabilities": rng.choice(
+            (None, {"de": 0.97, "en": 0.01}, {"fr": 0.9, "en": 0.1}, {"en": 1.0})
+        ),
     }
 
 

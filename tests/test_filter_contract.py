@@ -10,11 +10,13 @@ from corpus.filters.c4 import C4Filter
 from corpus.filters.fineweb import FineWebFilter
 from corpus.filters.gopher_quality import GopherQualityFilter
 from corpus.filters.gopher_repetition import GopherRepetitionFilter
+from corpus.filters.language import LanguagePrefilter
 from corpus.filters.url import UrlFilter
 
-FILTERS = (UrlFilter, GopherRepetitionFilter, GopherQualityFilter, C4Filter, FineWebFilter)
+FILTERS = (UrlFilter, LanguagePrefilter, GopherRepetitionFilter, GopherQualityFilter, C4Filter, FineWebFilter)
 PREFIX = {
     "url": "url_",
+    "lang": "lang_prefilter_",  # LanguageFilter's lang and lang_score are columns: no signals
     "gopher_rep": "gopher_rep_",
     "gopher_quality": "gopher_",
     "c4": "c4_",

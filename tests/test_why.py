@@ -18,7 +18,7 @@ from corpus.shards import ShardReader
 from corpus.tokenizer import encode_documents, load
 from jobs.config import PipelineConfig
 from jobs.stats import print_stats
-from jobs.why import _fmt, explain, print_explanation, rule_rows, shard_placement
+from jobs.why import _condition, _fmt, explain, explain_gate, print_explanation, rule_rows, shard_placement
 
 pytestmark = pytest.mark.spark
 
@@ -61,8 +61,11 @@ URLS = {
     "clinic": "https://clinic.example/opening-hours",
     "german": "https://fluss.example/geschichte",
     "old": "https://river.example/old-history",
+    "blocked": "https://www.cam4.com/river",  # conf/url/blocklist_domains.txt
 }
 CONFIG = {
+    # no language prefilter: the German page reaches annotated, whose filter table is shown
+    "documents": {"language_prefilter_margin": None},
     "annotated": {"quality": {"enabled": False}},
     "mixed": {"repeats": {"crawl": 2.0}},
     "tokenizer": {"vocab_size": 300},
@@ -120,6 +123,7 @@ def write_crawl(path: Path) -> None:
         response(URLS["clinic"], "04", "200 OK", page("Opening hours", [*CLINIC[:4], CONTACT, *CLINIC[4:]]))
         response(URLS["german"], "05", "200 OK", page("Der Fluss", GERMAN))
         response(URLS["old"], "06", "301 Moved Permanently", b"", [("Location", URLS["river"])])
+        response(URLS["blocked"], "06", "200 OK", page("The river", RIVER[:5]))
         for i, paragraphs in enumerate(library_pages()):
             response(f"https://library.example/text-{i}", "07", "200 OK", page(f"Text {i}", paragraphs))
 
@@ -190,6 +194,24 @@ def test_language_rejection_shows_the_failing_check_and_its_threshold(run_dir):
     assert (check["value"], check["threshold"], check["result"]) == ("de", ["en"], "fail")
     assert failed(doc)[0] == "lang:not_allowed" and doc["annotated"]["thresholds_agree"]
     assert doc["deduped"] is None and doc["mixed"] is None
+
+
+def test_a_url_rejected_page_is_explained_at_documents_before_extraction(run_dir):
+    doc = only(run_dir, URLS["blocked"])
+    assert doc["fate"] == "rejected at documents: url:blocklist" and doc["annotated"] is None
+    (check,) = doc["documents"]["before_extraction"]
+    assert (check["signal"], check["value"]) == ("url_blocklisted_domain", "cam4.com")
+    assert doc["documents"]["text_chars"] is None
+    console = Console(width=140, record=True, force_terminal=False)
+    print_explanation(explain(run_dir, URLS["blocked"]), console)
+    assert "url_blocklisted_domain = cam4.com in blocklist_domains.txt" in console.export_text()
+
+
+def test_a_prefiltered_page_is_explained_by_its_score_against_the_margin():
+    row = {"reject": "lang:not_allowed", "signals": {"lang_prefilter_allowed_score": 0.004}}
+    (check,) = explain_gate(row, {"documents": {"language_prefilter_margin": 0.1}})
+    assert (check["value"], check["op"], check["threshold"]) == (0.004, "<", 0.1)
+    assert explain_gate({"reject": "extract:empty", "signals": None}, {}) == []
 
 
 def test_pii_redacted_page_shows_counts_and_the_placeholders_in_context(run_dir):

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/vs_datatrove/run.py                       # crawl-sample, 1 and 2 workers
     .venv/bin/python bench/vs_datatrove/run.py --workers 2 --full    # also Refinery's default config
+    .venv/bin/python bench/vs_datatrove/run.py --copies 3 --shortcuts on off   # 3x the pages, both ways
 
 Run with Refinery's venv. The first run creates DataTrove's own venv in bench/vs_datatrove/.venv
 (git-ignored) from requirements.txt; DataTrove is never a Refinery dependency.
@@ -11,6 +12,11 @@ Run with Refinery's venv. The first run creates DataTrove's own venv in bench/vs
   LocalPipelineExecutor, one task per WARC, W workers).
 - Refinery: `refinery run refinery.yaml --stages documents,annotated --master local[W]`, the same
   steps (url rules, PII and the quality classifier off); `--full` adds a run of the default config.
+  `--shortcuts on off` runs it with the documents stage's shortcuts (language prefilter, date for
+  survivors only; classifiers/prefilter.py) on, as refinery.yaml has them, and off
+  (refinery-shortcuts-off.yaml), each compared with DataTrove.
+- `--copies N`: the input is crawl-sample N times (`copy_crawl`), copy k > 0 under other host names
+  and record IDs, so that a run is long enough to time and no copy is a URL duplicate of another.
 
 Speed: documents are the HTML pages each pipeline sends to extraction (DataTrove's reader also
 takes 404 pages and other non-200 HTML, Refinery only 200s). `doc/s/core` is documents per CPU
@@ -36,6 +42,7 @@ REPO = HERE.parent.parent
 SHARED = REPO.parent / "shared"
 VENV = HERE / ".venv"
 POLL_S = 0.1
+CONFIGS = {"on": "refinery.yaml", "off": "refinery-shortcuts-off.yaml"}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -148,6 +155,41 @@ def as_run_dir(texts: list[tuple[str, str, str]], folder: Path) -> Path:
     return folder
 
 
+def copy_crawl(source: Path, dest: Path, copies: int) -> Path:
+    """`copies` copies of the WARCs in `source` into `dest` (reused when complete): copy 0 as it is,
+    copy k with every WARC-Target-URI's host prefixed `copyk.` and every WARC-Record-ID replaced
+    by a UUID derived from it and k. The HTTP headers and bodies are unchanged."""
+    from urllib.parse import urlsplit, urlunsplit
+    from uuid import NAMESPACE_URL, uuid5
+
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.warcwriter import WARCWriter
+
+    done = dest / ".complete"
+    if done.is_file():
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    for k in range(copies):
+        for path in sorted(source.glob("*.warc.gz")):
+            with open(path, "rb") as src, open(dest / f"copy{k}-{path.name}", "wb") as out:
+                writer = WARCWriter(out, gzip=True)
+                for record in ArchiveIterator(src):
+                    headers = record.rec_headers
+                    uri, rid = headers.get_header("WARC-Target-URI"), headers.get_header("WARC-Record-ID")
+                    if k and uri and "://" in uri:
+                        parts = urlsplit(uri)
+                        headers.replace_header(
+                            "WARC-Target-URI", urlunsplit(parts._replace(netloc=f"copy{k}.{parts.netloc}"))
+                        )
+                    if k and rid:
+                        headers.replace_header(
+                            "WARC-Record-ID", f"<urn:uuid:{uuid5(NAMESPACE_URL, f'{rid}#{k}')}>"
+                        )
+                    writer.write_record(record)
+    done.touch()
+    return dest
+
+
 def jaccard(a: list[str], b: list[str]) -> tuple[float, int]:
     sa, sb = set(a), set(b)
     return (len(sa & sb) / len(sa | sb) if sa | sb else 1.0), len(sa & sb)
@@ -161,6 +203,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--full", action="store_true", help="also run Refinery's default config")
     parser.add_argument("--out", help="keep outputs here (default: a temporary directory)")
+    parser.add_argument("--copies", type=int, default=1, help="the input this many times (copy_crawl)")
+    parser.add_argument(
+        "--shortcuts", nargs="+", choices=("on", "off"), default=["on"], help="Refinery's documents shortcuts"
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
@@ -170,14 +216,19 @@ def main() -> None:
     inputs, lid = Path(args.input), lid176_path()
     work = Path(args.out or tempfile.mkdtemp(prefix="vs_datatrove-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.copies > 1:
+        inputs = copy_crawl(inputs, work / f"input-x{args.copies}", args.copies)
     rows, quality = [], {}
     for workers in args.workers:
         dt = datatrove(python, inputs, workers, work / f"datatrove-w{workers}", lid)
-        ours = refinery(inputs, workers, work / f"refinery-w{workers}", str(HERE / "refinery.yaml"))
-        rows += [("DataTrove", workers, dt), ("Refinery", workers, ours)]
+        rows.append(("DataTrove", workers, dt))
+        for setting in args.shortcuts:
+            out = work / f"refinery-w{workers}" if setting == "on" else work / f"refinery-w{workers}-off"
+            ours = refinery(inputs, workers, out, str(HERE / CONFIGS[setting]))
+            rows.append(("Refinery" if setting == "on" else "Refinery, shortcuts off", workers, ours))
         if not quality:
             quality["DataTrove"] = extraction_scores(as_run_dir(dt["texts"], work / "datatrove-f1"))
-            quality["Refinery"] = extraction_scores(work / f"refinery-w{workers}")
+            quality["Refinery"] = extraction_scores(out)
             quality["agreement"] = (
                 jaccard(dt["kept_ids"], ours["kept_ids"]),
                 len(dt["kept_ids"]),
@@ -198,12 +249,12 @@ def main() -> None:
             f"| {len(r['kept_ids']):,} | {r['load'][0]:.1f}-{r['load'][1]:.1f} |"
         )
     for workers in args.workers:
-        dt, ours = (r for n, w, r in rows if w == workers and n in ("DataTrove", "Refinery"))
-        speed = (ours["documents"] / ours["cpu_s"]) / (dt["documents"] / dt["cpu_s"])
-        wall_speed = (ours["documents"] / ours["wall_s"]) / (dt["documents"] / dt["wall_s"])
-        print(
-            f"{workers} worker(s): Refinery/DataTrove doc/s/core {speed:.2f}x (CPU), {wall_speed:.2f}x (wall)"
-        )
+        dt = next(r for n, w, r in rows if w == workers and n == "DataTrove")
+        for name, _, ours in (row for row in rows if row[1] == workers and row[0].startswith("Refinery")):
+            speed = (ours["documents"] / ours["cpu_s"]) / (dt["documents"] / dt["cpu_s"])
+            wall_speed = (ours["documents"] / ours["wall_s"]) / (dt["documents"] / dt["wall_s"])
+            ratio = f"doc/s/core {speed:.2f}x (CPU), {wall_speed:.2f}x (wall)"
+            print(f"{workers} worker(s): {name}/DataTrove {ratio}")
     (score, both), n_dt, n_ours = quality["agreement"]
     print(f"kept documents: DataTrove {n_dt}, Refinery {n_ours}, both {both}, Jaccard {score:.3f}")
     print(

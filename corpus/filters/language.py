@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 from corpus.filters.checks import Check
 
 NOT_ALLOWED = "lang:not_allowed"
+# LanguagePrefilter's default margin (measured: bench/RESULTS.md, "Shortcuts").
+PREFILTER_MARGIN = 0.02
 LOW_SCORE = "lang:score"
 
 
@@ -55,6 +57,51 @@ class LanguageFilter:
         if threshold is not None and (score is None or score < threshold):
             return LOW_SCORE
         return None
+
+    def filter(self, doc: Mapping[str, Any]) -> str | None:
+        return self.decide(self.signals(doc))
+
+
+class LanguagePrefilter:
+    """`lang:not_allowed` before extraction, on a page's cheap text (classifiers/prefilter.py):
+    when the best probability lid.176 gives any allowed language is below `margin`, the page is
+    confidently outside `languages` and trafilatura is not run for it. A page too short to tell
+    (no scores) passes, to full extraction and `LanguageFilter`. `margin=None` or
+    `languages=None` switches it off."""
+
+    name = "lang"
+    SIGNALS: ClassVar[dict[str, type]] = {
+        "lang_prefilter_lang": str,  # lid.176's top label on the cheap text
+        "lang_prefilter_score": float,  # its probability
+        "lang_prefilter_allowed_score": float,  # the best probability of an allowed language
+    }
+    RULES: ClassVar[tuple[str, ...]] = (NOT_ALLOWED,)
+    CHECKS: ClassVar[tuple[Check, ...]] = (Check(NOT_ALLOWED, "lang_prefilter_allowed_score", "margin", "<"),)
+
+    def __init__(
+        self, *, languages: tuple[str, ...] | None = ("en",), margin: float | None = PREFILTER_MARGIN
+    ):
+        self.languages = None if languages is None else tuple(sorted(set(languages)))
+        self.margin = margin
+
+    def signals(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """From `doc["lang_probabilities"]`: every label's probability on the cheap text, or None."""
+        scores = doc.get("lang_probabilities")
+        if not scores:
+            return dict.fromkeys(self.SIGNALS)
+        top = min(scores, key=lambda lang: (-scores[lang], lang))  # ties: the first label by name
+        allowed = None if self.languages is None else max(scores.get(lang, 0.0) for lang in self.languages)
+        return {
+            "lang_prefilter_lang": top,
+            "lang_prefilter_score": scores[top],
+            "lang_prefilter_allowed_score": allowed,
+        }
+
+    def decide(self, signals: Mapping[str, Any]) -> str | None:
+        score = signals["lang_prefilter_allowed_score"]
+        if self.margin is None or score is None:
+            return None
+        return NOT_ALLOWED if score < self.margin else None
 
     def filter(self, doc: Mapping[str, Any]) -> str | None:
         return self.decide(self.signals(doc))
