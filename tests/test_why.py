@@ -18,7 +18,7 @@ from corpus.shards import ShardReader
 from corpus.tokenizer import encode_documents, load
 from jobs.config import PipelineConfig
 from jobs.stats import print_stats
-from jobs.why import _condition, _fmt, explain, explain_gate, print_explanation, rule_rows, shard_placement
+from jobs.why import _fmt, explain, explain_gate, print_explanation, rule_rows, shard_placement
 
 pytestmark = pytest.mark.spark
 
