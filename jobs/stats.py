@@ -269,12 +269,12 @@ def print_mixture(run_dir: str | Path, console: Console) -> None:
         )
 
 
-def epochs_label(run_dir: Path) -> str:
+def epochs_label(run_dir: str | Path) -> str:
     """The heading of the shards' epochs per bucket (real tokens after / before mixing): documents
     decontam removed after mixing count before and not after, so a bucket mixed at factor 1 shows
     fewer than 1 epoch (0.868 on one crawl-sample file), which the heading says."""
-    manifest = run_dir / "decontam" / "manifest.json"
-    removed = read_json(manifest)["rows"]["rejected"] if manifest.is_file() else 0
+    manifest = join(run_dir, "decontam", "manifest.json")
+    removed = read_json(manifest)["rows"]["rejected"] if is_file(manifest) else 0
     return f"epochs (after decontam removed {counted(removed, 'document')})" if removed else "epochs"
 
 
