@@ -22,13 +22,21 @@ one without `text`), and `input_documents` records it in `bad_files` and counts
 `refinery run --strict` refuses the same files, with the same reasons, before anything starts
 (jobs/preflight.py). Damage further into a file that started well (a corrupt gzip stream
 midway) is a read error in `errors`, with the line or row it followed, after that file's rows.
+
+A large file is read by several tasks (`plan_pieces`): a plain JSONL file in byte ranges (a
+piece reads the lines that start in its range; `count_newlines` over the ranges before it gives
+its first line number), a Parquet file in runs of row groups (corpus/units.py `plan_units` on
+its footer, which holds the row counts). Positions, and so ids, are the whole file's: the
+pieces' rows, in order, are the rows one task reads. A gzip or zstd JSONL file or a WARC is read
+whole by one task: neither can be entered midway without an index of where its records start.
 """
 
 import io
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -36,7 +44,8 @@ import pyarrow.parquet as pq
 
 from corpus.documents import registered_domain, stable_id, warc_documents
 from corpus.extract import Extractor, Gate
-from corpus.fs import open_input
+from corpus.fs import file_version, open_input
+from corpus.units import RowGroup, plan_units
 from corpus.warc import GZIP_MAGIC, warc_problem
 
 BAD_JSON = "input:bad_json"
@@ -55,6 +64,7 @@ READ_CHUNK = 1 << 16
 PARQUET_MAGIC = b"PAR1"
 UTF8_BOM = b"\xef\xbb\xbf"
 ROWS_PER_BATCH = 1024
+COUNT_CHUNK = 1 << 22  # bytes read at a time by `count_newlines`
 # Compressed JSONL by its last suffix: pyarrow's codec name and the magic bytes the file starts with.
 CODECS = {".gz": ("gzip", GZIP_MAGIC[:2]), ".zst": ("zstd", b"\x28\xb5\x2f\xfd")}
 
@@ -71,6 +81,78 @@ def input_format(path: str) -> str:
 
 def _codec(path: str) -> tuple[str, bytes] | None:
     return next((codec for suffix, codec in CODECS.items() if path.lower().endswith(suffix)), None)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What one task reads of an input file: all of it (`stop` None), or bytes [start, stop) of a
+    plain JSONL file (the lines that start there), or row groups [start, stop) of a Parquet file.
+    `before` is the number of lines (bytes: newlines) or rows ahead of `start`; `index` the
+    piece's number in its file (piece 0 records the file when it is bad)."""
+
+    path: str
+    start: int = 0
+    stop: int | None = None
+    before: int = 0
+    index: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        """The piece for a part summary."""
+        return {"file": self.path, "range": None if self.stop is None else [self.start, self.stop]}
+
+
+def plan_pieces(path: str, target_bytes: int) -> list[Piece]:
+    """The pieces of one input file, about `target_bytes` each (module docstring); a file that is
+    small, not splittable or unreadable here is one piece, read (or found bad) by its task. A plain
+    JSONL file's pieces still need their `before` (`with_line_counts`)."""
+    kind = input_format(path)
+    try:
+        if kind == "jsonl" and _codec(path) is None:
+            size = file_version(path)[0]
+            n = max(1, -(-size // target_bytes))
+            cuts = [size * k // n for k in range(n + 1)]
+            pieces = [Piece(path, cuts[k], cuts[k + 1], index=k) for k in range(n)]
+        elif kind == "parquet":
+            with open_input(path) as f:
+                meta = pq.ParquetFile(f).metadata
+            groups = [
+                RowGroup(meta.row_group(i).num_rows, meta.row_group(i).total_byte_size)
+                for i in range(meta.num_row_groups)
+            ]
+            units = plan_units([(path, groups)], target_bytes)
+            before = [sum(u.rows for u in units[:k]) for k in range(len(units))]
+            pieces = [
+                Piece(path, u.slices[0].first, u.slices[-1].stop, before[k], k) for k, u in enumerate(units)
+            ]
+        else:
+            return [Piece(path)]
+    except (OSError, pa.ArrowException):  # its task reads it whole and records why it is bad
+        return [Piece(path)]
+    return pieces if len(pieces) > 1 else [Piece(path)]
+
+
+def count_newlines(piece: Piece) -> int:
+    """Newline bytes in a JSONL piece's byte range: its `before` count for the pieces after it."""
+    assert piece.stop is not None, f"{piece.path}: the whole file has no range to count"
+    lines = 0
+    with open_input(piece.path) as f:
+        f.seek(piece.start)
+        left = piece.stop - piece.start
+        while left > 0 and (chunk := f.read(min(COUNT_CHUNK, left))):
+            lines += chunk.count(b"\n")
+            left -= len(chunk)
+    return lines
+
+
+def with_line_counts(pieces: Sequence[Piece], newlines: Sequence[int]) -> list[Piece]:
+    """The pieces with `before` set from the newlines of each range (`count_newlines`, the
+    pieces' order) ahead of it in its file."""
+    out, seen = [], 0
+    for piece, count in zip(pieces, newlines, strict=True):
+        seen = 0 if piece.index == 0 else seen
+        out.append(replace(piece, before=seen))
+        seen += count
+    return out
 
 
 def file_problem(path: str) -> str | None:
@@ -116,36 +198,45 @@ def input_documents(
     errors: list[dict[str, Any]],
     bad_files: list[dict[str, str]],
     gate: Gate | None = None,
+    piece: Piece | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The rows of one input file of any format; a bad file yields none and is recorded. The
-    `gate` screens a WARC's HTML pages before extraction (corpus/documents.py)."""
+    """The rows of one input file of any format, or of one `piece` of it; a bad file yields none
+    and is recorded (by its first piece). The `gate` screens a WARC's HTML pages before extraction
+    (corpus/documents.py)."""
+    piece = piece or Piece(path)
     problem = file_problem(path)
     if problem is not None:
-        counts["input_files.bad"] += 1
-        bad_files.append({"file": path, "reason": problem})
+        if piece.index == 0:
+            counts["input_files.bad"] += 1
+            bad_files.append({"file": path, "reason": problem})
         return
     kind = input_format(path)
     if kind == "warc":
+        assert piece.stop is None, f"{path}: a WARC is read whole"
         yield from warc_documents(
             path, source=source, extractor=extractor, counts=counts, errors=errors, gate=gate
         )
     else:
-        yield from READERS[kind](path, source=source, counts=counts, errors=errors)
+        yield from READERS[kind](path, source=source, counts=counts, errors=errors, piece=piece)
 
 
 def jsonl_documents(
-    path: str, *, source: str, counts: Counter, errors: list[dict[str, Any]]
+    path: str, *, source: str, counts: Counter, errors: list[dict[str, Any]], piece: Piece | None = None
 ) -> Iterator[dict[str, Any]]:
-    """A row per non-blank line of a JSONL file, plain, gzip or zstd, streamed."""
+    """A row per non-blank line of a JSONL file, plain, gzip or zstd, streamed; of a plain
+    file's `piece`, the lines that start in its byte range."""
+    piece = piece or Piece(path)
     line_no = 0
     codec = _codec(path)
     try:
-        with (
-            open_input(path, counts) as f,
-            pa.input_stream(f, compression=codec[0] if codec else None) as raw,
-        ):
+        with open_input(path, counts) as f:
+            first, budget = 0, math.inf
+            if piece.stop is not None:
+                assert codec is None, f"{path}: a compressed file is read whole"
+                first, budget = _enter(f, piece)
+            raw = pa.input_stream(f, compression=codec[0] if codec else None)
             stream = io.BufferedReader(raw, READ_CHUNK)
-            for line_no, line in enumerate(_lines(stream), 1):
+            for line_no, line in enumerate(_lines(stream, budget), first + 1):
                 if line_no == 1 and line is not None:
                     line = line.removeprefix(UTF8_BOM)  # json.loads refuses it; Windows tools write it
                 if line is not None and not line.strip():
@@ -157,12 +248,32 @@ def jsonl_documents(
         _read_error(counts, errors, path, line_no, "line", exc)
 
 
-def _lines(stream: io.BufferedReader) -> Iterator[bytes | None]:
-    """The stream's lines; None for a line longer than MAX_LINE_BYTES, whose rest is skipped."""
-    while line := stream.readline(MAX_LINE_BYTES + 1):
+def _enter(f: Any, piece: Piece) -> tuple[int, float]:
+    """Move `f` to the first line starting in the piece's byte range; return the number of lines
+    ahead of it and the bytes from there to the range's end."""
+    if piece.start == 0:
+        return 0, piece.stop - piece.start
+    f.seek(piece.start - 1)
+    skipped = 0  # from start - 1 through the first newline: one byte when a line starts at `start`
+    while chunk := f.readline(READ_CHUNK):
+        skipped += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    # the line cut by `start` (when one is) belongs to the piece before
+    return piece.before + (skipped > 1), piece.stop - (piece.start - 1 + skipped)
+
+
+def _lines(stream: io.BufferedReader, budget: float = math.inf) -> Iterator[bytes | None]:
+    """The stream's lines that start within `budget` bytes of its position; None for a line
+    longer than MAX_LINE_BYTES, whose rest is skipped."""
+    read = 0
+    while read < budget and (line := stream.readline(MAX_LINE_BYTES + 1)):
+        read += len(line)
         if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-            while (rest := stream.readline(READ_CHUNK)) and not rest.endswith(b"\n"):
-                pass
+            while rest := stream.readline(READ_CHUNK):
+                read += len(rest)
+                if rest.endswith(b"\n"):
+                    break
             yield None
         else:
             yield line
@@ -181,13 +292,16 @@ def _line_row(line: bytes | None, *, path: str, line_no: int, source: str) -> di
 
 
 def parquet_documents(
-    path: str, *, source: str, counts: Counter, errors: list[dict[str, Any]]
+    path: str, *, source: str, counts: Counter, errors: list[dict[str, Any]], piece: Piece | None = None
 ) -> Iterator[dict[str, Any]]:
-    """A row per row of a Parquet file with a `text` column, read a batch at a time."""
-    row_no = 0
+    """A row per row of a Parquet file with a `text` column (of its `piece`'s row groups), read a
+    batch at a time."""
+    piece = piece or Piece(path)
+    row_no = piece.before
     try:
         with open_input(path, counts) as f:
-            for batch in pq.ParquetFile(f).iter_batches(ROWS_PER_BATCH):
+            groups = None if piece.stop is None else range(piece.start, piece.stop)
+            for batch in pq.ParquetFile(f).iter_batches(ROWS_PER_BATCH, row_groups=groups):
                 for fields in batch.to_pylist():
                     row_no += 1
                     counts["documents"] += 1

@@ -94,17 +94,25 @@ def shard_placement(
 
     Held out for validation when key(seed, "valid", id) < `valid_limit`, with one copy; else in
     train with `repeats` copies. Copy r lands in the shard whose key range (`range_divisor` over
-    the split's shard count) holds its `copy_keys` key. jobs/shards.py computes the same in Spark
-    SQL over the keys of `keys` and `copy_keys`, and jobs/why.py calls this for one document;
-    tests/test_why.py checks the two against the written shards.
+    the split's shard count) holds its `copy_keys` key. jobs/shards.py places every copy with
+    `copy_places` and jobs/why.py calls this for one document; tests/test_why.py checks the
+    two against the written shards.
     """
+    split, placed = copy_places(seed, doc_id, repeats, valid_limit, shard_counts)
+    return split, [index for _, index in placed]
+
+
+def copy_places(
+    seed: int, doc_id: str, repeats: int, valid_limit: int, shard_counts: Mapping[str, int]
+) -> tuple[str, list[tuple[int, int]]]:
+    """`shard_placement` with each copy's key: the split and (key, shard index) for copy 0, 1, ..."""
     valid = key(seed, "valid", doc_id) < valid_limit
     split = "valid" if valid else "train"
     n = shard_counts[split]
     if not n:
         return split, []
     divisor = range_divisor(n)
-    return split, [k // divisor for k in copy_keys(seed, doc_id, 1 if valid else repeats)]
+    return split, [(k, k // divisor) for k in copy_keys(seed, doc_id, 1 if valid else repeats)]
 
 
 def draw_repeats(factors: np.ndarray, doc_keys: np.ndarray) -> np.ndarray:

@@ -33,7 +33,9 @@ Steps, each resumable inside the stage's partial directory (intermediates in `wo
    small-star (Kiveris et al. 2014, "Connected Components in MapReduce and Beyond"), each round
    checkpointed to Parquet; with `verify`, each component of two or more exact groups is split
    into clusters by corpus/dedup.py `attach` (no chaining: a document is dropped only as a near
-   duplicate of the kept document itself); a cluster keeps its document of smallest rank.
+   duplicate of the kept document itself), in one task for a component of up to LARGE_COMPONENT
+   groups and in rounds across tasks above it (`cluster_heads`); a cluster keeps its document of
+   smallest rank.
    Every per-cluster step sees one row per exact group; the groups' decisions reach their
    members by a broadcast for groups over LARGE_GROUP documents and by a shuffle on the hash for
    the others. The decisions of the documents in clusters of two or more go to
@@ -59,13 +61,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from corpus.dedup import attach, parse_keep_order
@@ -110,6 +113,12 @@ MAX_ITERATIONS = 64
 # shuffle on the hash that would send them all to one task (`join_groups`): at most
 # rows / LARGE_GROUP groups are broadcast, ~100 bytes each (10 MB at a billion documents).
 LARGE_GROUP = 10_000
+# Near-duplicate components of more exact groups than this are attached in rounds across tasks,
+# not in one task (`cluster_heads`): 10,000 groups hold ~40 MB of shingle hashes. A round per
+# cluster their tail above the limit splits into; MAX_HEAD_ROUNDS of them means a bug or a
+# component no threshold makes sense for.
+LARGE_COMPONENT = 10_000
+MAX_HEAD_ROUNDS = 1_000
 NO_CLUSTERS = {"iterations": 0, "clusters": 0, "documents_in_clusters": 0, "cluster_sizes": {}}
 log = logging.getLogger(__name__)
 
@@ -221,15 +230,16 @@ def exact_groups(ranked: DataFrame) -> DataFrame:
 
 
 def star_edges(reps: DataFrame) -> DataFrame:
-    """(member, bucket minimum) for every bucket (band, key) of two or more representatives."""
-    bucketed = reps.select("node", F.posexplode("bands").alias("band", "key"))
-    bucket_min = F.min("node").over(Window.partitionBy("band", "key"))
-    return (
-        bucketed.withColumn("dst", bucket_min)
-        .where(F.col("node") != F.col("dst"))
-        .select(F.col("node").alias("src"), "dst")
-        .distinct()
-    )
+    """(member, bucket minimum) for every bucket (band, key) of two or more representatives.
+
+    The minimum is an aggregate (combined map-side) joined back by `join_groups`, not a window
+    over the bucket: a template page near-copied a million times fills one bucket per band, and
+    a window would put each in one task."""
+    exploded = reps.select("node", F.posexplode("bands").alias("band", "key"))
+    bucketed = exploded.select("node", F.struct("band", "key").alias("bucket"))
+    buckets = bucketed.groupBy("bucket").agg(F.min("node").alias("dst"), F.count("*").alias("size"))
+    members = join_groups(bucketed, buckets.where(F.col("size") > 1), LARGE_GROUP, key="bucket")
+    return members.where(F.col("node") != F.col("dst")).select(F.col("node").alias("src"), "dst").distinct()
 
 
 def verify_edges(edges: DataFrame, sets: DataFrame, threshold: float) -> DataFrame:
@@ -237,11 +247,16 @@ def verify_edges(edges: DataFrame, sets: DataFrame, threshold: float) -> DataFra
 
     corpus/minhash.py `exact_jaccard` as a Spark expression: the sets hold distinct hashes, so
     `array_intersect` is the intersection; the ratio is a double, as in Python; two empty sets
-    (0 / 0, null) fail."""
+    (0 / 0, null) fail, as their Jaccard of 0 does in Python."""
     pairs = edges.join(sets.toDF("src", "a"), "src").join(sets.toDF("dst", "b"), "dst")
-    inter = F.size(F.array_intersect("a", "b"))
-    jaccard = inter / (F.size("a") + F.size("b") - inter)
-    return pairs.where(jaccard >= F.lit(threshold)).select("src", "dst")
+    return pairs.where(jaccard_reaches("a", "b", threshold)).select("src", "dst")
+
+
+def jaccard_reaches(a: str, b: str, threshold: float) -> Column:
+    """Whether the shingle sets in columns `a` and `b` have an exact Jaccard of at least `threshold`."""
+    inter = F.size(F.array_intersect(a, b))
+    # two empty sets: 0 / 0, null (not an error under ANSI SQL), which no comparison passes
+    return F.try_divide(inter, F.size(a) + F.size(b) - inter) >= F.lit(threshold)
 
 
 def large_star(edges: DataFrame) -> DataFrame:
@@ -320,37 +335,87 @@ def keep_order_columns(spec: tuple[str, ...]) -> list[Column]:
     return [*cols, F.col("node").asc()]
 
 
-def cluster_heads(groups: DataFrame, sets: DataFrame, threshold: float) -> DataFrame:
+def cluster_heads(groups: DataFrame, sets: DataFrame, threshold: float, checkpoints: Path) -> DataFrame:
     """(rep, head) for each exact group of a component of two or more groups: the representative
-    of the group heading its cluster, from corpus/dedup.py `attach` on the groups in keep order.
+    of the group heading its cluster, as corpus/dedup.py `attach` finds it on the groups in keep
+    order. Exact copies cost nothing here: a group sends one set.
 
-    One task holds one component's shingle sets (`groupByKey`): components of a few thousand
-    near duplicates are fine, but a template page copied 100,000 times with small variations
-    (~4 KB of hashes each) puts ~400 MB in one task. Exact copies cost nothing here: a group
-    sends one set.
+    A component of at most LARGE_COMPONENT groups is attached in one task (`component_heads`,
+    `groupByKey`: ~4 KB of shingle hashes a group, 40 MB at the limit). A larger one, a template
+    page copied with small variations, would put all its sets in one task; it is attached in
+    rounds instead (`head_round`), each the next step of `attach` for every large component at
+    once, until what is left of it fits a task. The root counts, the rounds and their
+    checkpoints never gather a component in one task.
     """
-    counted = groups.withColumn("groups", F.count("*").over(Window.partitionBy("root")))
+    sizes = groups.groupBy("root").agg(F.count("*").alias("size")).where(F.col("size") > 1)
+    members = groups.select("rep", "root", "best")
+    pending = join_groups(members, sizes.withColumn("groups", F.col("size")), LARGE_COMPONENT, key="root")
+    small, heads = [pending.where(F.col("groups") <= LARGE_COMPONENT)], []
+    large = pending.where(F.col("groups") > LARGE_COMPONENT)
+    if not large.isEmpty():
+        # checkpoint: every round reads the large components' groups with their sets
+        large = checkpoint(
+            large.join(sets.withColumnRenamed("node", "rep"), "rep"), checkpoints / "heads-000"
+        )
+    for round_ in range(1, MAX_HEAD_ROUNDS + 1):
+        if large.isEmpty():
+            break
+        attached, left = head_round(large, threshold, checkpoints / f"heads-{round_:03d}")
+        heads.append(attached)
+        small.append(left.where(F.col("groups") <= LARGE_COMPONENT).drop("shingles"))
+        large = left.where(F.col("groups") > LARGE_COMPONENT)
+    else:
+        raise AssertionError(f"large components still unattached after {MAX_HEAD_ROUNDS} rounds")
+    limit = LARGE_COMPONENT  # a plain value for the executors' closure
     keyed = (
-        counted.where(F.col("groups") > 1)
+        reduce(DataFrame.unionByName, small)
         .join(sets.withColumnRenamed("node", "rep"), "rep")
         .rdd.map(lambda r: (r["root"], (r["best"], r["rep"], r["shingles"])))
     )
-    heads = keyed.groupByKey().flatMap(lambda item: component_heads(item[1], threshold))
-    return groups.sparkSession.createDataFrame(heads, "rep long, head long")
+    rest = keyed.groupByKey().flatMap(lambda item: component_heads(item[1], threshold, limit))
+    heads.append(groups.sparkSession.createDataFrame(rest, "rep long, head long"))
+    return reduce(DataFrame.unionByName, heads)
+
+
+def head_round(large: DataFrame, threshold: float, path: Path) -> tuple[DataFrame, DataFrame]:
+    """One step of `attach` for every large component (rep, root, best, shingles): its first
+    unattached group (least keep order, `min_by`, combined map-side) heads a cluster and takes
+    every unattached group whose Jaccard with it reaches `threshold`. The heads, one set per large
+    component (at most rows / LARGE_COMPONENT of them), are broadcast to the groups where they
+    are. Returns the (rep, head) attached and the groups left, with `groups`, what is left of
+    their component."""
+    first = F.min_by(F.struct("rep", "shingles"), "best")
+    firsts = large.groupBy("root").agg(first.alias("h"))
+    heads = F.broadcast(
+        firsts.select("root", F.col("h.rep").alias("head"), F.col("h.shingles").alias("head_set"))
+    )
+    joined = large.select("rep", "root", "best", "shingles").join(heads, "root")
+    # two empty sets: a null ratio, not near (corpus/minhash.py `exact_jaccard`: 0)
+    similar = F.coalesce(jaccard_reaches("shingles", "head_set", threshold), F.lit(False))
+    near = (F.col("rep") == F.col("head")) | similar
+    attached = checkpoint(joined.where(near).select("rep", "head"), path / "attached")
+    left = joined.where(~near).select("rep", "root", "best", "shingles")
+    counts = F.broadcast(left.groupBy("root").agg(F.count("*").alias("groups")))
+    return attached, checkpoint(left.join(counts, "root"), path / "pending")
 
 
 def component_heads(
-    groups: Iterable[tuple[int, int, list[int]]], threshold: float
+    groups: Iterable[tuple[int, int, list[int]]], threshold: float, limit: int
 ) -> Iterator[tuple[int, int]]:
     """(rep, head rep) for one component's groups given as (keep order, rep, shingle hashes)."""
     ordered = sorted(groups, key=lambda g: g[0])  # orders are distinct: a total order
+    assert len(ordered) <= limit, f"a component of {len(ordered)} groups reached one task (limit {limit})"
     heads = attach([np.asarray(s, dtype=np.int64) for _, _, s in ordered], threshold)
     for (_, rep, _), head in zip(ordered, heads, strict=True):
         yield rep, ordered[head][1]
 
 
 def group_clusters(
-    groups: DataFrame, roots: DataFrame, sets: DataFrame | None = None, threshold: float | None = None
+    groups: DataFrame,
+    roots: DataFrame,
+    sets: DataFrame | None = None,
+    threshold: float | None = None,
+    checkpoints: Path | None = None,
 ) -> DataFrame:
     """The exact groups with `cluster`, the rep naming the cluster each belongs to: its component's
     root (FineWeb), or with `sets` (node, shingles) and `threshold` its head by `cluster_heads`.
@@ -360,7 +425,7 @@ def group_clusters(
     if sets is None:
         return groups.withColumn("cluster", F.col("root"))
     # a component of one exact group has no heads: its cluster is the group, rep = root
-    heads = cluster_heads(groups, sets, threshold)
+    heads = cluster_heads(groups, sets, threshold, checkpoints)
     return groups.join(heads, "rep", "left").withColumn("cluster", F.coalesce("head", "rep"))
 
 
@@ -381,13 +446,14 @@ def decide(
     roots: DataFrame,
     sets: DataFrame | None = None,
     threshold: float | None = None,
+    checkpoints: Path | None = None,
 ) -> DataFrame:
     """Per document in a cluster of two or more: node, cluster_id, cluster_size, reject.
 
     Clusters are made of exact groups (`exact_groups`), so each per-cluster step handles one row
     per group; the kept document is the cluster's smallest keep `order` (`keep_rank`).
     """
-    clustered = group_clusters(groups, roots, sets, threshold)
+    clustered = group_clusters(groups, roots, sets, threshold, checkpoints)
     clusters = (
         clustered.groupBy("cluster")
         .agg(F.sum("size").alias("cluster_size"), F.min("best").alias("order"))
@@ -485,7 +551,7 @@ def cluster(spark: SparkSession, work: Path, cfg: DedupedConfig) -> dict[str, An
         if not edges.isEmpty():
             roots, stats["iterations"] = connected_components(edges, work / CHECKPOINTS)
     if stats["exact_edges"] or stats["iterations"]:  # else every document is a singleton
-        text = decide(ranked, groups, roots, sets, cfg.threshold)
+        text = decide(ranked, groups, roots, sets, cfg.threshold, work / CHECKPOINTS)
         decisions = text if decisions is None else decisions.unionByName(text)
     if decisions is not None:
         decisions = by_part(decisions)

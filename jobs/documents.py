@@ -1,11 +1,14 @@
 """documents stage: input files → RUN/documents/{kept,rejected}/part-NNNNN.parquet + manifest.json.
 
-Input: WARC files (plain or gzip) and documents as JSONL or Parquet (corpus/inputs.py), one
-Spark task per file, part N = the N-th file in sorted order. Every WARC record read is counted
-by kind in the manifest (`records.*`, and responses by status and type as
-`response.<status>.<mime>`); read errors are counted and listed with their file and offset.
-HTML 200 responses and the rows of JSONL and Parquet files (counted as `input_rows`) become
-rows. A file that cannot be read at all (empty, not a WARC, unreadable) is listed in the
+Input: WARC files (plain or gzip) and documents as JSONL or Parquet (corpus/inputs.py), in
+sorted order, one Spark task per piece: a WARC or compressed JSONL file is one piece, a plain
+JSONL or Parquet file is cut into pieces of about `spark.task_target_mb` (byte ranges, row
+groups: corpus/inputs.py `plan_pieces`), so one large file is read by several tasks. Part N is
+the N-th piece; the parts' rows, in order, and their ids are what one task per file would give.
+Every WARC record read is counted by kind in the manifest (`records.*`, and responses by status
+and type as `response.<status>.<mime>`); read errors are counted and listed with their file and
+offset. HTML 200 responses and the rows of JSONL and Parquet files (counted as `input_rows`)
+become rows. A file that cannot be read at all (empty, not a WARC, unreadable) is listed in the
 manifest's `bad_files` with its reason and counted as `input_files.bad`; the run goes on.
 Reject rules: `extract:too_large`, `extract:timeout`, `extract:failed`, `extract:empty`,
 `input:bad_json`, `input:too_large`, `input:no_text`; and, decided before extraction on cheap
@@ -13,9 +16,9 @@ signals (classifiers/prefilter.py, `documents.url_rules_first` and
 `documents.language_prefilter_margin`), the annotated stage's `url:*` rules and its
 `lang:not_allowed` by the language prefilter, each row with the signals that decided it.
 
-Driver holds: the input paths and one summary per part (O(input files)): its counts, its bad
-file if any, and at most MAX_ERRORS_KEPT (20) read errors (corpus/documents.py). No record or
-row reaches it.
+Driver holds: the input paths, their pieces and one summary per part (O(input files + input
+bytes / task_target_mb)): its counts, its bad file if any, and at most MAX_ERRORS_KEPT (20) read
+errors (corpus/documents.py). No record or row reaches it.
 """
 
 import dataclasses
@@ -34,16 +37,17 @@ from classifiers.prefilter import Prefilter
 from corpus.extract import Extractor
 from corpus.filters.language import LanguageFilter, LanguagePrefilter
 from corpus.filters.url import UrlFilter
-from corpus.inputs import input_documents
+from corpus.inputs import Piece, count_newlines, input_documents, input_format, plan_pieces, with_line_counts
 from corpus.manifest import file_sha256, files_fingerprint, fingerprint
+from corpus.units import MB
 from jobs.config import PipelineConfig, build
 from jobs.spark import ship
-from jobs.stage import Stage, inject_fault, run_parts, up_to_date
+from jobs.stage import Stage, inject_fault, run_parts, run_tasks, up_to_date
 
 STAGE = "documents"
 # Bump when a code change alters this stage's output for the same config.
 # 2: JSONL and Parquet input, bad files skipped, `extractor` and `metadata` columns; 3: URL rules
-# and language prefilter before extraction, date for survivors only, default-mode fallback
+# and language prefilter before extraction, date for survivors only, default-mode fallback; pieces
 VERSION = 3
 log = logging.getLogger(__name__)
 
@@ -53,8 +57,13 @@ def main(
 ) -> dict[str, Any]:
     inputs = sorted(inputs)
     gate = make_gate(cfg, cfg.annotated.lid_model or lid176_path())
-    key = {"version": VERSION, "source": source, "extract": cfg.documents.model_dump(mode="json")}
-    key["gate"] = gate_key(gate, cfg)
+    key = {
+        "version": VERSION,
+        "source": source,
+        "extract": cfg.documents.model_dump(mode="json"),
+        "task_target_mb": cfg.spark.task_target_mb,  # it decides the pieces, so the part files
+        "gate": gate_key(gate, cfg),
+    }
     stage = Stage(run_dir, STAGE, fingerprint(key), files_fingerprint(inputs))
     if manifest := up_to_date(stage, log):
         return manifest
@@ -63,10 +72,11 @@ def main(
     if gate is not None and gate.lid_model is not None:
         # shipped, so that executors without the driver's file system find it (jobs/spark.py)
         gate = dataclasses.replace(gate, lid_model=ship(spark, gate.lid_model, "lid"))
-    task = partial(_read_file, stage, build(Extractor, cfg.documents), gate, inputs, source)
-    # One partition per input file: a file is read sequentially, so it is the unit of parallelism.
+    pieces = plan(spark, inputs, cfg.spark.task_target_mb)
+    task = partial(_read_piece, stage, build(Extractor, cfg.documents), gate, pieces, source)
+    # One partition per piece: a piece is read sequentially, so it is the unit of parallelism.
     return run_parts(
-        spark, stage, len(inputs), task, started=started, finish=lambda parts: _read_errors(inputs, parts)
+        spark, stage, len(pieces), task, started=started, finish=lambda parts: _read_errors(inputs, parts)
     )
 
 
@@ -103,28 +113,45 @@ def gate_key(gate: Prefilter | None, cfg: PipelineConfig) -> dict[str, Any] | No
     return key
 
 
-def _read_file(
-    stage: Stage, extractor: Extractor, gate: Prefilter | None, inputs: list[str], source: str, index: int
+def plan(spark: SparkSession, inputs: list[str], target_mb: float) -> list[Piece]:
+    """The input files' pieces in file order (corpus/inputs.py `plan_pieces`: a size or a footer
+    per file, read here); the newlines of plain JSONL byte ranges are counted on the executors, a
+    task per range, to number their lines."""
+    target = max(1, round(target_mb * MB))
+    pieces = [piece for path in inputs for piece in plan_pieces(path, target)]
+    ranged = [p for p in pieces if p.stop is not None and input_format(p.path) == "jsonl"]
+    if not ranged:
+        return pieces
+    counted = with_line_counts(ranged, run_tasks(spark, len(ranged), lambda i: count_newlines(ranged[i])))
+    numbered = {(p.path, p.index): p for p in counted}
+    return [numbered.get((p.path, p.index), p) for p in pieces]
+
+
+def _read_piece(
+    stage: Stage, extractor: Extractor, gate: Prefilter | None, pieces: list[Piece], source: str, index: int
 ) -> dict[str, Any]:
-    """Part `index`: the documents of the `index`-th input file (a part finished earlier is reused)."""
+    """Part `index`: the documents of the `index`-th piece (a part finished earlier is reused)."""
     if done := stage.part_done(index):  # finished by an interrupted earlier attempt
         return done
     if gate is not None and gate.lid_model is not None:
         gate = dataclasses.replace(gate, lid_model=SparkFiles.get(gate.lid_model))
+    piece = pieces[index]
     counts: Counter = Counter()
     errors: list[dict[str, Any]] = []
     bad: list[dict[str, str]] = []
     rows = input_documents(
-        inputs[index],
+        piece.path,
         source=source,
         extractor=extractor,
         counts=counts,
         errors=errors,
         bad_files=bad,
         gate=gate,
+        piece=piece,
     )
     rows = inject_fault(STAGE, index, rows)  # test-only hook, inert by default
-    return stage.write_part(index, rows, counts=counts, input=inputs[index], errors=errors, bad_files=bad)
+    info = {"input": piece.path, "range": piece.describe()["range"], "errors": errors, "bad_files": bad}
+    return stage.write_part(index, rows, counts=counts, **info)
 
 
 def _read_errors(inputs: list[str], parts: list[dict[str, Any]]) -> dict[str, Any]:

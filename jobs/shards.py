@@ -7,33 +7,42 @@ Output: `train_NNNNN.bin/.idx` and `valid_NNNNN.bin/.idx` in Megatron-LM's index
 (corpus/shards.py), and `manifest.json` as that module's docstring specifies. Nothing is
 rejected here; the mixed stage accounted for every row.
 
-1. Tokenize (executors, Arrow batches through `mapInArrow`; tokenizer.json shipped with
-   `addFile`): a document's ids and end-of-text, as little-endian uint16/int32 bytes, plus its
-   validation key and one shuffle key per copy (corpus/mix.py `key`). The result is persisted:
-   the token counts fix the number of shards before anything is written, and tokenizing is
-   nearly all of this stage's time, so it must not run twice.
+1. Count (executors, Arrow batches through `mapInArrow`; tokenizer.json shipped with `addFile`):
+   each document's bucket, repeats, UTF-8 bytes and validation key, and, for a seeded sample
+   (key(seed, "size", id) < p, p = ESTIMATE_SAMPLE_BYTES over the mixture's bytes: jobs/tokenizer.py
+   `sample_probability`), its token count. Summed per bucket and split on the executors: the
+   driver receives a few rows, and nothing is persisted.
 2. Validation split, by document: key(seed, "valid", id) < valid_fraction. A held-out document
    is written once, whatever its repeats (they weight training, and a repeated validation
    document measures nothing new); none of its copies reaches train. If the fraction selects
    no document (a tiny corpus), the one with the smallest key is held out, so `valid` is not
    empty while valid_fraction > 0 and there are two documents or more.
-3. Shuffle: copy r of a document has key(seed, "shuffle", id, r); a split's n =
-   ceil(tokens / shard_tokens) shards are the n equal ranges of the key space, each sorted by
-   key. Reading the shards in order is the sort of all copies by key, a random permutation
-   fixed by the seed, with no step that depends on partitioning. A shard holds shard_tokens
-   tokens give or take the binomial spread of the range it draws (about 1/sqrt(documents in
-   it): 0.3% at 100k documents a shard); copies of one document land in independent places.
-4. Write (executors): the copies are range-partitioned by shard and sorted by key within each
-   partition; a task streams its shards through ShardWriter (temporary names renamed at close)
-   and records each in `_parts/part-NNNNN.json`, so an interrupted run rewrites only the
-   missing shards.
+3. Plan: a split's tokens are estimated as one end-of-text per copy plus its text bytes (repeats
+   counted) at the sampled text tokens per byte of each bucket and split, and its
+   n = ceil(tokens / shard_tokens) shards are the n equal ranges of the key space. A corpus under
+   ESTIMATE_SAMPLE_BYTES is sampled whole, so the estimate is the exact count; above it the error
+   is about the spread of tokens per byte over sqrt(sampled documents), well under 1% for
+   thousands of sampled documents. The estimate sets only n; the manifest counts real tokens.
+   Copy r of a document has key(seed, "shuffle", id, r) and lands in the range that holds it
+   (corpus/mix.py `copy_places`, which jobs/why.py shares). Reading the shards in order is the
+   sort of all copies by key, a random permutation fixed by the seed, with no step that depends
+   on partitioning. A shard holds shard_tokens tokens give or take the estimate's error and the
+   binomial spread of the range it draws (about 1/sqrt(documents in it): 0.3% at 100k documents).
+4. Tokenize and write (executors): a map task tokenizes its rows once and emits every copy with
+   its shard and the tokens as little-endian uint16/int32 bytes (about half the text's bytes, and
+   one tokenization whatever the repeats, so tokens rather than text cross the shuffle). The
+   shuffle sends shard g's copies to partition g alone (`routes`), where Spark's external sort
+   orders them by key, spilling to disk past its memory; the task streams them through
+   ShardWriter (temporary names renamed at close) and records the shard in
+   `_parts/part-NNNNN.json`, so an interrupted run rewrites only the missing shards. No step
+   holds, persists or sorts the whole tokenized corpus: a task holds one shard.
 5. The driver writes manifest.json and renames the directory into place. The manifest holds no
-   time or absolute path: the same inputs, config and seed give byte-identical files;
-   `timing.json` beside it has the wall time.
+   time or absolute path: the same inputs, config and seed give byte-identical files whatever
+   the partitioning; `timing.json` beside it has the wall time.
 
-Driver holds: the counts per bucket and split (O(buckets)) and one entry per shard written
-(O(tokens / shard_tokens): 100 entries for 10 billion tokens at the default). Tokens and keys
-stay on the executors (persisted, then range-partitioned by shard).
+Cost: every document is tokenized once, the sampled ones twice (ESTIMATE_SAMPLE_BYTES of text).
+Driver holds: the counts per bucket and split (O(buckets)), one route and one entry per shard
+(O(tokens / shard_tokens): 100 entries for 10 billion tokens at the default).
 """
 
 import json
@@ -41,12 +50,13 @@ import logging
 import math
 import os
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyspark import SparkFiles, StorageLevel, TaskContext
+from pyspark import SparkFiles, TaskContext
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -59,29 +69,49 @@ from jobs import decontam
 from jobs.config import PipelineConfig
 from jobs.spark import read_parquet, ship
 from jobs.stage import MANIFEST, ROWS_PER_BATCH, Stage, inject_fault, kept_parts, task_attempt, up_to_date
+from jobs.tokenizer import sample_probability
 
 STAGE = "shards"
-VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
+VERSION = 3  # 3: shard count from a sampled estimate, one shard a task, no persisted tokens
 SPLITS = ("train", "valid")
 TIMING = "timing.json"
-# Step 1's rows: the Arrow schema the tokenizer yields and the same in Spark's DDL.
-TOKENIZED = pa.schema(
+# Text tokenized twice to estimate tokens per byte (step 3): tens of seconds of one core's work,
+# spread over the tasks, and ~8,000 documents of 4 KB, so the shard count is within about a
+# percent.
+ESTIMATE_SAMPLE_BYTES = 32_000_000
+# Step 1's rows: one per document.
+COUNTED = pa.schema(
     [
-        ("id", pa.string()),
         ("bucket", pa.string()),
         ("repeats", pa.int32()),
         ("n_bytes", pa.int64()),
-        ("n_tokens", pa.int64()),
         ("valid_key", pa.int64()),
-        ("keys", pa.list_(pa.int64())),
+        ("sampled", pa.bool_()),
+        ("n_tokens", pa.int64()),  # 0 unless sampled
+    ]
+)
+COUNTED_DDL = "bucket string, repeats int, n_bytes long, valid_key long, sampled boolean, n_tokens long"
+# Step 4's rows: one per copy, with its shard, the value routing it there, and its tokens.
+COPIES = pa.schema(
+    [
+        ("route", pa.int64()),
+        ("shard", pa.int32()),
+        ("key", pa.int64()),
+        ("id", pa.string()),
+        ("copy", pa.int32()),
+        ("bucket", pa.string()),
+        ("valid", pa.bool_()),
+        ("n_tokens", pa.int64()),
         ("tokens", pa.binary()),
     ]
 )
-TOKENIZED_DDL = (
-    "id string, bucket string, repeats int, n_bytes long, n_tokens long, valid_key long, "
-    "keys array<long>, tokens binary"
+COPIES_DDL = (
+    "route long, shard int, key long, id string, copy int, bucket string, valid boolean, "
+    "n_tokens long, tokens binary"
 )
-WRITTEN = pa.schema([("shard", pa.int32()), ("entry", pa.string())])  # step 4's rows: one per shard
+# The writer's rows: one per shard, its manifest entry and its token counts per bucket and split.
+WRITTEN_DDL = "shard int, entry string, stats string"
+WRITTEN = pa.schema([("shard", pa.int32()), ("entry", pa.string()), ("stats", pa.string())])
 log = logging.getLogger(__name__)
 
 
@@ -95,71 +125,97 @@ def _slices(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordB
             yield batch.slice(start, rows)
 
 
-def tokenize_batches(tokenizer_file: str, seed: int, dtype: np.dtype):
-    """The `mapInArrow` function of step 1 (a closure over plain values, so it pickles)."""
+def _tokenizer_on_executor(tokenizer_file: str):
+    # One thread per task: Spark already runs one task per core, and rayon's own pool on top of
+    # it would oversubscribe the cores.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    return load(SparkFiles.get(tokenizer_file))
 
-    def tokenize(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        # One thread per task: Spark already runs one task per core, and rayon's own pool on
-        # top of it would oversubscribe the cores.
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        tok = load(SparkFiles.get(tokenizer_file))
+
+def count_batches(tokenizer_file: str, seed: int, p: float):
+    """The `mapInArrow` function of step 1 (a closure over plain values, so it pickles)."""
+    limit = mix.threshold(p)
+
+    def count(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        tok = _tokenizer_on_executor(tokenizer_file)
         for batch in _slices(batches, ROWS_PER_BATCH):  # bounds the Python objects held at once
             ids = batch.column("id").to_pylist()
-            repeats = batch.column("repeats").to_pylist()
-            assert all(r >= 1 for r in repeats), "mixed/kept rows have repeats >= 1"
-            texts = [t or "" for t in batch.column("text").to_pylist()]
-            encoded = encode_documents(tok, texts)
+            sampled = (mix.keys(seed, "size", ids) < limit).tolist()
+            texts = batch.column("text").to_pylist()
+            chosen = encode_documents(tok, [t or "" for t, s in zip(texts, sampled, strict=True) if s])
+            lengths = iter(len(e) for e in chosen)
             yield pa.RecordBatch.from_pydict(
                 {
-                    "id": ids,
                     "bucket": batch.column("bucket"),
-                    "repeats": repeats,
+                    "repeats": batch.column("repeats"),
                     "n_bytes": mix.utf8_bytes(batch.column("text")),
-                    "n_tokens": [len(e) for e in encoded],
                     "valid_key": mix.keys(seed, "valid", ids),
-                    "keys": [mix.copy_keys(seed, i, n) for i, n in zip(ids, repeats, strict=True)],
-                    "tokens": [np.asarray(e, dtype=dtype).tobytes() for e in encoded],
+                    "sampled": sampled,
+                    "n_tokens": [next(lengths) if s else 0 for s in sampled],
                 },
-                schema=TOKENIZED,
+                schema=COUNTED,
             )
 
-    return tokenize
+    return count
+
+
+def copy_batches(tokenizer_file: str, seed: int, dtype: np.dtype, limit: int, n_shards: dict, routes: list):
+    """The `mapInArrow` function of step 4's map side: every copy of every document, tokenized."""
+    offsets = {"train": 0, "valid": n_shards["train"]}  # valid shards follow the train ones
+
+    def copies(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        tok = _tokenizer_on_executor(tokenizer_file)
+        for batch in _slices(batches, ROWS_PER_BATCH):
+            ids, buckets = batch.column("id").to_pylist(), batch.column("bucket").to_pylist()
+            repeats = batch.column("repeats").to_pylist()
+            assert all(r >= 1 for r in repeats), "mixed/kept rows have repeats >= 1"
+            encoded = encode_documents(tok, [t or "" for t in batch.column("text").to_pylist()])
+            rows = []
+            for doc_id, bucket, r, tokens in zip(ids, buckets, repeats, encoded, strict=True):
+                split, places = mix.copy_places(seed, doc_id, r, limit, n_shards)
+                blob = np.asarray(tokens, dtype=dtype).tobytes()
+                for copy, (key, index) in enumerate(places):
+                    shard = offsets[split] + index
+                    rows.append(
+                        (routes[shard], shard, key, doc_id, copy, bucket, split == "valid", len(tokens), blob)
+                    )
+            columns = list(zip(*rows, strict=True)) if rows else [[] for _ in COPIES.names]
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(c, type=f.type) for c, f in zip(columns, COPIES, strict=True)], schema=COPIES
+            )
+
+    return copies
 
 
 def write_batches(stage: Stage, names: list[str], vocab_size: int):
-    """The `mapInArrow` function of step 4: rows sorted by (shard, key) in, one row per shard out."""
+    """The `mapInArrow` function of step 4's reduce side: one shard's copies sorted by key in, its
+    manifest entry and token counts out."""
     dtype = token_dtype(vocab_size)
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        done: list[tuple[int, dict[str, Any]]] = []
-        shard, writer, last_key = -1, None, -1
-
-        def finish() -> None:
-            if shard >= 0:
-                entry = stage.part_done(shard) if writer is None else stage.save_part(shard, writer.close())
-                done.append((shard, entry))
-
-        rows = (
-            row
-            for batch in batches
-            for row in zip(*(batch.column(c).to_pylist() for c in ("shard", "key", "tokens")), strict=True)
-        )
-        # test-only hook, inert by default; PART is this task's partition (ranges of shards, in order)
-        for s, k, blob in inject_fault(STAGE, TaskContext.get().partitionId(), rows):
-            if s != shard:
-                finish()
-                shard, last_key = s, -1
-                # a shard finished by an interrupted attempt is not written again
-                writer = None
-                if not stage.part_done(s):
-                    writer = ShardWriter(join(stage.partial, names[s]), vocab_size, task_attempt())
-            assert k >= last_key, f"{names[s]}: rows reached the writer out of key order"
-            last_key = k
+        shard = TaskContext.get().partitionId()  # partition g holds shard g (`routes`)
+        done = stage.part_done(shard)  # a shard finished by an interrupted attempt is not written again
+        writer = None if done else ShardWriter(join(stage.partial, names[shard]), vocab_size, task_attempt())
+        stats: dict[tuple[str, bool], list[int]] = defaultdict(lambda: [0, 0])  # unique, written tokens
+        last = (-1, "", -1)
+        columns = ("shard", "key", "id", "copy", "bucket", "valid", "n_tokens", "tokens")
+        rows = (row for b in batches for row in zip(*(b.column(c).to_pylist() for c in columns), strict=True))
+        # test-only hook, inert by default; PART is this task's partition, its shard
+        for s, key, doc_id, copy, bucket, valid, n_tokens, blob in inject_fault(STAGE, shard, rows):
+            assert s == shard, f"{names[s]} reached the task of {names[shard]}: `routes` disagrees with Spark"
+            assert (key, doc_id, copy) > last, f"{names[s]}: rows reached the writer out of key order"
+            last = (key, doc_id, copy)
+            stats[bucket, valid][0] += n_tokens if copy == 0 else 0
+            stats[bucket, valid][1] += n_tokens
             if writer is not None:
                 writer.add(np.frombuffer(blob, dtype=dtype))
-        finish()
+        entry = done or stage.save_part(shard, writer.close())
         yield pa.RecordBatch.from_pydict(
-            {"shard": [s for s, _ in done], "entry": [json.dumps(e, sort_keys=True) for _, e in done]},
+            {
+                "shard": [shard],
+                "entry": [json.dumps(entry, sort_keys=True)],
+                "stats": [json.dumps(sorted([b, v, *t] for (b, v), t in stats.items()))],
+            },
             schema=WRITTEN,
         )
 
@@ -213,85 +269,111 @@ def _tokenizer(run: str) -> tuple[dict[str, Any], str, str]:
     return tok_manifest, tok_path, sha256
 
 
-def tokenize(
-    spark: SparkSession, tok_path: str, inputs: list[str], seed: int, dtype: np.dtype
-) -> DataFrame | None:
-    """Step 1's rows (TOKENIZED), persisted (see the module docstring); None without inputs."""
-    if not inputs:
-        return None
-    shipped = ship(spark, tok_path, "tokenizer")
-    docs = read_parquet(spark, inputs, ["id", "bucket", "repeats", "text"])
-    tokenized = docs.mapInArrow(tokenize_batches(shipped, seed, dtype), TOKENIZED_DDL)
-    return tokenized.persist(StorageLevel.MEMORY_AND_DISK)
+def count(docs: DataFrame, shipped: str, seed: int, p: float) -> DataFrame:
+    """Step 1's rows (COUNTED), one per document; computed again by each aggregation over them."""
+    return docs.mapInArrow(count_batches(shipped, seed, p), COUNTED_DDL)
 
 
-def split_counts(tokenized: DataFrame, limit: int) -> list[dict[str, Any]]:
-    """Documents, copies, bytes and tokens per bucket and split, for the validation cut `limit`."""
+def split_counts(counted: DataFrame, limit: int) -> list[dict[str, Any]]:
+    """Documents, copies, bytes and the sample's bytes and text tokens per bucket and split, for
+    the validation cut `limit`; copies weigh the byte and token sums."""
     valid = (F.col("valid_key") < F.lit(limit)).alias("valid")
     copies = F.when(valid, F.lit(1)).otherwise(F.col("repeats"))
+    sampled = F.col("sampled")
     return [
         r.asDict()
-        for r in tokenized.groupBy("bucket", valid)
+        for r in counted.groupBy("bucket", valid)
         .agg(
             F.count("*").alias("documents"),
             F.sum(copies).alias("copies"),
             F.sum("n_bytes").alias("bytes"),
-            F.sum("n_tokens").alias("tokens"),
-            F.sum(F.col("n_tokens") * copies).alias("written"),
+            F.sum(F.col("n_bytes") * copies).alias("written_bytes"),
+            F.sum(F.when(sampled, F.col("n_bytes") * copies).otherwise(0)).alias("sample_bytes"),
+            # less the end-of-text token each document ends with
+            F.sum(F.when(sampled, (F.col("n_tokens") - 1) * copies).otherwise(0)).alias("sample_text_tokens"),
             F.min("valid_key").alias("min_key"),
         )
         .collect()
     ]
 
 
-def validation_cut(tokenized: DataFrame | None, valid_fraction: float) -> tuple[int, list[dict[str, Any]]]:
+def validation_cut(counted: DataFrame | None, valid_fraction: float) -> tuple[int, list[dict[str, Any]]]:
     """Step 2: the valid_key limit and the counts under it (module docstring)."""
     limit = mix.threshold(valid_fraction)
-    rows = split_counts(tokenized, limit) if tokenized is not None else []
+    rows = split_counts(counted, limit) if counted is not None else []
     if valid_fraction > 0 and sum(r["documents"] for r in rows) >= 2 and not any(r["valid"] for r in rows):
         limit = min(r["min_key"] for r in rows) + 1  # hold out the one document with the smallest key
-        rows = split_counts(tokenized, limit)
+        rows = split_counts(counted, limit)
     return limit, rows
 
 
-def place(tokenized: DataFrame, limit: int, n_shards: dict[str, int]) -> DataFrame:
-    """Step 3: every copy with its shard, the key range of its split that holds its key."""
-    is_valid = F.col("valid_key") < F.lit(limit)
-    copies = tokenized.select(
-        "id",
-        is_valid.alias("valid"),
-        "tokens",
-        F.posexplode(F.when(is_valid, F.slice("keys", 1, 1)).otherwise(F.col("keys"))).alias("copy", "key"),
-    )
+def estimated_tokens(rows: list[dict[str, Any]], bytes_per_token: float) -> dict[str, int]:
+    """Step 3: tokens per split, copies counted: an end-of-text per copy plus the text's bytes at
+    the sampled text tokens per byte of its bucket and split (of all sampled rows where it drew
+    none; the mixed stage's `bytes_per_token` where nothing was). Exact when all was sampled."""
+    pooled = sum(r["sample_text_tokens"] for r in rows), sum(r["sample_bytes"] for r in rows)
+    out = dict.fromkeys(SPLITS, 0)
+    for r in rows:
+        tokens, nbytes = (r["sample_text_tokens"], r["sample_bytes"]) if r["sample_bytes"] else pooled
+        if nbytes:  # integer arithmetic: bytes * tokens // bytes is the count itself
+            text = -(-r["written_bytes"] * tokens // nbytes)
+        else:
+            text = math.ceil(r["written_bytes"] / bytes_per_token)
+        out["valid" if r["valid"] else "train"] += r["copies"] + text
+    return out
 
-    def shard_of(split: str) -> F.Column:
-        offset = n_shards["train"] if split == "valid" else 0
-        divisor = mix.range_divisor(max(n_shards[split], 1))
-        return F.lit(offset) + F.expr(f"key div {divisor}")
 
-    return copies.withColumn(
-        "shard", F.when(F.col("valid"), shard_of("valid")).otherwise(shard_of("train")).cast("int")
-    )
+def routes(spark: SparkSession, n: int) -> list[int]:
+    """For each shard g < n, a value whose Spark hash partition among n is g, so that
+    `repartition(n, route)` sends shard g's copies to partition g alone. Spark SQL has no
+    partitioner by a given index, and `repartitionByRange` would first run the whole tokenizing
+    map to sample its bounds. The least such value for each g, from Spark's own hash (the
+    partitioner's: pmod(hash(value), n)); the writer checks every row reached its shard's task."""
+    found: dict[int, int] = {}
+    span = 16 * n
+    while len(found) < n:  # n * ln(n) draws find every residue, in expectation
+        part = F.expr(f"pmod(hash(id), {n})").alias("part")
+        found = {
+            r["part"]: r["route"]
+            for r in spark.range(span).groupBy(part).agg(F.min("id").alias("route")).collect()
+        }
+        span *= 4
+    return [found[g] for g in range(n)]
 
 
 def write_shards(
-    stage: Stage, placed: DataFrame, names: list[str], vocab_size: int
-) -> dict[int, dict[str, Any]]:
-    """Step 4: range-partition by shard, sort by key, write from the executors; entry per shard."""
+    stage: Stage, copies: DataFrame, names: list[str], vocab_size: int
+) -> tuple[dict[int, dict[str, Any]], list[list[Any]]]:
+    """Step 4's shuffle and writes: the entry of each shard, and [bucket, valid, unique tokens,
+    written tokens] from each shard's task."""
     written = (
-        placed.repartitionByRange(len(names), "shard")
-        .sortWithinPartitions("shard", "key", "id", "copy")
-        .select("shard", "key", "tokens")
-        .mapInArrow(write_batches(stage, names, vocab_size), "shard int, entry string")
+        copies.repartition(len(names), "route")
+        .sortWithinPartitions("key", "id", "copy")
+        .mapInArrow(write_batches(stage, names, vocab_size), WRITTEN_DDL)
     )
-    entries = {r["shard"]: json.loads(r["entry"]) for r in written.collect()}
-    # A key range that drew no copy (a small corpus over several shards) reached no task:
-    # its shard is written empty here, a few bytes, so the numbering has no gaps.
+    entries, stats = {}, []
+    for r in written.collect():
+        entries[r["shard"]] = json.loads(r["entry"])
+        stats.extend(json.loads(r["stats"]))
+    # A partition that drew no copy may run no writer: its shard is written empty here, a few
+    # bytes, so the numbering has no gaps.
     for g in sorted(set(range(len(names))) - set(entries)):
         entries[g] = stage.part_done(g) or stage.save_part(
             g, ShardWriter(join(stage.partial, names[g]), vocab_size).close()
         )
-    return entries
+    return entries, stats
+
+
+def with_tokens(rows: list[dict[str, Any]], stats: list[list[Any]]) -> list[dict[str, Any]]:
+    """The count rows with the real `tokens` (each document once) and `written` (each copy)."""
+    totals: dict[tuple[str, bool], list[int]] = defaultdict(lambda: [0, 0])
+    for bucket, valid, tokens, written in stats:
+        totals[bucket, valid][0] += tokens
+        totals[bucket, valid][1] += written
+    return [
+        {**r, "tokens": totals[r["bucket"], r["valid"]][0], "written": totals[r["bucket"], r["valid"]][1]}
+        for r in rows
+    ]
 
 
 def shards_manifest(
@@ -345,27 +427,31 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     stage.prepare(subdirs=("_parts",))
     vocab_size = tok_manifest["vocab_size"]
     inputs = kept_parts(corpus)
+    bytes_per_token = mixed_manifest["token_estimate"]["bytes_per_token"]
 
-    tokenized = tokenize(spark, tok_path, inputs, cfg.seed, token_dtype(vocab_size))
-    limit, rows = validation_cut(tokenized, scfg.valid_fraction)
-    tokens = {s: sum(r["written"] for r in rows if r["valid"] == (s == "valid")) for s in SPLITS}
-    n_shards = {s: math.ceil(tokens[s] / scfg.shard_tokens) for s in SPLITS}
-    names = [shard_name(s, i) for s in SPLITS for i in range(n_shards[s])]
-    log.info(
-        "shards: %s tokens tokenized and counted in %.1f s",
-        f"{sum(tokens.values()):,}",
-        time.time() - started,
+    p = sample_probability(mixed_manifest, ESTIMATE_SAMPLE_BYTES)
+    docs = shipped = None
+    if inputs:
+        shipped = ship(spark, tok_path, "tokenizer")
+        docs = read_parquet(spark, inputs, ["id", "bucket", "repeats", "text"])
+    limit, rows = validation_cut(
+        count(docs, shipped, cfg.seed, p) if docs is not None else None, scfg.valid_fraction
     )
+    estimate = estimated_tokens(rows, bytes_per_token)
+    n_shards = {s: math.ceil(estimate[s] / scfg.shard_tokens) for s in SPLITS}
+    names = [shard_name(s, i) for s in SPLITS for i in range(n_shards[s])]
+    log.info("shards: %s tokens estimated in %.1f s", f"{sum(estimate.values()):,}", time.time() - started)
     entries: dict[int, dict[str, Any]] = {}
+    stats: list[list[Any]] = []
     if names:
-        entries = write_shards(stage, place(tokenized, limit, n_shards), names, vocab_size)
+        dtype = token_dtype(vocab_size)
+        tokenize = copy_batches(shipped, cfg.seed, dtype, limit, n_shards, routes(spark, len(names)))
+        entries, stats = write_shards(stage, docs.mapInArrow(tokenize, COPIES_DDL), names, vocab_size)
         log.info("shards: %d shards written after %.1f s", len(entries), time.time() - started)
-    if tokenized is not None:
-        tokenized.unpersist()
 
     manifest = shards_manifest(cfg, tok_manifest, sha256, limit, names, entries)
-    bytes_per_token = mixed_manifest["token_estimate"]["bytes_per_token"]
-    manifest["buckets"] = bucket_report(rows, mixed_manifest["buckets"], bytes_per_token)
+    manifest["tokens_estimated"] = {"sample_probability": p, **estimate}
+    manifest["buckets"] = bucket_report(with_tokens(rows, stats), mixed_manifest["buckets"], bytes_per_token)
     manifest = stage.publish(manifest)
     write_json_atomic(join(stage.final, TIMING), {"wall_time_s": round(time.time() - started, 3)})
     return manifest

@@ -425,3 +425,82 @@ def test_giant_exact_cluster_is_decided_without_one_task_reading_all_its_copies(
     assert {i: {k: rows[i][k] for k in expected[i]} for i in expected} == expected
     most = most_shuffle_records_in_one_task(spark, group)
     assert 0 < most < GIANT // 4
+
+
+def near_chains(chains: int = 3, length: int = 25) -> list[dict]:
+    """`chains` chains of near copies of a 200-word page, each step replacing 3 words (Jaccard
+    ~0.86 to the next, falling along the chain), in a random keep order: components of up to
+    `length` exact groups that `attach` splits into several clusters."""
+    rng = np.random.default_rng(1)
+    docs = []
+    for c in range(chains):
+        words = [f"t{c}w{k}" for k in rng.integers(0, 3000, 200)]
+        for step in range(length):
+            for i in rng.choice(200, 3, replace=False):
+                words[i] = f"c{c}s{step}x{i}"
+            docs.append(
+                {
+                    "id": f"chain{c}-{step:02d}",
+                    "url": f"https://chain.example/{c}/{step}",
+                    "text": " ".join(words),
+                    "quality": float(rng.random()),
+                    "fetch_time": T0,
+                }
+            )
+    return docs
+
+
+def component_sizes(docs: list[dict], cfg: DedupedConfig) -> list[int]:
+    """Documents per component, as corpus/dedup.py `cluster` finds them in one process."""
+    sets: list[np.ndarray] = []
+    exact, sigs = sign(
+        [d["text"] for d in docs], ngram=cfg.ngram, num_perm=cfg.num_perm, seed=cfg.seed, sets=sets
+    )
+    labels = cluster(exact, band_keys(sigs, *cfg.lsh_params()), sets, cfg.threshold)
+    return sorted(np.unique(labels, return_counts=True)[1].tolist())
+
+
+@pytest.mark.slow
+def test_large_near_duplicate_components_are_attached_in_rounds_as_in_one_process(
+    spark, tmp_path, monkeypatch
+):
+    """The stage end to end with components over LARGE_COMPONENT groups: attached across tasks,
+    round by round (a task given more groups of one component fails: `component_heads`), with
+    the decisions of one process."""
+    monkeypatch.setattr(deduped, "LARGE_COMPONENT", 8)
+    chains = near_chains()
+    assert max(component_sizes(chains, DedupedConfig())) > 8, "no component over the limit"
+    docs = corpus_docs() + chains
+    run_stage(spark, tmp_path / "run", docs)
+    rows = read_rows(tmp_path / "run")
+    expected = reference(docs, DedupedConfig())
+    assert {i: {k: rows[i][k] for k in expected[i]} for i in expected} == expected
+    kept = [r for i, r in rows.items() if i.startswith("chain") and r["reject"] is None]
+    assert len(kept) > len(component_sizes(chains, DedupedConfig())), "components split into clusters"
+
+
+def test_cluster_heads_in_rounds_equal_attach_in_one_task(spark, tmp_path, monkeypatch):
+    """Components of 8 groups and of 5 empty sets over a limit of 3 are attached in rounds, one
+    of 3 groups in one task; two empty sets are not near (0 / 0). The heads are those of
+    `component_heads` on each whole component."""
+    monkeypatch.setattr(deduped, "LARGE_COMPONENT", 3)
+    rng = np.random.default_rng(2)
+    # sliding windows: Jaccard 8/12 to the next group, 6/14 to the one after: heads every other group
+    sets = {rep: list(range(2 * rep, 2 * rep + 10)) for rep in range(8)}
+    sets |= {100: [1000, 1001], 101: [1000, 1001, 1002], 102: [5000], 300: [7]}
+    sets |= {rep: [] for rep in range(200, 205)}
+    roots = {rep: 0 for rep in range(8)} | {100: 100, 101: 100, 102: 100, 300: 300}
+    roots |= {rep: 200 for rep in range(200, 205)}
+    best = dict(zip(sets, rng.permutation(len(sets)).tolist(), strict=True))
+    groups = spark.createDataFrame(
+        [(rep, roots[rep], best[rep]) for rep in sets], "rep long, root long, best long"
+    )
+    shingles = spark.createDataFrame(list(sets.items()), "node long, shingles array<long>")
+    got = deduped.cluster_heads(groups, shingles, 0.6, tmp_path).collect()
+
+    expected = set()
+    for root in set(roots.values()) - {300}:  # 300 alone: no heads
+        members = [(best[r], r, sets[r]) for r in sets if roots[r] == root]
+        expected |= set(deduped.component_heads(members, 0.6, len(members)))
+    assert sorted((r["rep"], r["head"]) for r in got) == sorted(expected)
+    assert len({h for _, h in expected if roots[h] == 0}) >= 3, "the large component splits"

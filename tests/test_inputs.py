@@ -210,3 +210,50 @@ def test_damaged_warc_is_read_not_listed_as_bad(tmp_path):
     path.write_bytes(blob[:12] + b"\x00" * 40 + blob[52:])
     rows, counts, errors, bad = read(path)
     assert bad == [] and counts["errors"] >= 1 and errors[0]["file"] == str(path)
+
+
+def read_pieces(path: Path, target_bytes: int) -> tuple[list[dict], Counter, list, int]:
+    """The rows, counts, bad files and piece count of `path` read piece by piece at `target_bytes`,
+    as the documents stage plans and reads them."""
+    pieces = inputs.plan_pieces(str(path), target_bytes)
+    if pieces[0].stop is not None and input_format(str(path)) == "jsonl":
+        pieces = inputs.with_line_counts(pieces, [inputs.count_newlines(p) for p in pieces])
+    rows, counts, bad = [], Counter(), []
+    for piece in pieces:
+        rows += input_documents(
+            str(path), source="s", extractor=Extractor(), counts=counts, errors=[], bad_files=bad, piece=piece
+        )
+    return rows, counts, bad, len(pieces)
+
+
+@pytest.mark.parametrize("target_bytes", [1, 13, 200, 5_000])
+def test_jsonl_pieces_read_the_lines_one_task_reads(tmp_path, monkeypatch, target_bytes):
+    """Cuts anywhere (inside a line, at a newline, in blank lines, in an over-long line) give
+    the rows, ids and counts of reading the file whole."""
+    monkeypatch.setattr(inputs, "MAX_LINE_BYTES", 300)
+    lines = [json.dumps({"text": f"words {'x ' * (i % 60)}", "n": i}) for i in range(60)]
+    lines[7:7] = ["", "", "{oops", json.dumps({"text": "y " * 400})]  # blanks, bad JSON, too long
+    path = tmp_path / "docs.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode())  # a BOM, no final newline
+    whole = read_pieces(path, 1 << 30)
+    pieces = read_pieces(path, target_bytes)
+    assert whole[3] == 1 and pieces[3] > 1
+    assert pieces[:3] == whole[:3] and len(whole[0]) == 62
+    assert Counter(r["reject"] for r in whole[0]) == {None: 60, BAD_JSON: 1, TOO_LARGE: 1}
+
+
+def test_parquet_pieces_are_runs_of_row_groups_with_the_whole_files_ids(tmp_path):
+    path = tmp_path / "docs.parquet"
+    pq.write_table(
+        pa.table({"text": [f"doc {i} " * (i % 9 + 1) for i in range(200)]}), path, row_group_size=16
+    )
+    whole, pieces = read_pieces(path, 1 << 30), read_pieces(path, 600)
+    assert whole[3] == 1 and pieces[3] > 3 and pieces[:3] == whole[:3]
+    assert whole[0][-1]["id"] == stable_id(f"{path}\x00200")
+
+
+def test_a_bad_file_cut_into_pieces_is_listed_once(tmp_path):
+    path = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"body": [f"no text column {i}" for i in range(100)]}), path, row_group_size=10)
+    rows, counts, bad, n = read_pieces(path, 100)
+    assert n > 1 and rows == [] and counts["input_files.bad"] == 1 and len(bad) == 1

@@ -141,3 +141,25 @@ def test_same_documents_input_gives_byte_identical_parts(spark, tmp_path):
         for out in runs
     ]
     assert parts[0] == parts[1] and len(parts[0]) == 2
+
+
+def test_large_jsonl_and_parquet_files_are_read_by_several_tasks_as_by_one(spark, tmp_path):
+    from jobs import documents
+    from jobs.config import load_config
+
+    docs = write_docs(tmp_path / "docs")
+    texts = [f"Row {i} of a Parquet file. " * (i % 5 + 1) for i in range(60)]
+    pq.write_table(pa.table({"text": texts}), tmp_path / "docs" / "rows.parquet", row_group_size=8)
+    inputs = [str(docs), str(tmp_path / "docs" / "rows.parquet")]
+
+    def rows(target_mb: float) -> tuple[list[dict], dict]:
+        cfg = load_config(overrides={"spark": {"task_target_mb": target_mb}})
+        out = tmp_path / f"run-{target_mb}"
+        manifest = documents.main(spark, cfg, inputs, str(out), "docs")
+        parts = sorted(out.glob("documents/*/*.parquet"), key=lambda p: (p.name, p.parent.name))
+        return [r for p in parts for r in pq.read_table(p).to_pylist()], manifest
+
+    (whole, one), (pieces, many) = rows(128.0), rows(0.001)  # 0.001 MiB: ~1 KB a piece
+    assert len(one["parts"]) == 2 and len(many["parts"]) > 6
+    assert pieces == whole and len(whole) == 9 + 60
+    assert many["counts"] == one["counts"]

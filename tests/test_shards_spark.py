@@ -207,3 +207,43 @@ def test_key_ranges_that_draw_no_copy_become_empty_shards(spark, tmp_path):
     readers = open_split(tmp_path / "shards", "train")
     assert len(readers) > 3 and sum(len(r) for r in readers) == 3
     assert any(len(r) == 0 for r in readers)
+
+
+@pytest.mark.parametrize("n", [1, 5, 37])
+def test_routes_send_each_shard_to_its_own_partition(spark, n):
+    from pyspark.sql import functions as F
+
+    from jobs.shards import routes
+
+    values = spark.createDataFrame([(g, r) for g, r in enumerate(routes(spark, n))], "shard int, route long")
+    placed = values.repartition(n, "route").select("shard", F.spark_partition_id().alias("part")).collect()
+    assert sorted((r["shard"], r["part"]) for r in placed) == [(g, g) for g in range(n)]
+
+
+def test_sampled_estimate_neither_persists_nor_collects_the_corpus(spark, run_dir, tmp_path, monkeypatch):
+    """A sample of about a fifth of the text sizes the shards; nothing is persisted, and the
+    driver receives a row per bucket and split or per shard, never one per document."""
+    from jobs import shards
+
+    DataFrame = type(spark.range(1))  # the class running here (pyspark.sql.classic.dataframe's)
+
+    run = tmp_path / "run"
+    for stage in ("mixed", "tokenizer"):
+        shutil.copytree(run_dir / stage, run / stage)
+    collected = []
+    collect = DataFrame.collect
+    monkeypatch.setattr(DataFrame, "collect", lambda df: collected.append(collect(df)) or collected[-1])
+    for name in ("persist", "cache", "checkpoint", "localCheckpoint"):
+        monkeypatch.setattr(DataFrame, name, lambda *a, **k: pytest.fail("the shards stage persisted rows"))
+    monkeypatch.setattr(shards, "ESTIMATE_SAMPLE_BYTES", 20_000)
+    manifest = shards.main(spark, config(**CFG), str(run))
+
+    assert 0.05 < manifest["tokens_estimated"]["sample_probability"] < 0.5
+    assert max(map(len, collected)) <= max(
+        6, len(manifest["splits"]["train"]) + len(manifest["splits"]["valid"])
+    )
+    expected = read_manifest(run_dir / "shards")
+    for split, total in manifest["totals"].items():
+        assert total["tokens"] == expected["totals"][split]["tokens"]
+        assert abs(manifest["tokens_estimated"][split] / total["tokens"] - 1) < 0.1
+    assert decoded(run, "train") == decoded(run_dir, "train")  # the same order, whatever the shard count
