@@ -1,5 +1,7 @@
 """Tool calls in the chat format (training/chat.py) and in generation (training/engine.py)."""
 
+import json
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import pytest
@@ -8,7 +10,11 @@ import torch
 from corpus.tokenizer import encode_texts, train_bpe
 from training.chat import ChatTokens, render, render_for_generation
 from training.engine import IM_END_ID, generate
+from training.eval_tasks import task_accuracy
+from training.synth import SynthSftConfig, synthesize
+from training.tasks import Problem, check, make_split, solved
 from training.testing import without_tool_tokens
+from training.tool_data import tool_solution
 
 TOOL_TURN = [
     {"type": "text", "text": "Counting: "},
@@ -151,3 +157,87 @@ def test_without_tools_a_call_is_just_tokens(chat):
     model = ScriptedModel({300: _script(chat, "", "2 + 3", "")}, chat, chat.tok.get_vocab_size())
     out = generate(model, [[300]], 30, temperature=0, stop_ids=(IM_END_ID,))[0]
     assert chat.output_start not in out and out[-1] == IM_END_ID
+
+
+def _visible(parts: list[dict[str, str]]) -> str:
+    return "".join(p["text"] for p in parts if p["type"] == "text")
+
+
+@pytest.mark.parametrize("task", ["arithmetic", "count_letters", "spell"])
+def test_tool_solutions_pass_the_checker_and_their_steps_hold(task):
+    for problem in make_split(task, 40, seed=3):
+        parts = tool_solution(problem)
+        assert any(p["type"] == "python" for p in parts)
+        assert solved(asdict(problem), _visible(parts)), (problem.prompt, parts)
+
+
+def test_arithmetic_tool_solution_reads_as_the_plain_one():
+    for problem in make_split("arithmetic", 40, seed=4):
+        parts = tool_solution(problem)
+        assert _visible(parts) == problem.solution
+        assert len([p for p in parts if p["type"] == "python"]) == problem.solution.count(" = ")
+
+
+def test_count_letters_tool_solution_spells_and_counts_with_the_tool():
+    prompt = 'How many times does the letter "r" appear in the word "error"?'
+    problem = Problem("count_letters", prompt, "", "3")
+    assert tool_solution(problem) == [
+        {"type": "text", "text": "Spelling it out: "},
+        {"type": "python", "text": "'-'.join('error')"},
+        {"type": "output", "text": "e-r-r-o-r"},
+        {"type": "text", "text": "e-r-r-o-r.\nCounting r: "},
+        {"type": "python", "text": "'error'.count('r')"},
+        {"type": "output", "text": "3"},
+        {"type": "text", "text": "3.\n#### 3"},
+    ]
+
+
+def test_other_tasks_have_no_tool_solution():
+    with pytest.raises(ValueError, match="no tool-using solution"):
+        tool_solution(Problem("cloze", "p", "s", "a"))
+
+
+def test_generation_with_tools_reproduces_the_rendered_training_sequence(chat):
+    """What SFT trains on (render) is what generation makes when the model writes its trained
+    tokens: the runtime's outputs land exactly where the training data put them."""
+    problem = make_split("count_letters", 1, seed=5)[0]
+    conversation = problem.to_record("test")["messages"]
+    conversation[1]["content"] = tool_solution(problem)
+    ids, mask = render(conversation, chat)
+    prompt = render_for_generation(conversation[:1], chat)
+    written = [i for i, m in zip(ids[len(prompt) :], mask[len(prompt) :], strict=True) if m]
+    model = ScriptedModel({300: written}, chat, chat.tok.get_vocab_size())
+    out = generate(model, [[300]], 100, temperature=0, stop_ids=(IM_END_ID,), tools=chat)[0]
+    assert out == ids[len(prompt) :]
+    assert check("count_letters", chat.visible_text(out[:-1]), problem.answer)
+
+
+def test_synth_with_tools_writes_tool_turns_deterministically(tmp_path):
+    cfg = SynthSftConfig(
+        tools=True,
+        arithmetic={"train": 20, "test": 5},
+        count_letters={"train": 20, "test": 5},
+        spell={"train": 10, "test": 5},
+    )
+    synthesize(cfg, None, tmp_path / "a")
+    synthesize(cfg, None, tmp_path / "b")
+    text = (tmp_path / "a" / "train.jsonl").read_text()
+    assert text == (tmp_path / "b" / "train.jsonl").read_text()
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert all(isinstance(r["messages"][1]["content"], list) for r in rows)
+    assert all(isinstance(r["solution"], str) for r in rows)
+
+
+def test_eval_with_tools_runs_the_calls_and_grades_the_visible_text(chat):
+    """`refinery eval tasks --tools` end to end: the calls run, their outputs are fed back, and the
+    model's own text (which copies the outputs) is graded, steps included."""
+    problem = make_split("count_letters", 1, seed=6)[0]
+    conversation = [{"role": "user", "content": problem.prompt}, {"role": "assistant", "content": ""}]
+    conversation[1]["content"] = tool_solution(problem)
+    ids, mask = render(conversation, chat)
+    prompt = render_for_generation(conversation[:1], chat)
+    written = [i for i, m in zip(ids[len(prompt) :], mask[len(prompt) :], strict=True) if m]
+    model = ScriptedModel({prompt[-1]: written}, chat, chat.tok.get_vocab_size())
+    model.cfg.context_length = 256
+    with_tools = task_accuracy(model, chat, [problem.to_record("test")], 120, tools=True)
+    assert with_tools == {"count_letters": 1.0, "count_letters+steps": 1.0}

@@ -114,6 +114,7 @@ class SftConfig(LoopConfig, LoraOptions):
     eval_conversations: PositiveInt = 256  # held-out conversations for the validation loss
     eval_tasks: NonNegativeInt = 0  # test problems per task answered at each evaluation; 0: none
     max_new_tokens: PositiveInt = 128  # answer length limit in those evaluations
+    eval_tools: bool = False  # those evaluations run the model's Python tool calls
     model: ModelConfig | None = None
 
 
