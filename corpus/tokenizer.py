@@ -9,10 +9,14 @@
   digit, the same representation whatever its frequency; conf/full.yaml uses it, because a small
   model's arithmetic SFT, LoRA's most, learns better from ten digits than from irregular number
   tokens (bench/RESULTS.md, "one token per digit").
-- Ids 0..3 are the control tokens (`<|endoftext|>` = 0, the chat tokens of DESIGN.md), then
-  the PII placeholders of corpus/pii.py. Control tokens are *special*: in corpus text they are
-  encoded as ordinary characters (`encode_special_tokens`), so a web page quoting
-  `<|endoftext|>` cannot end a document early. Placeholders are added tokens that are not
+- Ids 0..3 are the control tokens (`<|endoftext|>` = 0, the chat tokens of DESIGN.md), ids
+  4..7 the tool tokens (`<|python_start|>`, `<|python_end|>`, `<|output_start|>`,
+  `<|output_end|>`: training/chat.py, training/engine.py), then the PII placeholders of
+  corpus/pii.py. Tokenizers trained before the tool tokens existed have BPE merges at 4..7;
+  they still load and serve everything but tool calls (`has_tool_tokens` tells them apart).
+  Control and tool tokens are *special*: in corpus text they are encoded as ordinary
+  characters (`encode_special_tokens`), so a web page quoting `<|endoftext|>` cannot end a
+  document early. Placeholders are added tokens that are not
   special: the annotated stage wrote them into the text, and they must map to one id each.
 """
 
@@ -28,8 +32,12 @@ from corpus.pii import PLACEHOLDERS
 END_OF_TEXT = "<|endoftext|>"
 IM_START, IM_SEP, IM_END = "<|im_start|>", "<|im_sep|>", "<|im_end|>"
 CONTROL_TOKENS = (END_OF_TEXT, IM_START, IM_SEP, IM_END)
+PYTHON_START, PYTHON_END = "<|python_start|>", "<|python_end|>"
+OUTPUT_START, OUTPUT_END = "<|output_start|>", "<|output_end|>"
+TOOL_TOKENS = (PYTHON_START, PYTHON_END, OUTPUT_START, OUTPUT_END)
+RESERVED_TOKENS = CONTROL_TOKENS + TOOL_TOKENS  # special, at ids 0..7 in this order
 PLACEHOLDER_TOKENS = tuple(PLACEHOLDERS.values())
-SPECIAL_TOKENS = CONTROL_TOKENS + PLACEHOLDER_TOKENS
+SPECIAL_TOKENS = RESERVED_TOKENS + PLACEHOLDER_TOKENS
 DIGIT_GROUP = 3
 
 
@@ -59,7 +67,7 @@ def train_bpe(
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(PLACEHOLDER_TOKENS),
         min_frequency=min_frequency,
-        special_tokens=list(CONTROL_TOKENS),
+        special_tokens=list(RESERVED_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -80,7 +88,14 @@ def load(path: str | Path) -> Tokenizer:
     for expected, token in enumerate(CONTROL_TOKENS):
         if tok.token_to_id(token) != expected:
             raise ValueError(f"{path}: {token} is not token id {expected}; not a Refinery tokenizer")
+    if has_tool_tokens(tok) and [tok.token_to_id(t) for t in TOOL_TOKENS] != [4, 5, 6, 7]:
+        raise ValueError(f"{path}: the tool tokens are not ids 4..7; not a Refinery tokenizer")
     return tok
+
+
+def has_tool_tokens(tok: Tokenizer) -> bool:
+    """True for tokenizers trained with the tool tokens reserved (all four, or none, are there)."""
+    return all(tok.token_to_id(t) is not None for t in TOOL_TOKENS)
 
 
 def encode_texts(tok: Tokenizer, texts: list[str]) -> list[list[int]]:

@@ -32,14 +32,14 @@ from pyspark.sql import SparkSession
 from corpus import mix
 from corpus.fs import is_file, join, open_output
 from corpus.manifest import fingerprint, read_json
-from corpus.tokenizer import CONTROL_TOKENS, END_OF_TEXT, PLACEHOLDER_TOKENS, file_hash, load, train_bpe
+from corpus.tokenizer import END_OF_TEXT, PLACEHOLDER_TOKENS, RESERVED_TOKENS, file_hash, load, train_bpe
 from corpus.units import Unit, plan_parts, unit_batches
 from jobs import decontam
 from jobs.config import PipelineConfig, TokenizerConfig
 from jobs.stage import MANIFEST, ROWS_PER_BATCH, Stage, inject_fault, kept_parts, run_tasks, up_to_date
 
 STAGE = "tokenizer"
-VERSION = 2  # 2: mix.key from corpus/sampling.py (one hash draw), other draws
+VERSION = 3  # 2: mix.key from corpus/sampling.py (one hash draw), other draws; 3: tool tokens at ids 4..7
 TOKENIZER_FILE = "tokenizer.json"
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _train(stage: Stage, tcfg: TokenizerConfig, texts: list[str], p: float, star
             "vocab_size": tok.get_vocab_size(),
             "vocab_size_requested": tcfg.vocab_size,
             "eot_id": tok.token_to_id(END_OF_TEXT),
-            "special_tokens": {t: tok.token_to_id(t) for t in (*CONTROL_TOKENS, *PLACEHOLDER_TOKENS)},
+            "special_tokens": {t: tok.token_to_id(t) for t in (*RESERVED_TOKENS, *PLACEHOLDER_TOKENS)},
             "sample": {
                 "probability": p,
                 "documents": len(texts),

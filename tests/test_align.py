@@ -410,6 +410,16 @@ def test_grpo_with_steps_pays_only_for_solved_responses(sft_checkpoint, sft_data
     assert logged and all(r["reward"] == r["solved"] <= r["correct"] for r in logged)
 
 
+def test_grpo_with_only_the_format_reward_pays_well_formed_responses(sft_checkpoint, sft_data, tmp_path):
+    cfg = GrpoConfig.model_validate(
+        GRPO.model_dump() | {"steps": 2, "save_every": 2, "reward": {"checker": 0.0, "format": 0.5}}
+    )
+    align("grpo", cfg, sft_checkpoint, sft_data, tmp_path, quiet=True)
+    logged = [r for r in records(tmp_path) if "loss" in r]
+    assert logged and all(r["reward"] == pytest.approx(0.5 * r["format"]) for r in logged)
+    assert all(r["correct"] <= r["format"] for r in logged)  # a correct answer is well formed
+
+
 @pytest.fixture(scope="module")
 def ppo_run(sft_checkpoint, sft_data, reward_model, tmp_path_factory):
     """PPO's 4 steps, a checkpoint after each of its 2 rollouts."""

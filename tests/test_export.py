@@ -62,3 +62,32 @@ def test_tied_grouped_query_model_exports_with_the_same_logits(text_shards, tmp_
     _, logits = hf_logits(out, idx)
     with torch.no_grad():
         assert (logits - load_model(ckpt)(idx)).abs().max().item() <= MAX_ABS_DIFF
+
+
+def test_tool_tokens_export_as_special_and_tool_turns_render_and_score_alike(tiny_checkpoint, tmp_path):
+    from corpus.tokenizer import TOOL_TOKENS
+    from training.chat import ChatTokens, render
+
+    out = export_hf(tiny_checkpoint, tmp_path / "hf")
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert hf_tok.convert_tokens_to_ids(list(TOOL_TOKENS)) == [4, 5, 6, 7]
+    assert set(TOOL_TOKENS) <= set(hf_tok.all_special_tokens)
+    conversation = [
+        {"role": "user", "content": 'How many "o" in "book"?'},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Counting: "},
+                {"type": "python", "text": "'book'.count('o')"},
+                {"type": "output", "text": "2"},
+                {"type": "text", "text": "2.\n#### 2"},
+            ],
+        },
+    ]
+    ours = render(conversation, ChatTokens(load(tiny_checkpoint / "tokenizer.json")))[0]
+    text = hf_tok.apply_chat_template(conversation, tokenize=False)
+    assert hf_tok(text, add_special_tokens=False)["input_ids"] == ours[1:]  # ours opens with end-of-text
+    idx = torch.tensor([ours[:64]])  # a tool turn, its four tool tokens included
+    _, logits = hf_logits(out, idx)
+    with torch.no_grad():
+        assert (logits - load_model(tiny_checkpoint)(idx)).abs().max().item() <= MAX_ABS_DIFF

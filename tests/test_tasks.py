@@ -11,6 +11,7 @@ from training.tasks import (
     make_split,
     solved,
     steps_hold,
+    well_formed,
 )
 
 
@@ -116,3 +117,10 @@ def test_a_letter_count_must_spell_the_word_it_was_asked_about():
     assert not steps_hold("count_letters", prompt, "Spelling it out: a-r-i-m.\nCounting n: no n.\n#### 0")
     assert not steps_hold("count_letters", prompt, "#### 0")
     assert steps_hold("title_choice", "any", "#### B")  # no steps to read
+
+
+def test_well_formed_needs_a_final_line_in_the_answer_form_right_or_wrong():
+    assert well_formed("arithmetic", "3 + 4 = 7\n#### 8")  # wrong, but well formed
+    assert not well_formed("arithmetic", "the answer is 7")
+    assert not well_formed("arithmetic", "#### about 7")
+    assert well_formed("spell", "#### p-l-a-n") and not well_formed("spell", "#### plan")

@@ -4,7 +4,9 @@ from corpus.tokenizer import (
     CONTROL_TOKENS,
     END_OF_TEXT,
     PLACEHOLDER_TOKENS,
+    TOOL_TOKENS,
     encode_documents,
+    has_tool_tokens,
     load,
     train_bpe,
 )
@@ -19,6 +21,28 @@ def tok():
 
 def test_control_tokens_have_the_first_ids(tok):
     assert [tok.token_to_id(t) for t in CONTROL_TOKENS] == [0, 1, 2, 3]
+
+
+def test_tool_tokens_follow_the_control_tokens(tok):
+    assert [tok.token_to_id(t) for t in TOOL_TOKENS] == [4, 5, 6, 7] and has_tool_tokens(tok)
+
+
+def test_tool_tokens_in_a_page_stay_text(tok):
+    ids = encode_documents(tok, ["print <|python_start|>1+1<|python_end|>"])[0]
+    assert not set(ids) & {4, 5, 6, 7}
+
+
+def test_tokenizer_without_tool_tokens_still_loads(tok, tmp_path):
+    """A tokenizer from before the tool tokens (BPE merges at ids 4..7) serves non-tool tasks."""
+    from training.testing import without_tool_tokens
+
+    old = without_tool_tokens(tok, tmp_path / "old.json")
+    ids = encode_documents(old, ["The river runs"])[0]
+    assert (
+        old.decode(ids) == "The river runs"
+        and not has_tool_tokens(old)
+        and old.token_to_id(CONTROL_TOKENS[3]) == 3
+    )
 
 
 def test_vocabulary_size_includes_the_placeholders(tok):

@@ -2,7 +2,7 @@ import pytest
 from mixdata import config, synthetic_docs, write_annotated
 
 from corpus.manifest import read_json
-from corpus.tokenizer import CONTROL_TOKENS, file_hash, load
+from corpus.tokenizer import RESERVED_TOKENS, file_hash, load
 
 pytestmark = pytest.mark.spark
 TEXTS = [
@@ -42,7 +42,7 @@ def test_hf_transformers_loads_it_and_encodes_identically(run_dir):
     for text in TEXTS:
         assert hf.encode(text, add_special_tokens=False) == tok.encode(text).ids
         assert hf.decode(hf.encode(text, add_special_tokens=False)) == text
-    assert hf.convert_tokens_to_ids(list(CONTROL_TOKENS)) == [0, 1, 2, 3]
+    assert hf.convert_tokens_to_ids(list(RESERVED_TOKENS)) == list(range(8))
 
 
 def test_rerun_is_skipped(spark, run_dir):

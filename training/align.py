@@ -59,7 +59,7 @@ from training.model import GPT
 from training.reward import RewardModel, load_reward_model
 from training.rollout import PromptStream, decode, exact_kl, in_chunks, pad_responses, sample, user_prompt
 from training.sft import from_checkpoint, resolve_checkpoint
-from training.tasks import check, solved
+from training.tasks import check, solved, well_formed
 
 PLOT = "align.png"
 # A prompt must leave this much of the context to answer in (a demo arithmetic solution is ~40
@@ -185,7 +185,7 @@ class Rollout:
 def roll_out(setup: Setup, prompts: PromptStream, index: int) -> Rollout:
     """Rollout `index` of an on-policy method (GRPO, PPO): `prompts_per_rollout` train prompts ×
     `group_size` samples from the policy as it is now, rewarded per response with
-    reward = cfg.reward.checker·verdict + cfg.reward.reward_model·normalized RM score, prompt-major
+    reward = checker·verdict + format·[well-formed] + reward_model·normalized RM score, prompt-major
     (rows i·G … i·G+G−1 answer prompt i). The checker's verdict is computed whatever the mix: it is
     how a reward-model-only run is watched for reward hacking."""
     cfg, G = setup.cfg, setup.cfg.group_size
@@ -205,14 +205,21 @@ def roll_out(setup: Setup, prompts: PromptStream, index: int) -> Rollout:
     correct = torch.tensor(
         [check(p["task"], t, p["answer"]) for p, t in zip(answered, texts, strict=True)], dtype=torch.float
     )
-    figures = {"correct": correct.mean().item(), "length": mask.sum(1).mean().item()}
+    formed = torch.tensor(
+        [well_formed(p["task"], t) for p, t in zip(answered, texts, strict=True)], dtype=torch.float
+    )
+    figures = {
+        "correct": correct.mean().item(),
+        "format": formed.mean().item(),
+        "length": mask.sum(1).mean().item(),
+    }
     verdict = correct
     if cfg.reward.steps:
         verdict = torch.tensor(
             [solved(p, t) for p, t in zip(answered, texts, strict=True)], dtype=torch.float
         )
         figures["solved"] = verdict.mean().item()
-    reward = cfg.reward.checker * verdict
+    reward = cfg.reward.checker * verdict + cfg.reward.format * formed
     if setup.scorer is not None:
         rm = reward_scores(setup.scorer, ids, mask, setup.rt.autocast).cpu()
         reward = reward + cfg.reward.reward_model * rm

@@ -104,8 +104,8 @@ def _eval_tasks(args: argparse.Namespace) -> None:
     for name in args.checkpoints:
         path = resolve_checkpoint(name)
         chat = ChatTokens(load_tokenizer(path / "tokenizer.json"))
-        results[name] = task_accuracy(load_model(path), chat, problems, args.max_new_tokens)
-    record = evaluation_record(problems, results)
+        results[name] = task_accuracy(load_model(path), chat, problems, args.max_new_tokens, tools=args.tools)
+    record = evaluation_record(problems, results) | {"tools": args.tools}
     print(format_table(results, record["problems"], record["majority"]))
     if args.out:
         from corpus.manifest import write_json_atomic
@@ -200,6 +200,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tasks.add_argument("--data", required=True, help="test.jsonl of `refinery synth sft`")
     tasks.add_argument("--limit", type=int, help="first N problems of each task")
     tasks.add_argument("--max-new-tokens", type=int, default=128)
+    tasks.add_argument(
+        "--tools", action="store_true", help="run the models' Python tool calls (training/sandbox.py)"
+    )
     tasks.add_argument("--out", help="write the results as JSON")
     tasks.set_defaults(func=_eval_tasks)
 

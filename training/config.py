@@ -143,6 +143,7 @@ class SftConfig(LoopConfig, LoraOptions):
     eval_conversations: PositiveInt = 256  # held-out conversations for the validation loss
     eval_tasks: NonNegativeInt = 0  # test problems per task answered at each evaluation; 0: none
     max_new_tokens: PositiveInt = 128  # answer length limit in those evaluations
+    eval_tools: bool = False  # those evaluations run the model's Python tool calls
     model: ModelConfig | None = None
 
 
@@ -172,13 +173,17 @@ class SamplingConfig(BaseModel):
 
 
 class RewardMix(BaseModel):
-    """Reward = checker·[check passes] + reward_model·(normalized reward-model score).
+    """Reward = checker·[check passes] + format·[final line in the answer's form] +
+    reward_model·(normalized reward-model score).
 
     With `steps`, the checker's verdict also needs the worked steps to hold (training/tasks.py
-    `solved`), so an answer right by luck earns nothing."""
+    `solved`), so an answer right by luck earns nothing. `format` rewards a well-formed final
+    line whatever its value (training/tasks.py `well_formed`): what RL from a base model, which
+    has never seen `#### ANSWER`, needs to learn first."""
 
     model_config = STRICT
     checker: float = 1.0
+    format: float = 0.0
     reward_model: float = 0.0
     steps: bool = False
 

@@ -25,7 +25,7 @@ import torch
 from tokenizers import Tokenizer
 
 from corpus.shards import ShardReader
-from corpus.tokenizer import CONTROL_TOKENS
+from corpus.tokenizer import RESERVED_TOKENS
 
 
 class PackedWindows:
@@ -139,7 +139,7 @@ def _split(windows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def token_bytes(tok: Tokenizer) -> np.ndarray:
-    """UTF-8 bytes each token id stands for: control tokens 0, placeholders their literal text.
+    """UTF-8 bytes each token id stands for: control and tool tokens 0, placeholders their literal text.
 
     Byte-level BPE spells a token with one printable character per byte (GPT-2's byte-to-unicode
     map), so a token's byte count is its string length; bits per byte divides by these.
@@ -148,7 +148,7 @@ def token_bytes(tok: Tokenizer) -> np.ndarray:
     added = tok.get_added_tokens_decoder()
     for token, i in tok.get_vocab().items():
         if i in added:
-            counts[i] = 0 if token in CONTROL_TOKENS else len(token.encode("utf-8"))
+            counts[i] = 0 if token in RESERVED_TOKENS else len(token.encode("utf-8"))
         else:
             counts[i] = len(token)
     return counts

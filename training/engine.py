@@ -8,14 +8,27 @@ positions count from its first real token, so each row generates what it would a
 tests check this token for token). A prompt is prefilled in one forward pass; each new token
 then costs one pass over one position, reading keys and values from a preallocated cache
 instead of recomputing the whole prefix (bench/generate.py: the speed-up).
+
+Tools (`tools=ChatTokens`, training/chat.py): when a row generates `<|python_end|>`, the call
+since its `<|python_start|>` is run in the sandbox (training/sandbox.py) and
+`<|output_start|>RESULT<|output_end|>` is queued for that row. The row's next steps feed the
+queued tokens instead of sampled ones, one per step through the cache like any token (no
+recomputation), then the row samples again. Rows queue independently, so in a batch each row
+calls its tools at its own steps; the fed tokens are part of the returned ids and count
+toward `max_new_tokens`.
 """
 
+from collections import deque
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from training.model import GPT
+
+if TYPE_CHECKING:
+    from training.chat import ChatTokens
 
 END_OF_TEXT_ID = 0  # corpus/tokenizer.py: <|endoftext|> is id 0, <|im_end|> id 3
 IM_END_ID = 3
@@ -95,6 +108,7 @@ def generate(
     stop_ids: Sequence[int] = (END_OF_TEXT_ID,),
     seed: int = 0,
     use_cache: bool = True,
+    tools: "ChatTokens | None" = None,
 ) -> list[list[int]]:
     """New token ids for each prompt, ending with the stop token that ended it (if one did).
 
@@ -102,7 +116,10 @@ def generate(
     the batch stops when every row has, or after `max_new_tokens`. Sampling draws from one
     generator seeded by `seed`: the same call gives the same tokens. `use_cache=False`
     recomputes each prompt's full sequence at every step: the reference the cache must equal.
+    With `tools`, calls are run and their outputs fed back (module docstring).
     """
+    if tools is not None and not tools.tools:
+        raise ValueError("generate with tools needs a tokenizer with the tool tokens")
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate needs at least one prompt, and no empty prompt")
     if temperature < 0:
@@ -129,12 +146,15 @@ def generate(
 
     out: list[list[int]] = [[] for _ in range(B)]
     done = [False] * B
+    queued: list[deque[int]] = [deque() for _ in range(B)]  # tool outputs still to feed, per row
     for _ in range(max_new_tokens):
-        token = sample_next(logits, temperature, top_k, generator)
+        token = _feed_queued(sample_next(logits, temperature, top_k, generator), queued)
         for b, t in enumerate(token.tolist()):
             if not done[b]:
                 out[b].append(t)
                 done[b] = t in stops
+                if tools is not None and t == tools.python_end:
+                    queued[b].extend(tools.tool_output(_last_call(out[b], tools)))
         if all(done):
             break
         if use_cache:
@@ -144,6 +164,29 @@ def generate(
                 seq.append(t)
             logits = _last_logits(model, sequences, device)
     return out
+
+
+def _feed_queued(token: torch.Tensor, queued: list[deque[int]]) -> torch.Tensor:
+    """The sampled tokens, with each row that has queued tool output taking its next one instead."""
+    if not any(queued):
+        return token
+    token = token.clone()
+    for b, q in enumerate(queued):
+        if q:
+            token[b] = q.popleft()
+    return token
+
+
+def _last_call(ids: list[int], tools: "ChatTokens") -> list[int]:
+    """The ids of the call that `ids` (ending with `<|python_end|>`) just closed; empty (an error
+    for the sandbox) when no `<|python_start|>` opened it since the last tool token."""
+    closers = (tools.python_end, tools.output_start, tools.output_end)
+    for i in range(len(ids) - 2, -1, -1):
+        if ids[i] == tools.python_start:
+            return ids[i + 1 : -1]
+        if ids[i] in closers:
+            break
+    return []
 
 
 def _last_logits(model: GPT, sequences: list[list[int]], device) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Exact-match accuracy on the verifiable tasks: greedy answers, graded by training/tasks.py's checker.
 
-    refinery eval tasks CKPT [CKPT ...] --data DIR/test.jsonl [--limit N] [--out results.json]
+    refinery eval tasks CKPT [CKPT ...] --data DIR/test.jsonl [--limit N] [--tools] [--out results.json]
 
 Each test problem's user turn is rendered for generation (training/chat.py), the model answers
 greedily with the KV cache (training/engine.py) until `<|im_end|>`, and `check` grades the final
@@ -10,6 +10,11 @@ common test answer. A model at that floor has learned the answer's prior, not th
 demo's letter counts, 65% of the answers are 1). For the tasks with worked steps a program can
 read, a `TASK+steps` row counts only answers whose steps are right too (training/tasks.py
 `steps_hold`); the gap between the two rows is the answers right by luck.
+
+With `--tools`, generation runs the model's Python calls (training/engine.py) and a response is
+graded on its visible text, calls and outputs left out (`ChatTokens.visible_text`): the final
+line must be the model's own, not a tool output. Checkpoints whose tokenizer has no tool tokens
+are evaluated without tools.
 """
 
 import json
@@ -44,7 +49,12 @@ def read_problems(path: str | Path, limit: int | None = None) -> list[dict[str, 
 
 
 def answer(
-    model: torch.nn.Module, chat: ChatTokens, prompts: list[str], max_new_tokens: int, autocast=None
+    model: torch.nn.Module,
+    chat: ChatTokens,
+    prompts: list[str],
+    max_new_tokens: int,
+    autocast=None,
+    tools: bool = False,
 ) -> list[str]:
     """Greedy responses to single-turn user prompts, decoded without the stop token.
 
@@ -71,11 +81,12 @@ def answer(
                 budget,
                 temperature=0.0,
                 stop_ids=(IM_END_ID, END_OF_TEXT_ID),
+                tools=chat if tools and chat.tools else None,
             )
         for i, ids in zip(chosen, new, strict=True):
             if ids and ids[-1] in (IM_END_ID, END_OF_TEXT_ID):
                 ids = ids[:-1]
-            responses[i] = chat.tok.decode(ids)
+            responses[i] = chat.visible_text(ids)
     return responses
 
 
@@ -85,11 +96,12 @@ def task_accuracy(
     problems: list[dict[str, Any]],
     max_new_tokens: int = 128,
     autocast=None,
+    tools: bool = False,
 ) -> dict[str, float]:
     """Exact-match accuracy per task and, as `TASK+steps`, the share of problems solved with
     every worked step right too (training/tasks.py `solved`) for the tasks whose steps are read:
     the gap between the two is the answers right by luck."""
-    responses = answer(model, chat, [p["prompt"] for p in problems], max_new_tokens, autocast)
+    responses = answer(model, chat, [p["prompt"] for p in problems], max_new_tokens, autocast, tools)
     right, total = defaultdict(int), defaultdict(int)
     for p, response in zip(problems, responses, strict=True):
         total[p["task"]] += 1

@@ -8,7 +8,9 @@ matrices are split into q/k/v and gate/up. No permutation: our rotary layout is 
 tests/test_export.py checks that the logits agree to 1e-4.
 
 The tokenizer config declares `<|endoftext|>` as end-of-sequence and padding, the chat tokens
-as special, and a chat template writing DESIGN.md's format. transformers is imported here only
+(and the tool tokens, when the tokenizer has them) as special, and a chat template writing
+DESIGN.md's format, with an assistant turn given as a list of tool parts rendered as
+training/chat.py renders it. transformers is imported here only
 (it is a dev dependency), for `LlamaConfig` and `PreTrainedTokenizerFast`, which write files the
 installed version reads.
 """
@@ -19,13 +21,34 @@ from pathlib import Path
 
 import torch
 
-from corpus.tokenizer import CONTROL_TOKENS, END_OF_TEXT, IM_END, IM_SEP, IM_START
+from corpus.tokenizer import (
+    CONTROL_TOKENS,
+    END_OF_TEXT,
+    IM_END,
+    IM_SEP,
+    IM_START,
+    OUTPUT_END,
+    OUTPUT_START,
+    PYTHON_END,
+    PYTHON_START,
+    TOOL_TOKENS,
+    has_tool_tokens,
+)
 from training.checkpoint import read_meta, resolve_checkpoint
 from training.config import ModelConfig
 
+_PARTS = (
+    "{% for part in message['content'] %}"
+    f"{{% if part['type'] == 'python' %}}{PYTHON_START}{{{{ part['text'] }}}}{PYTHON_END}"
+    f"{{% elif part['type'] == 'output' %}}{OUTPUT_START}{{{{ part['text'] }}}}{OUTPUT_END}"
+    "{% else %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}"
+)
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
-    f"{IM_START}{{{{ message['role'] }}}}{IM_SEP}{{{{ message['content'] }}}}{IM_END}"
+    f"{IM_START}{{{{ message['role'] }}}}{IM_SEP}"
+    f"{{% if message['content'] is string %}}{{{{ message['content'] }}}}{{% else %}}{_PARTS}{{% endif %}}"
+    f"{IM_END}"
     "{% endfor %}"
     f"{{% if add_generation_prompt %}}{IM_START}assistant{IM_SEP}{{% endif %}}"
 )
@@ -98,12 +121,14 @@ def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
         pad_token_id=eot,
         dtype="float32",
     ).save_pretrained(tmp)
+    tok = Tokenizer.from_file(str(ckpt / "tokenizer.json"))
+    tools = list(TOOL_TOKENS) if has_tool_tokens(tok) else []
     PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_file(str(ckpt / "tokenizer.json")),
+        tokenizer_object=tok,
         bos_token=END_OF_TEXT,
         eos_token=END_OF_TEXT,
         pad_token=END_OF_TEXT,
-        additional_special_tokens=[IM_START, IM_SEP, IM_END],
+        additional_special_tokens=[IM_START, IM_SEP, IM_END, *tools],
         chat_template=CHAT_TEMPLATE,
         model_max_length=cfg.context_length,
     ).save_pretrained(tmp)

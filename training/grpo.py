@@ -3,7 +3,10 @@
 Group Relative Policy Optimization (Shao et al. 2024, "DeepSeekMath", §4.1). Each rollout
 samples `group_size` (G) responses to each of `prompts_per_rollout` train prompts from the
 current policy and rewards each response: `reward.checker` × [the checker accepts it] +
-`reward.reward_model` × its normalized reward-model score. Every token of a response gets its
+`reward.format` × [its final line has the answer's form, right or wrong] +
+`reward.reward_model` × its normalized reward-model score. R1-Zero (DeepSeek-R1, §2.2): `--init`
+the *base* checkpoint with `reward: {checker: 1, format: W}`, so the policy first learns the
+chat turn and the `#### ANSWER` line it has never seen, then the answers. Every token of a response gets its
 group-relative advantage (r − mean of the group) / std of the group (outcome supervision; no
 critic: the other samples of the prompt are the baseline). The loss is their eq. 3: per token,
 the clipped surrogate plus β times the k3 estimate of KL(π ‖ π_ref), averaged over each
@@ -19,7 +22,8 @@ A group whose samples all get the same reward (all solved, all failed) has advan
 teaches nothing: `zero_adv` in the records says how much of a rollout was wasted that way, and
 is why GRPO gains least on tasks the SFT model already solves or never does.
 
-Records per log: `reward`, `correct` (checker accuracy of the rollouts), `rm` (mean RM score
+Records per log: `reward`, `correct` (checker accuracy of the rollouts), `format` (share of
+well-formed responses), `rm` (mean RM score
 when one is loaded), `kl` (k1 per response, Σ log π/π_ref over its tokens), `kl_k3` (per token,
 as in the loss), `length`, `zero_adv`, `clip_frac`.
 """

@@ -86,7 +86,9 @@ def sft(
         result = evaluate(model, valid_data.eval_batches(cfg.micro_batch), nbytes, autocast=rt.autocast)
         figures = {"loss": result["loss"]}
         if problems and rt.is_main:
-            accuracy = task_accuracy(model, chat, problems, cfg.max_new_tokens, autocast=rt.autocast)
+            accuracy = task_accuracy(
+                model, chat, problems, cfg.max_new_tokens, autocast=rt.autocast, tools=cfg.eval_tools
+            )
             figures |= {f"acc_{task}": acc for task, acc in accuracy.items()}
             model.train()
         return figures

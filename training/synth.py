@@ -4,10 +4,12 @@
 
 writes DIR/train.jsonl, DIR/test.jsonl (one `Problem.to_record` per line: task, prompt,
 solution, answer, split, messages) and DIR/report.json (problems, prompt and solution lengths
-per task and split), and prints the mix. Procedural tasks draw test problems from `test_seed`
-first and train problems from `train_seed` excluding every test prompt; corpus tasks split by
-document (training/corpus_tasks.py). Lines are in a seeded shuffled order, so the same config
-and run give the same bytes.
+per task and split), and prints the mix. With `tools: true` the procedural tasks' assistant
+turns call the Python tool (training/tool_data.py); the `solution` field keeps the plain one.
+Procedural tasks draw test problems from `test_seed` first and train problems from
+`train_seed` excluding every test prompt; corpus tasks split by document
+(training/corpus_tasks.py). Lines are in a seeded shuffled order, so the same config and run
+give the same bytes.
 
 Memory: `--run` streams the run's kept parts in this one process, holding the
 `sample_documents` passages it draws (20,000 by default, ~15 MB), never the corpus; its time
@@ -27,6 +29,7 @@ from corpus.manifest import write_json_atomic
 from corpus.yaml_config import load_yaml
 from training.corpus_tasks import CORPUS_TASKS, Doc, curated_documents, split_documents
 from training.tasks import Problem, make_split
+from training.tool_data import TOOL_SOLUTIONS, tool_solution
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "synth" / "sft.yaml"
@@ -62,6 +65,7 @@ class SynthSftConfig(BaseModel):
     # 4,000 test and 16,000 train documents for 2 x 200 test and 2 x 2,000 train problems;
     # whoever draws them holds this many passages (20,000 x ~600 characters).
     sample_documents: int = Field(20_000, gt=0)
+    tools: bool = False  # arithmetic, count_letters and spell solutions call the Python tool
     arithmetic: ArithmeticConfig = ArithmeticConfig()
     count_letters: LettersConfig = LettersConfig()
     spell: LettersConfig = LettersConfig(train=600, test=100)
@@ -119,6 +123,14 @@ def report(splits: dict[str, list[Problem]]) -> dict[str, Any]:
     return out
 
 
+def record(problem: Problem, split: str, tools: bool) -> dict[str, Any]:
+    """The JSONL row of a problem; with `tools`, its assistant turn calls the tool where it can."""
+    row = problem.to_record(split)
+    if tools and problem.task in TOOL_SOLUTIONS:
+        row["messages"][1]["content"] = tool_solution(problem)
+    return row
+
+
 def synthesize(cfg: SynthSftConfig, run_dir: str | Path | None, out: str | Path) -> dict[str, Any]:
     """Write train.jsonl, test.jsonl and report.json into `out`; return the report."""
     splits = procedural(cfg)
@@ -130,7 +142,7 @@ def synthesize(cfg: SynthSftConfig, run_dir: str | Path | None, out: str | Path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for split, problems in splits.items():
-        rows = [p.to_record(split) for p in problems]
+        rows = [record(p, split, cfg.tools) for p in problems]
         random.Random(f"{split}:{cfg.train_seed}").shuffle(rows)
         tmp = out / f".{split}.jsonl.tmp"
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

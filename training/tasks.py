@@ -96,6 +96,13 @@ def check(task: str, response: str, answer: str) -> bool:
     return ANSWER_FORMS[task].fullmatch(stated) is not None and stated == answer
 
 
+def well_formed(task: str, response: str) -> bool:
+    """True if the response ends its reasoning with a final line in the task's answer form, right or
+    wrong: the format reward of R1-Zero-style RL from a base model (DeepSeek-R1, §2.2.2)."""
+    stated = final_answer(response)
+    return stated is not None and ANSWER_FORMS[task].fullmatch(stated) is not None
+
+
 STEPPED = ("arithmetic", "count_letters")  # the tasks whose worked steps `steps_hold` reads
 
 

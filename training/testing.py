@@ -10,11 +10,14 @@ the validation split.
 """
 
 import argparse
+import json
 from pathlib import Path
+
+from tokenizers import Tokenizer
 
 from corpus.manifest import write_json_atomic
 from corpus.shards import MANIFEST, token_dtype, write_split
-from corpus.tokenizer import encode_documents, file_hash, train_bpe
+from corpus.tokenizer import TOOL_TOKENS, encode_documents, file_hash, load, train_bpe
 
 SAMPLE_TEXT = Path(__file__).resolve().parent.parent / "data" / "text" / "tinyshakespeare-200k.txt"
 
@@ -74,6 +77,17 @@ def make_text_run(
     }
     write_json_atomic(shards / MANIFEST, manifest)
     return shards
+
+
+def without_tool_tokens(tok: Tokenizer, path: str | Path) -> Tokenizer:
+    """`tok` as a tokenizer from before the tool tokens existed (saved at `path`, loaded back): ids
+    4..7 are ordinary vocabulary entries, as an old tokenizer's first BPE merges are."""
+    data = json.loads(tok.to_str())
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] not in TOOL_TOKENS]
+    for k, token in enumerate(TOOL_TOKENS):
+        data["model"]["vocab"][f"unused{k}"] = data["model"]["vocab"].pop(token)
+    Path(path).write_text(json.dumps(data))
+    return load(path)
 
 
 def main() -> None:
