@@ -61,9 +61,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def is_remote(path: str) -> bool:
+def is_remote(path: str | Path) -> bool:
     """True for a URI other than `file://`: read through fsspec rather than `open`."""
-    protocol, sep, _ = path.partition("://")
+    protocol, sep, _ = str(path).partition("://")
     return bool(sep) and protocol != "file"
 
 

@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,7 +181,7 @@ def test_a_small_fit_trains_every_mixture_writes_shares_and_validates(run, tmp_p
     (run / "mixture").mkdir()
     (run / "mixture" / "mixture.json").write_text((tmp_path / "mixture.json").read_text())
     page = Page(run)
-    assert "learned share" in learned_mixture(page) and (page.out / "learned_mixture.png").is_file()
+    assert "learned share" in learned_mixture(page) and (Path(page.out) / "learned_mixture.png").is_file()
 
 
 def test_a_run_with_one_bucket_is_refused(run, tmp_path):
