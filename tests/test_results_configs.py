@@ -93,6 +93,7 @@ def _synth_preferences(path: Path, argv: list[str]) -> None:
 VALIDATORS: dict[tuple[str, ...], Callable[[Path, list[str]], None]] = {
     ("run",): _pipeline,
     ("ablate",): _ablate,
+    ("dedup-eval",): lambda path, argv: load_config(path),
     ("train", "pretrain"): lambda path, argv: load_pretrain_config(path),
     ("train", "sft"): lambda path, argv: load_yaml(path, SftConfig),
     ("train", "reward"): lambda path, argv: load_yaml(path, RewardConfig),
