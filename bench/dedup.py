@@ -1,6 +1,7 @@
 """Dedup benchmarks: MinHash signature throughput, and the deduped stage at N and 2N documents.
 
     python bench/dedup.py --n 100000 --cores 2
+    python bench/dedup.py --n 100000 --compare conf/pipeline.yaml bench/configs/pipeline/dedup-recall.yaml
 
 1. Signatures: documents per second on one core (one process, one thread) for synthetic 3 KB
    documents and 112 hash functions: `corpus.minhash.sign` (normalize, exact hash, shingle hashes,
@@ -11,6 +12,12 @@
    parts), each size in a fresh process: wall time, the Python driver's peak RSS
    (VmHWM), the JVM's peak RSS (VmHWM; in local mode it holds the executors too), and the
    duplicates found against those planted.
+3. `--compare CONFIG...` (instead of 1 and 2): the deduped stage on one set of N documents once
+   per config, each in a fresh process: the cost in time of other LSH settings, e.g.
+   FineWeb's 14 x 8 (conf/pipeline.yaml) against 26 x 8 over 208 hash values, the fewest bands of
+   8 rows that make a pair at the 0.8 threshold a candidate with probability 0.99
+   (corpus/minhash.py `bands_for_recall`). Besides the planted copies (near copies at Jaccard
+   ~0.9), N x NEAR_SHARE / 2 copies are edited to Jaccard ~0.8, where the settings differ.
 """
 
 import argparse
@@ -29,6 +36,8 @@ import numpy as np  # noqa: E402
 VOCAB = 30000
 EXACT_SHARE = NEAR_SHARE = 0.08
 NEAR_EDIT_RATE = 0.01  # words replaced in a near copy: 5-gram Jaccard ~0.9 (estimates >= 0.8)
+# `--compare`: a word in 45 replaced changes up to 5 of its 5-grams; spaced at random, Jaccard ~0.8
+THRESHOLD_EDIT_RATE = 0.022
 
 
 def vocabulary(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -73,8 +82,9 @@ def _restyle(text: str, rng: np.random.Generator) -> str:
     return "  ".join(w.upper() if rng.random() < 0.2 else w + "," for w in words) + "!"
 
 
-def make_run(run_dir: Path, n: int, parts: int, seed: int) -> dict:
-    """RUN/annotated/{kept/part-*.parquet, manifest.json} with planted exact and near copies."""
+def make_run(run_dir: Path, n: int, parts: int, seed: int, threshold_copies: bool = False) -> dict:
+    """RUN/annotated/{kept/part-*.parquet, manifest.json} with planted exact and near copies; with
+    `threshold_copies`, half of the near copies edited at THRESHOLD_EDIT_RATE instead."""
     import pyarrow.parquet as pq
 
     from corpus.manifest import write_json_atomic
@@ -86,9 +96,10 @@ def make_run(run_dir: Path, n: int, parts: int, seed: int) -> dict:
     words, _ = vocabulary(rng)
     for _ in range(n_exact):
         texts.append(_restyle(texts[int(rng.integers(0, n - n_exact - n_near))], rng))
-    for _ in range(n_near):
+    for k in range(n_near):
         base = texts[int(rng.integers(0, n - n_exact - n_near))].split()
-        for i in rng.choice(len(base), max(1, round(NEAR_EDIT_RATE * len(base))), replace=False):
+        rate = THRESHOLD_EDIT_RATE if threshold_copies and k % 2 else NEAR_EDIT_RATE
+        for i in rng.choice(len(base), max(1, round(rate * len(base))), replace=False):
             base[i] = str(words[rng.integers(0, VOCAB)])
         texts.append(" ".join(base))
     order = rng.permutation(n)
@@ -135,13 +146,13 @@ def _jvm_peak_rss_mb() -> float | None:
     return None
 
 
-def stage_only(run_dir: str, cores: int) -> None:
+def stage_only(run_dir: str, cores: int, config: str | None = None) -> None:
     """Run in a fresh process: the deduped stage alone; prints one JSON line of figures."""
     from jobs import deduped
-    from jobs.config import PipelineConfig
+    from jobs.config import load_config
     from jobs.spark import spark_session
 
-    cfg = PipelineConfig()
+    cfg = load_config(config)
     spark = spark_session(cfg.spark, master=f"local[{cores}]")
     spark.sparkContext.parallelize(range(cores), cores).count()  # start the Python workers first
     shutil.rmtree(Path(run_dir) / "deduped", ignore_errors=True)
@@ -157,9 +168,41 @@ def stage_only(run_dir: str, cores: int) -> None:
         "iterations": manifest["dedup"]["iterations"],
         "clusters": manifest["dedup"]["clusters"],
         "seconds": manifest["dedup"]["seconds"],
+        "candidate_edges": manifest["dedup"].get("candidate_edges"),
+        "verified_edges": manifest["dedup"].get("verified_edges"),
     }
     spark.stop()
     print(json.dumps(figures))
+
+
+def run_stage(run_dir: Path, cores: int, config: str | None = None) -> dict:
+    """`stage_only` in a fresh process; its figures."""
+    command = [sys.executable, __file__, "--stage-only", str(run_dir), "--cores", str(cores)]
+    out = subprocess.run(
+        command + (["--config", config] if config else []), check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare(args: argparse.Namespace) -> None:
+    """The stage on one run of N documents (with copies at the threshold) once per config."""
+    from jobs.config import load_config
+
+    run_dir = Path(args.work) / "compare"
+    planted = make_run(run_dir, args.n, args.parts, args.seed + 1, threshold_copies=True)
+    print(f"deduped stage, Spark local[{args.cores}], {args.n} documents, {planted}:")
+    print(f"  {'config':<45} {'LSH':>10} {'wall s':>7} {'sig s':>6} {'clu s':>6} {'cand.':>7} {'near':>6}")
+    for config in args.compare:
+        dcfg = load_config(config).deduped
+        bands, rows = dcfg.lsh_params()
+        r = run_stage(run_dir, args.cores, config)
+        sec = r["seconds"]
+        print(
+            f"  {config:<45} {f'{bands}x{rows}/{dcfg.num_perm}':>10} {r['wall_s']:>7.1f} "
+            f"{sec['signatures']:>6.1f} {sec['clusters']:>6.1f} {r['candidate_edges'] or 0:>7} "
+            f"{r['duplicates']['near']:>6}"
+        )
+    shutil.rmtree(run_dir)
 
 
 def main() -> None:
@@ -171,10 +214,15 @@ def main() -> None:
     parser.add_argument("--parts", type=int, default=8, help="input parts per N documents")
     parser.add_argument("--work", default="/tmp/refinery-bench-dedup")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare", nargs="+", metavar="CONFIG", help="pipeline configs timed on one set")
     parser.add_argument("--stage-only", metavar="RUN", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage_only:
-        stage_only(args.stage_only, args.cores)
+        stage_only(args.stage_only, args.cores, args.config)
+        return
+    if args.compare:
+        compare(args)
         return
     rng = np.random.default_rng(args.seed)
     sig = bench_signatures(4000, 500, rng)
@@ -186,14 +234,7 @@ def main() -> None:
     for k in (1, 2):
         run_dir = Path(args.work) / f"n{k}"
         planted = make_run(run_dir, k * args.n, k * args.parts, args.seed + k)
-        out = subprocess.run(
-            [sys.executable, __file__, "--stage-only", str(run_dir), "--cores", str(args.cores)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        figures = json.loads(out.stdout.strip().splitlines()[-1])
-        results.append({**figures, **planted})
+        results.append({**run_stage(run_dir, args.cores), **planted})
         shutil.rmtree(run_dir)
     print(f"deduped stage, Spark local[{args.cores}] (seconds: signatures / clusters / output):")
     print(

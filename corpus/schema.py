@@ -66,6 +66,9 @@ DOCUMENT = pa.schema(
         pa.field("exact_hash", pa.string()),
         pa.field("cluster_id", pa.string()),
         pa.field("cluster_size", pa.int64()),
+        pa.field(
+            "paragraphs_removed", pa.int32()
+        ),  # deduped.paragraphs: lines removed (corpus/paragraphs.py)
         pa.field("bucket", pa.string()),
         pa.field("repeats", pa.int32()),
         pa.field("reject", pa.string()),

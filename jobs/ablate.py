@@ -65,6 +65,9 @@ class VariantConfig(BaseModel):
     model_config = STRICT
     stage: Literal["documents", "annotated", "deduped", "mixed", "decontam"]
     without: tuple[str, ...] = ()  # annotated: rules switched off (re-decided from stored signals)
+    # another run's stage, e.g. deduped with another config over the same annotated stage: a path
+    # relative to `--run` (`../other` for a sibling); None: `--run`'s, which also gives the eval sets
+    run: str | None = None
 
     @pydantic.model_validator(mode="after")
     def _known_rules(self) -> "VariantConfig":
@@ -174,7 +177,10 @@ def load_ablate_config(path: str | Path | None) -> AblateConfig:
 def prepare(cfg: AblateConfig, run: Path, out: Path) -> dict[str, Any]:
     """Write the tokenizer and every shard directory; return what each variant holds."""
     heldout = data.heldout_rule(cfg.seed, cfg.heldout_fraction)
-    docs = {name: data.variant_docs(run, v.stage, v.without, heldout) for name, v in cfg.variants.items()}
+    docs = {
+        name: data.variant_docs(run / (v.run or "."), v.stage, v.without, heldout)
+        for name, v in cfg.variants.items()
+    }
     curated = max((v.stage for v in cfg.variants.values()), key=data.STAGES.index)
     texts = data.eval_sets(run, cfg.reference_files, curated, heldout)
     index = NgramIndex.build(texts, cfg.decontam.ngram)

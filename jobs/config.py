@@ -24,6 +24,7 @@ from corpus.filters.gopher_repetition import GopherRepetitionFilter
 from corpus.filters.language import PREFILTER_MARGIN, LanguageFilter
 from corpus.filters.url import UrlFilter
 from corpus.heldout import HELDOUT_REFERENCE
+from corpus.paragraphs import MIN_DOCUMENTS, MIN_WORDS
 from corpus.pii import PiiRedactor
 from corpus.tokenizer import SPECIAL_TOKENS
 from corpus.yaml_config import load_yaml
@@ -150,6 +151,16 @@ class UrlDedupConfig(BaseModel):
     keep: Literal["latest", "earliest"] = "latest"  # by fetch_time; a missing fetch_time loses
 
 
+class ParagraphDedupConfig(BaseModel):
+    """Paragraphs (lines) carried by `min_documents` or more of the documents that URL, exact and
+    near dedup keep are removed from them (corpus/paragraphs.py, jobs/deduped_paragraphs.py)."""
+
+    model_config = STRICT
+    enabled: bool = False
+    min_documents: int = pydantic.Field(MIN_DOCUMENTS, ge=2)  # Llama 3's "more than 6 times"
+    min_words: int = pydantic.Field(MIN_WORDS, ge=1)  # shorter paragraphs are never counted
+
+
 class DedupedConfig(BaseModel):
     """Exact and MinHash-LSH dedup (jobs/deduped.py, corpus/minhash.py): FineWeb's 14 x 8 by default."""
 
@@ -176,6 +187,7 @@ class DedupedConfig(BaseModel):
         if repeated := sorted({run for run in value if value.count(run) > 1}):
             raise ValueError(f"against: {', '.join(repeated)} listed twice")
         return value
+    paragraphs: ParagraphDedupConfig = ParagraphDedupConfig()
 
     @pydantic.field_validator("keep_order")
     @classmethod

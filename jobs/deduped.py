@@ -4,7 +4,9 @@ Reject rules, in order: `duplicate:url` (with `url.enabled`: another fetch of th
 corpus/filters/url.py `canonical_url`, is kept: the latest by `fetch_time`, or the earliest, then
 by id), `duplicate:exact` (same normalized text as the kept document of its cluster) and
 `duplicate:near` (in the cluster through MinHash-LSH; with `verify`, at an exact Jaccard of at
-least `threshold` with the kept document). The URL decision comes first and only the fetches it
+least `threshold` with the kept document), then, with `paragraphs.enabled`, `duplicate:paragraphs`
+(a document kept so far left with no word once the paragraphs carried by `min_documents` of the
+kept documents are removed: jobs/deduped_paragraphs.py). The URL decision comes first and only the fetches it
 keeps are clustered by text, so an older fetch of a page never keeps a text cluster for itself. A
 `duplicate:url` row's `cluster_id` is the kept fetch's id and its `cluster_size` the number of
 fetches of its URL. Every row gets `exact_hash`,
@@ -60,6 +62,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from functools import reduce
 from pathlib import Path
@@ -79,6 +82,7 @@ from corpus.minhash import band_keys, sign
 from corpus.previous import KEYS, earlier_keys, keys_fingerprint, match_params
 from corpus.units import file_rows
 from jobs.config import DedupedConfig, PipelineConfig
+from jobs.deduped_paragraphs import paragraph_counts, paragraphs_step, strip_rows
 from jobs.deduped_previous import (
     PREVIOUS,
     mark_previous,
@@ -87,7 +91,7 @@ from jobs.deduped_previous import (
     read_previous,
     write_keys,
 )
-from jobs.spark import spark_uri
+from jobs.spark import LARGE_GROUP, join_groups, spark_uri
 from jobs.stage import (
     MANIFEST,
     ROWS_PER_BATCH,
@@ -109,10 +113,6 @@ ROW_BITS = 32  # node = part << 32 | row: unique, ordered like the input, no dri
 # Large-star/small-star needs O(log^2 n) rounds (Kiveris et al. 2014, Theorem 4.2); 64 covers any
 # graph that fits a cluster, so reaching it means a bug, not a big input.
 MAX_ITERATIONS = 64
-# Exact groups of more documents than this are joined to their members by broadcast, not by a
-# shuffle on the hash that would send them all to one task (`join_groups`): at most
-# rows / LARGE_GROUP groups are broadcast, ~100 bytes each (10 MB at a billion documents).
-LARGE_GROUP = 10_000
 # Near-duplicate components of more exact groups than this are attached in rounds across tasks,
 # not in one task (`cluster_heads`): 10,000 groups hold ~40 MB of shingle hashes. A round per
 # cluster their tail above the limit splits into; MAX_HEAD_ROUNDS of them means a bug or a
@@ -429,17 +429,6 @@ def group_clusters(
     return groups.join(heads, "rep", "left").withColumn("cluster", F.coalesce("head", "rep"))
 
 
-def join_groups(members: DataFrame, groups: DataFrame, limit: int, key: str = "exact_hash") -> DataFrame:
-    """`members` (node, `key`, ...) with the columns of their group in `groups` (one row per `key`
-    value, with its `size`), without sending a group's members to one task: groups of more than
-    `limit` documents (at most rows / limit of them) are broadcast and joined where the members
-    are; the members of the others are shuffled by `key`, at most `limit` a group."""
-    large = F.broadcast(groups.where(F.col("size") > limit).drop("size"))
-    small = groups.where(F.col("size") <= limit).drop("size")
-    rest = members.join(large.select(key), key, "left_anti")
-    return members.join(large, key).unionByName(rest.join(small, key))
-
-
 def decide(
     ranked: DataFrame,
     groups: DataFrame,
@@ -614,8 +603,11 @@ def clusters_step(spark: SparkSession, work: Path, dcfg: DedupedConfig, rows_in:
     return stats
 
 
-def output_step(spark: SparkSession, stage: Stage, inputs: list[str], work: Path) -> list[dict[str, Any]]:
-    """Step 3: the output parts, one task per input part; their summaries."""
+def output_step(
+    spark: SparkSession, stage: Stage, inputs: list[str], work: Path, paragraphs: bool = False
+) -> list[dict[str, Any]]:
+    """Step 3: the output parts, one task per input part (with `paragraphs`, stripped of their
+    frequent paragraphs by jobs/deduped_paragraphs.py `strip_rows`); their summaries."""
 
     def output_task(index: int) -> dict[str, Any]:
         if done := stage.part_done(index):
@@ -624,10 +616,12 @@ def output_step(spark: SparkSession, stage: Stage, inputs: list[str], work: Path
         signatures = work / SIGNATURES / f"part-{index:05d}.parquet"
         rows_out = deduped_rows(inputs[index], signatures, decisions)
         rows_out = mark_previous(rows_out, read_previous(work / PREVIOUS / f"part={index}"))
-        rows_out = inject_fault(STAGE, index, rows_out)  # test-only hook, inert by default
         with open_input(inputs[index]) as f:
-            documents = pq.ParquetFile(f).metadata.num_rows
-        return stage.write_part(index, rows_out, counts={"documents": documents}, input=inputs[index])
+            counts = Counter(documents=pq.ParquetFile(f).metadata.num_rows)
+        if paragraphs:
+            rows_out = strip_rows(rows_out, work, index, counts)
+        rows_out = inject_fault(STAGE, index, rows_out)  # test-only hook, inert by default
+        return stage.write_part(index, rows_out, counts=counts, input=inputs[index])
 
     return run_tasks(spark, len(inputs), output_task)
 
@@ -683,6 +677,7 @@ def dedup_params(dcfg: DedupedConfig) -> dict[str, Any]:
         "seed": dcfg.seed,
         "keep_order": list(dcfg.keep_order),
         "url": dcfg.url.model_dump(mode="json"),
+        "paragraphs": dcfg.paragraphs.model_dump(mode="json"),
     }
 
 
@@ -709,7 +704,11 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         seconds["previous"] = round(time.time() - started - sum(seconds.values()), 3)
     stats = clusters_step(spark, work, dcfg, rows_in - sum(previous.values()))
     seconds["clusters"] = round(time.time() - started - sum(seconds.values()), 3)
-    parts = output_step(spark, stage, inputs, work)
+    paragraphs = dcfg.paragraphs.enabled and rows_in > 0
+    if paragraphs:
+        stats["paragraphs"] = paragraphs_step(spark, inputs, work, work / DECISIONS, dcfg.paragraphs)
+        seconds["paragraphs"] = round(time.time() - started - sum(seconds.values()), 3)
+    parts = output_step(spark, stage, inputs, work, paragraphs)
     seconds["output"] = round(time.time() - started - sum(seconds.values()), 3)
     key_files = keys_step(spark, stage, len(inputs), work)
     seconds["keys"] = round(time.time() - started - sum(seconds.values()), 3)
@@ -725,6 +724,8 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
         stats["previous"] = {"against": against, "matches": previous}
     keys = {"params": match_params(dedup_params(dcfg)), "files": key_files}
     keys["rows"] = sum(f["rows"] for f in key_files)
+    if paragraphs:
+        stats["paragraphs"] |= paragraph_counts(rejected)
     return stage.commit(
         parts,
         rows_in=rows_in,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from corpus.fs import copy_file, is_remote, open_input
@@ -25,6 +26,11 @@ from corpus.manifest import file_sha256
 
 # spark-submit starts the Python driver with the address of its JVM in this variable.
 SUBMITTED_ENV = "PYSPARK_GATEWAY_PORT"
+
+# Groups (an exact hash, a URL, a paragraph) of more rows than this are joined to their members by
+# broadcast, not by a shuffle on the key that would send them all to one task (`join_groups`): at
+# most rows / LARGE_GROUP groups are broadcast, ~100 bytes each (10 MB at a billion documents).
+LARGE_GROUP = 10_000
 
 # Where the driver keeps the copies it ships (`ship`), named by their content.
 SHIPPED_DIR = Path(tempfile.gettempdir()) / "refinery-shipped"
@@ -115,3 +121,12 @@ def read_parquet(spark: SparkSession, paths: list[str], columns: list[str]) -> D
                     yield from pq.ParquetFile(f).iter_batches(READ_BATCH_ROWS, columns=columns)
 
     return spark.range(len(paths), numPartitions=len(paths)).mapInArrow(read, spark_schema)
+def join_groups(members: DataFrame, groups: DataFrame, limit: int, key: str = "exact_hash") -> DataFrame:
+    """`members` (node, `key`, ...) with the columns of their group in `groups` (one row per `key`
+    value, with its `size`), without sending a group's members to one task: groups of more than
+    `limit` documents (at most rows / limit of them) are broadcast and joined where the members
+    are; the members of the others are shuffled by `key`, at most `limit` a group."""
+    large = F.broadcast(groups.where(F.col("size") > limit).drop("size"))
+    small = groups.where(F.col("size") <= limit).drop("size")
+    rest = members.join(large.select(key), key, "left_anti")
+    return members.join(large, key).unionByName(rest.join(small, key))

@@ -196,7 +196,8 @@ def _snippets(text: str) -> list[str]:
 
 
 def explain_deduped(con, row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: row.get(k) for k in ("exact_hash", "cluster_id", "cluster_size", "reject")}
+    keys = ("exact_hash", "cluster_id", "cluster_size", "paragraphs_removed", "reject")
+    out = {k: row.get(k) for k in keys}
     if row.get("cluster_id") and row["cluster_id"] != row["id"]:
         kept = con.execute("SELECT id, url FROM deduped WHERE id = ?", [row["cluster_id"]]).fetchone()
         out["kept"] = {"id": kept[0], "url": kept[1]} if kept else None
@@ -470,6 +471,8 @@ def _deduped_parts(dd: dict[str, Any]) -> list[Any]:
         ("cluster", f"{dd['cluster_id']} ({counted(dd['cluster_size'], 'document')})"),
         ("reject", Text(dd["reject"] or "none (kept for its cluster)", style="red" if dd["reject"] else "")),
     ]
+    if dd.get("paragraphs_removed") is not None:  # deduped.paragraphs on, and the document examined
+        rows.insert(2, ("paragraphs removed", dd["paragraphs_removed"]))
     if dd.get("kept"):
         rows.append(("kept instead", f"{dd['kept']['url']} ({dd['kept']['id']})"))
     for m in dd.get("duplicates", []):

@@ -185,3 +185,24 @@ def test_without_is_checked_against_the_rules_and_the_stage():
         VariantConfig(stage="annotated", without=("language",))
     with pytest.raises(ValueError, match="only with stage annotated"):
         VariantConfig(stage="mixed", without=("lang",))
+
+
+def test_a_variant_reads_its_stage_from_another_run_relative_to_the_given_one(tmp_path, monkeypatch):
+    import jobs.ablate as module
+
+    read = []
+
+    def fake_docs(run, stage, without, heldout):
+        read.append((run.resolve(), stage))
+        return []
+
+    class Stop(Exception):
+        pass
+
+    monkeypatch.setattr(module.data, "variant_docs", fake_docs)
+    monkeypatch.setattr(module.data, "eval_sets", lambda run, *a: (_ for _ in ()).throw(Stop(run)))
+    variants = {"here": {"stage": "deduped"}, "there": {"stage": "deduped", "run": "../other"}}
+    with pytest.raises(Stop) as stop:
+        module.prepare(tiny_config(variants=variants), tmp_path / "base", tmp_path / "out")
+    assert read == [(tmp_path / "base", "deduped"), (tmp_path / "other", "deduped")]
+    assert stop.value.args[0] == tmp_path / "base"  # the evaluation sets: the given run's

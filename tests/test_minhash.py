@@ -120,3 +120,36 @@ def test_candidate_pairs_match_datasketch_minhash_lsh():
     assert ours == theirs
     assert len(ours) > 10  # the set has candidates, and not every pair is one
     assert len(ours) < len(texts) * (len(texts) - 1) // 2
+
+
+def test_candidate_probability_is_one_minus_the_chance_that_no_band_matches():
+    assert minhash.candidate_probability(0.8, 14, 8) == pytest.approx(1 - (1 - 0.8**8) ** 14)
+    assert minhash.candidate_probability(0.8, 14, 8) == pytest.approx(0.92355, abs=1e-5)  # FineWeb
+    assert minhash.candidate_probability(0.8, 26, 8) == pytest.approx(0.99156, abs=1e-5)
+
+
+def test_bands_for_recall_is_the_fewest_bands_reaching_the_recall():
+    for rows, bands in ((8, 26), (6, 16), (5, 12)):
+        assert minhash.bands_for_recall(0.8, rows) == bands
+        assert minhash.candidate_probability(0.8, bands, rows) >= 0.99
+        assert minhash.candidate_probability(0.8, bands - 1, rows) < 0.99
+    with pytest.raises(ValueError, match="threshold and recall"):
+        minhash.bands_for_recall(0.8, 8, recall=1.0)
+
+
+def test_pairs_at_the_threshold_become_candidates_as_often_as_the_formula_says():
+    """3,000 pairs of word sets at Jaccard exactly 0.8 (400 shared words of 500), signed with 208
+    hash values: the share of pairs with an equal band key under 14 x 8 and 26 x 8 (the first 112
+    or all 208 values) is the formula's within 4 standard errors."""
+    pairs = 3000
+    texts = []
+    for p in range(pairs):
+        words = [f"p{p}w{i}" for i in range(500)]
+        texts += [" ".join(words[:450]), " ".join(words[50:])]
+    _, sigs = minhash.sign(texts, ngram=1, num_perm=208)
+    for bands in (14, 26):
+        keys = minhash.band_keys(sigs, bands, 8)
+        found = np.mean((keys[0::2] == keys[1::2]).any(axis=1))
+        expected = minhash.candidate_probability(0.8, bands, 8)
+        assert abs(found - expected) < 4 * np.sqrt(expected * (1 - expected) / pairs), (bands, found)
+    assert minhash.candidate_probability(0.8, 14, 8) < 0.99 <= minhash.candidate_probability(0.8, 26, 8)

@@ -100,6 +100,7 @@ VALIDATORS: dict[tuple[str, ...], Callable[[Path, list[str]], None]] = {
     ("run",): _pipeline,
     ("ablate",): _ablate,
     ("mixture", "fit"): _mixture_fit,
+    ("dedup-eval",): lambda path, argv: load_config(path),
     ("train", "pretrain"): lambda path, argv: load_pretrain_config(path),
     ("train", "sft"): lambda path, argv: load_yaml(path, SftConfig),
     ("train", "reward"): lambda path, argv: load_yaml(path, RewardConfig),

@@ -391,3 +391,16 @@ def test_warc_scan_skips_documents_inputs_and_bad_files(tmp_path):
     inputs = [str(tmp_path / "empty.warc.gz"), str(tmp_path / "docs.jsonl"), str(tmp_path / "gone.warc.gz")]
     found = scan_warcs([*inputs, str(warc)], "http://commoncrawl.org/")
     assert [(r["warc_file"], r["type"], r["status"]) for r in found] == [(str(warc), "response", 200)]
+
+
+def test_deduped_panel_shows_the_paragraphs_removed_when_the_step_ran():
+    from jobs.why import _deduped_parts, explain_deduped
+
+    row = {"id": "a", "exact_hash": "h", "cluster_id": "a", "cluster_size": 1, "reject": None}
+    console = Console(record=True, width=100)
+    for removed, shown in ((3, True), (None, False)):
+        dd = explain_deduped(None, {**row, "paragraphs_removed": removed})
+        assert dd["paragraphs_removed"] == removed
+        console.print(*_deduped_parts(dd))
+        text = console.export_text()
+        assert ("paragraphs removed  3" in text) == shown, text
