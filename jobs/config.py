@@ -246,7 +246,7 @@ class TrainStagesConfig(BaseModel):
     preferences_config: str | None = None  # a conf/synth YAML for `synth_prefs`
     reward_config: str | None = None  # a conf/train YAML for `reward`
     align_config: str | None = None  # a conf/train YAML for `align`, of `align_method`
-    align_method: Literal["grpo", "ppo", "dpo", "rs"] = "grpo"
+    align_method: Literal["grpo", "ppo", "dpo", "kto", "rs"] = "grpo"
     eval_limit: int | None = 100  # test problems per task in `eval`; None: all
 
 
