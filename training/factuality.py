@@ -20,9 +20,9 @@ temperature; a question is known when at least `known_fraction` of the M answers
 (1.0: every one, "consistently"). CONFIG defaults to conf/synth/factuality.yaml. DIR gets:
 
     test.jsonl            the held-out questions with their answers (what `eval factuality` asks)
-    refusal/train.jsonl   SFT_DATA's train conversations + every train question, its target the
-                          answer if known, else the refusal; refusal/test.jsonl: SFT_DATA's
-                          test problems + the held-out questions
+    refusal/train.jsonl   SFT_DATA's train conversations (the first `sft_conversations`) + every
+                          train question, its target the answer if known, else the refusal;
+                          refusal/test.jsonl: SFT_DATA's test problems + the held-out questions
     answers/train.jsonl   the same with every target the answer: the control without refusals
     report.json           config, question counts, the probe's known share
 
@@ -46,7 +46,7 @@ from training.tasks import FINAL, Problem, check
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
 TASK = "fact"
-_SENTENCE = re.compile(r"[^.!?\n]+[.!?]")
+_SENTENCE = re.compile(r"[^.!?]+[.!?]")  # verse runs over line ends
 _WORD = re.compile(r"\b[A-Za-z]+\b")
 SENTENCE_WORDS = (6, 40)  # shorter sentences hold too little to recall, longer ones crowd the prompt
 
@@ -59,6 +59,7 @@ class FactualityConfig(BaseModel):
     test_documents: float = Field(0.2, gt=0, lt=1)  # share of documents whose questions are held out
     sample_documents: PositiveInt = 20_000  # documents drawn from the run (smallest seeded hash)
     passage_chars: PositiveInt = 2000  # the start of a document a question's sentence comes from
+    sft_conversations: NonNegativeInt | None = None  # SFT_DATA train conversations mixed in; None: all
     refusal: str = Field("I don't know.", min_length=1)  # the target of a question the model does not know
     samples: PositiveInt = 4  # M answers per train question in the probe
     known_fraction: float = Field(1.0, gt=0, le=1)  # right answers among the M for "known"
@@ -70,7 +71,7 @@ class FactualityConfig(BaseModel):
 def fact_question(doc: Doc, rng: random.Random, passage_chars: int) -> Problem | None:
     """A sentence of the document's start with one word blanked, asked without the passage."""
     sentences = [
-        s.strip()
+        " ".join(s.split())  # one line: the prompt quotes it
         for s in _SENTENCE.findall(doc.text[:passage_chars])
         if SENTENCE_WORDS[0] <= len(s.split()) <= SENTENCE_WORDS[1]
     ]
@@ -157,7 +158,8 @@ def synthesize(
     train = fact_questions(by_split["train"], cfg.train, cfg.seed, cfg.passage_chars)
     test = fact_questions(by_split["test"], cfg.test, cfg.seed + 1, cfg.passage_chars)
     knows = probe(cfg, init, train) if train else []
-    sft_train, sft_test = _records(data / "train.jsonl"), _records(data / "test.jsonl")
+    sft_train = _records(data / "train.jsonl")[: cfg.sft_conversations]
+    sft_test = _records(data / "test.jsonl")
     held_out = [q.to_record("test") for q in test]
     _write_jsonl(out / "test.jsonl", held_out)
     for name, questions in (("refusal", targets(train, knows, cfg.refusal)), ("answers", train)):
