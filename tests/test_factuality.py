@@ -105,3 +105,18 @@ def test_synthesize_writes_both_sets_with_refusals_only_where_unknown(tmp_path, 
     assert sum(r["task"] == "spell" for r in refusal) == 1
     held_out = {r["prompt"] for r in read(tmp_path / "out/test.jsonl")}
     assert len(held_out) == 5 and not held_out & {r["prompt"] for r in refusal + answers}
+
+
+def test_kept_stage_of_a_text_run_holds_its_training_documents_only(tmp_path):
+    import pyarrow.parquet as pq
+
+    from training.corpus_tasks import curated_documents
+    from training.testing import VALID_FRACTION, split_text, write_kept
+
+    text = "\n\n".join(f"Paragraph {i} " + "word " * 30 for i in range(50))
+    write_kept(text, tmp_path, kept_chars=300, doc_chars=500)
+    rows = pq.read_table(tmp_path / "mixed" / "kept" / "part-0.parquet").to_pylist()
+    train, valid = split_text(text, 500, VALID_FRACTION)
+    assert "\n\n".join(r["text"] for r in rows) == "\n\n".join(train)
+    assert valid and not any(v in r["text"] for v in valid for r in rows)
+    assert len(curated_documents(tmp_path, 1000, 0)[1]) == len(rows) > len(train)
