@@ -187,6 +187,7 @@ class DedupedConfig(BaseModel):
         if repeated := sorted({run for run in value if value.count(run) > 1}):
             raise ValueError(f"against: {', '.join(repeated)} listed twice")
         return value
+
     paragraphs: ParagraphDedupConfig = ParagraphDedupConfig()
 
     @pydantic.field_validator("keep_order")
@@ -284,7 +285,7 @@ class TrainStagesConfig(BaseModel):
     preferences_config: str | None = None  # a conf/synth YAML for `synth_prefs`
     reward_config: str | None = None  # a conf/train YAML for `reward`
     align_config: str | None = None  # a conf/train YAML for `align`, of `align_method`
-    align_method: Literal["grpo", "ppo", "dpo", "rs"] = "grpo"
+    align_method: Literal["grpo", "ppo", "dpo", "kto", "rs"] = "grpo"
     eval_limit: int | None = 100  # test problems per task in `eval`; None: all
 
 

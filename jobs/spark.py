@@ -121,6 +121,8 @@ def read_parquet(spark: SparkSession, paths: list[str], columns: list[str]) -> D
                     yield from pq.ParquetFile(f).iter_batches(READ_BATCH_ROWS, columns=columns)
 
     return spark.range(len(paths), numPartitions=len(paths)).mapInArrow(read, spark_schema)
+
+
 def join_groups(members: DataFrame, groups: DataFrame, limit: int, key: str = "exact_hash") -> DataFrame:
     """`members` (node, `key`, ...) with the columns of their group in `groups` (one row per `key`
     value, with its `size`), without sending a group's members to one task: groups of more than

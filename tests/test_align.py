@@ -17,12 +17,14 @@ from training.checkpoint import latest_checkpoint, load_model
 from training.config import (
     DpoConfig,
     GrpoConfig,
+    KtoConfig,
     PpoConfig,
     RewardConfig,
     RsConfig,
     SamplingConfig,
     SftConfig,
 )
+from training.kto import unpaired, with_mismatched
 from training.pairs import PairBatches
 from training.preferences import SynthPreferencesConfig, answer_first, corrupt, synthesize
 from training.reward import load_reward_model, train_reward
@@ -339,7 +341,7 @@ def test_rollout_log_probs_are_those_of_the_temperature_sampled_at(sft_checkpoin
     assert abs(logprobs(model, ids, mask).sum().exp().item() - freq) > bound
 
 
-@pytest.mark.parametrize("method", ["dpo", "grpo", "ppo", "rs"])
+@pytest.mark.parametrize("method", ["dpo", "grpo", "kto", "ppo", "rs"])
 def test_shipped_align_config_lists_every_option(method):
     import yaml
 
@@ -518,6 +520,53 @@ def test_dpo_nll_keeps_chosen_responses_likelier_than_plain_dpo(sft_checkpoint, 
     nll = align("dpo", cfg, sft_checkpoint, sft_data, tmp_path / "nll", pairs=prefs[0], quiet=True)
     assert nll["val_chosen_logp"] > plain["val_chosen_logp"]
     assert nll["val_margin"] > records(tmp_path / "nll")[0]["val_margin"]
+
+
+def test_kto_examples_are_each_pairs_responses_once_with_another_prompts_response_as_y_prime():
+    pairs = [
+        {"prompt": "p1", "chosen": "a", "rejected": "b", "task": "t", "source": "corrupted"},
+        {"prompt": "p1", "chosen": "a", "rejected": "c", "task": "t", "source": "answer_first"},
+        {"prompt": "p2", "chosen": "d", "rejected": "e", "task": "t", "source": "on_policy"},
+    ]
+    examples = unpaired(pairs)
+    kinds = [(e["prompt"], e["response"], e["desirable"]) for e in examples]
+    assert kinds == [
+        ("p1", "a", True), ("p1", "b", False), ("p1", "c", False), ("p2", "d", True), ("p2", "e", False)
+    ]  # fmt: skip
+    records = with_mismatched(examples, seed=0)
+    by_prompt = {p: {e["response"] for e in examples if e["prompt"] == p} for p in ("p1", "p2")}
+    for r in records:
+        assert r["chosen"] == r["response"] and r["rejected"] not in by_prompt[r["prompt"]]
+    assert records == with_mismatched(examples, seed=0)
+    with pytest.raises(ValueError, match="two prompts"):
+        with_mismatched(examples[:3], seed=0)
+
+
+KTO = KtoConfig(
+    steps=4, global_batch=16, micro_batch=8, eval_every=4, save_every=2, beta=0.1,
+    optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
+)  # fmt: skip
+
+
+def test_kto_starts_at_one_half_and_raises_the_held_out_margin(sft_checkpoint, sft_data, prefs, tmp_path):
+    result = align("kto", KTO, sft_checkpoint, sft_data, tmp_path, pairs=prefs[0], quiet=True)
+    first = records(tmp_path)[0]
+    # π = π_ref at step 0: r = 0, z_ref = 0, so every example's loss is 1 − σ(0)
+    assert first["val_kto_loss"] == pytest.approx(0.5, abs=1e-4) and first["val_z_ref"] == 0
+    assert result["val_margin"] > first["val_margin"] and result["val_kto_loss"] < first["val_kto_loss"]
+    logged = [r for r in records(tmp_path) if "loss" in r]
+    assert all(r["reward_desirable"] > r["reward_undesirable"] for r in logged[1:])
+    assert json.loads((latest_checkpoint(tmp_path) / "meta.json").read_text())["method"] == "kto"
+
+
+def test_kto_resumes_bitwise(sft_checkpoint, sft_data, prefs, tmp_path):
+    align("kto", KTO, sft_checkpoint, sft_data, tmp_path / "straight", pairs=prefs[0], quiet=True)
+    align("kto", KTO, sft_checkpoint, sft_data, tmp_path / "cut", pairs=prefs[0], quiet=True)
+    shutil.rmtree(latest_checkpoint(tmp_path / "cut"))  # back to step 2, then on to 4 again
+    align("kto", KTO, sft_checkpoint, sft_data, tmp_path / "cut", pairs=prefs[0], resume=True, quiet=True)
+    a = torch.load(latest_checkpoint(tmp_path / "straight") / "model.pt", weights_only=True)
+    b = torch.load(latest_checkpoint(tmp_path / "cut") / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_rs_fine_tunes_on_the_best_scored_sample(sft_checkpoint, sft_data, reward_model, tmp_path):

@@ -13,6 +13,8 @@ from training.losses import (
     group_advantages,
     kl_k3,
     kl_penalized_rewards,
+    kto_loss,
+    kto_reference_point,
     masked_mean,
     token_logprobs,
 )
@@ -50,6 +52,34 @@ def test_dpo_nll_adds_the_chosen_responses_loss_per_token():
 def test_dpo_loss_is_ln2_when_the_policy_is_the_reference():
     logp = torch.tensor([-5.0, -1.0])
     assert close(dpo_loss(logp, logp - 3, logp, logp - 3, beta=0.1), math.log(2))
+
+
+def test_kto_reference_point_is_the_clamped_mean_log_ratio_of_mismatched_pairs():
+    kl_policy = torch.tensor([-4.0, -5.0], requires_grad=True)
+    assert close(kto_reference_point(kl_policy, torch.tensor([-5.0, -5.2])), 0.6)  # mean(1, 0.2)
+    z = kto_reference_point(kl_policy, torch.tensor([-3.0, -4.0]))  # mean(−1, −1) < 0
+    assert close(z, 0.0) and not z.requires_grad  # clamped, and no gradient moves the reference point
+
+
+def test_kto_loss_by_hand():
+    policy, ref = torch.tensor([-1.0, -3.0, -2.0]), torch.tensor([-2.0, -2.0, -2.0])  # r = 1, −1, 0
+    desirable = torch.tensor([True, False, False])
+    z_ref = torch.tensor(0.6)
+    # β = 0.5, λ_D = 1, λ_U = 2:
+    # desirable r = 1:     1·(1 − σ(0.5·(1 − 0.6)))  = 1 − σ(0.2) = 0.450166
+    # undesirable r = −1:  2·(1 − σ(0.5·(0.6 + 1)))  = 2·(1 − σ(0.8)) = 0.620052
+    # undesirable r = 0:   2·(1 − σ(0.5·0.6))        = 2·(1 − σ(0.3)) = 0.851114
+    expected = (0.450166 + 0.620052 + 0.851114) / 3
+    loss = kto_loss(policy, ref, desirable, z_ref, beta=0.5, desirable_weight=1.0, undesirable_weight=2.0)
+    assert close(loss, expected)
+
+
+def test_kto_loss_raises_desirable_and_lowers_undesirable_likelihood():
+    logp = torch.tensor([-2.0, -2.0], requires_grad=True)
+    loss = kto_loss(logp, logp.detach(), torch.tensor([True, False]), torch.tensor(0.0), beta=0.1)
+    assert close(loss, 0.5)  # the policy is its reference: 1 − σ(0) for each
+    loss.backward()
+    assert logp.grad[0] < 0 < logp.grad[1]  # descent raises log π of the desirable, lowers the other
 
 
 def test_clipped_surrogate_takes_the_pessimistic_term():

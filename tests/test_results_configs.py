@@ -95,6 +95,12 @@ def _synth_preferences(path: Path, argv: list[str]) -> None:
     load_yaml(path, SynthPreferencesConfig)
 
 
+def _synth_factuality(path: Path, argv: list[str]) -> None:
+    from training.factuality import FactualityConfig
+
+    load_yaml(path, FactualityConfig)
+
+
 # `refinery` subcommand -> the validator of the config it reads, as the command loads it
 VALIDATORS: dict[tuple[str, ...], Callable[[Path, list[str]], None]] = {
     ("run",): _pipeline,
@@ -107,6 +113,7 @@ VALIDATORS: dict[tuple[str, ...], Callable[[Path, list[str]], None]] = {
     ("train", "align"): _align,
     ("synth", "sft"): _synth_sft,
     ("synth", "preferences"): _synth_preferences,
+    ("synth", "factuality"): _synth_factuality,
 }
 
 

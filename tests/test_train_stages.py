@@ -48,6 +48,7 @@ CONFIGS = {
     # 2 epochs over a rollout of 8: 2 optimizer steps, one rollout
     "ppo.yaml": LOOP | ALIGN | {"steps": 2, "prompts_per_rollout": 2, "group_size": 4, "epochs": 2},
     "dpo.yaml": LOOP | ALIGN | {"steps": 2, "eval_pairs": 8},
+    "kto.yaml": LOOP | ALIGN | {"steps": 2, "eval_pairs": 8},
     "rs.yaml": LOOP | ALIGN | {"steps": 2, "global_batch": 4, "micro_batch": 4, "samples": 2, "prompts": 2},
 }  # fmt: skip
 TRAIN = {
@@ -123,7 +124,7 @@ def stage_outputs(out: Path) -> dict[Path, bytes]:
     }
 
 
-@pytest.mark.parametrize("method", ["ppo", "grpo", "dpo", "rs"])
+@pytest.mark.parametrize("method", ["ppo", "grpo", "dpo", "kto", "rs"])
 def test_each_align_method_runs_through_refinery_run_and_a_rerun_trains_nothing(
     run_dir, first_run, method, tmp_path
 ):

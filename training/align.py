@@ -1,8 +1,9 @@
-"""Alignment from an SFT checkpoint: `refinery train align --method ppo|grpo|dpo|rs`.
+"""Alignment from an SFT checkpoint: `refinery train align --method ppo|grpo|dpo|kto|rs`.
 
     refinery train align --method grpo --init SFT --data SFT_DATA --out OUT [--config conf/train/grpo.yaml]
     refinery train align --method ppo  --init SFT --data SFT_DATA --reward RM --out OUT
     refinery train align --method dpo  --init SFT --data SFT_DATA --pairs PREFS --out OUT
+    refinery train align --method kto  --init SFT --data SFT_DATA --pairs PREFS --out OUT
     refinery train align --method rs   --init SFT --data SFT_DATA --reward RM --out OUT
 
 Every method starts the policy from the SFT checkpoint and keeps a frozen copy of it as the
@@ -16,6 +17,7 @@ the adapters, which `load_model` merges over the SFT checkpoint.
 | method | file | learns from | reward | KL to π_ref |
 |---|---|---|---|---|
 | dpo | dpo.py | PREFS pairs, offline | implicit: β·log π/π_ref | through β |
+| kto | kto.py | PREFS responses, unpaired | implicit, against z_ref | through β |
 | grpo | grpo.py | G samples per prompt | checker, reward model, or a mix | k3 term in the loss |
 | ppo | ppo.py | samples and a critic | reward model (or a mix) | penalty in the reward |
 | rs | rs.py | best of N, then SFT | reward model and/or checker, to select | none (SFT stays near) |
@@ -48,6 +50,7 @@ from training.config import (
     AlignConfig,
     DpoConfig,
     GrpoConfig,
+    KtoConfig,
     PpoConfig,
     RsConfig,
     SamplingConfig,
@@ -75,7 +78,7 @@ class Run:
     data: Path  # SFT_DATA
     out: Path
     reward: Path | None = None  # reward-model checkpoint (ppo, rs; grpo with reward.reward_model > 0)
-    pairs: Path | None = None  # `refinery synth preferences` directory (dpo)
+    pairs: Path | None = None  # `refinery synth preferences` directory (dpo, kto)
     resume: bool = False
     quiet: bool = False
 
@@ -288,6 +291,7 @@ def plot_alignment(metrics_path: Path, png_path: Path) -> None:
 CONFIGS: dict[str, type[AlignConfig]] = {
     "dpo": DpoConfig,
     "grpo": GrpoConfig,
+    "kto": KtoConfig,
     "ppo": PpoConfig,
     "rs": RsConfig,
 }
@@ -306,9 +310,9 @@ def align(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run one method; write OUT/align.png; return the last step's figures."""
-    from training import dpo, grpo, ppo, rs
+    from training import dpo, grpo, kto, ppo, rs
 
-    methods = {"dpo": dpo.dpo, "grpo": grpo.grpo, "ppo": ppo.ppo, "rs": rs.rs}
+    methods = {"dpo": dpo.dpo, "grpo": grpo.grpo, "kto": kto.kto, "ppo": ppo.ppo, "rs": rs.rs}
     if method not in methods:
         raise ValueError(f"unknown method {method!r}; expected one of {sorted(methods)}")
     if not isinstance(cfg, CONFIGS[method]):

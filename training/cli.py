@@ -114,6 +114,29 @@ def _eval_tasks(args: argparse.Namespace) -> None:
         print(f"wrote {args.out}")
 
 
+def _eval_factuality(args: argparse.Namespace) -> None:
+    from corpus.manifest import read_json
+    from corpus.tokenizer import load as load_tokenizer
+    from training.chat import ChatTokens
+    from training.checkpoint import load_model
+    from training.eval_tasks import read_problems
+    from training.factuality import factuality_rates, format_rates
+    from training.sft import resolve_checkpoint
+
+    refusal = read_json(f"{args.data}/report.json")["config"]["refusal"]
+    problems = read_problems(f"{args.data}/test.jsonl", limit=args.limit)
+    results = {}
+    for name in args.checkpoints:
+        path = resolve_checkpoint(name)
+        chat = ChatTokens(load_tokenizer(path / "tokenizer.json"))
+        results[name] = factuality_rates(load_model(path), chat, problems, refusal, args.max_new_tokens)
+    print(format_rates(results))
+    if args.out:
+        from corpus.manifest import write_json_atomic
+
+        write_json_atomic(args.out, {"data": str(args.data), "questions": len(problems), "rates": results})
+
+
 def _export_hf(args: argparse.Namespace) -> None:
     from training.export import export_hf
 
@@ -172,9 +195,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     reward.set_defaults(func=_reward)
 
     align = phases.add_parser(
-        "align", help="align an SFT checkpoint: ppo, grpo, dpo or rs (training/align.py)"
+        "align", help="align an SFT checkpoint: ppo, grpo, dpo, kto or rs (training/align.py)"
     )
-    align.add_argument("--method", required=True, choices=("dpo", "grpo", "ppo", "rs"))
+    align.add_argument("--method", required=True, choices=("dpo", "grpo", "kto", "ppo", "rs"))
     align.add_argument("--config", help="YAML config (default: conf/train/METHOD.yaml)")
     align.add_argument("--init", required=True, help="the SFT checkpoint (policy start and frozen reference)")
     align.add_argument(
@@ -184,7 +207,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--reward",
         help="reward-model checkpoint (ppo; rs unless require_correct; grpo with reward.reward_model > 0)",
     )
-    align.add_argument("--pairs", help="`refinery synth preferences` directory (dpo)")
+    align.add_argument("--pairs", help="`refinery synth preferences` directory (dpo, kto)")
     align.add_argument(
         "--out", required=True, help="output directory (checkpoints, metrics.jsonl, align.png)"
     )
@@ -217,6 +240,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     comp.add_argument("--max-new-tokens", type=int, default=128)
     comp.add_argument("--out", help="write the figures as JSON")
     comp.set_defaults(func=_eval_compare)
+
+    facts = evaluation.add_parser(
+        "factuality", help="right, refused and wrong answers to held-out closed-book questions"
+    )
+    facts.add_argument("checkpoints", nargs="+", help="checkpoints (or training directories) side by side")
+    facts.add_argument("--data", required=True, help="`refinery synth factuality` directory")
+    facts.add_argument("--limit", type=int, help="the first N questions")
+    facts.add_argument("--max-new-tokens", type=int, default=32)
+    facts.add_argument("--out", help="write the rates as JSON")
+    facts.set_defaults(func=_eval_factuality)
 
     export = sub.add_parser("export", help="convert a checkpoint for other libraries")
     formats = export.add_subparsers(dest="format", required=True)

@@ -205,6 +205,15 @@ class DpoConfig(AlignConfig):
     eval_pairs: PositiveInt = 512  # held-out pairs for the log-probability margin
 
 
+class KtoConfig(AlignConfig):
+    """KTO (training/kto.py): the pairs' chosen and rejected responses as unpaired examples."""
+
+    beta: float = 0.1  # Ethayarajh et al. 2024's β (their default, as DPO's)
+    desirable_weight: PositiveFloat = 1.0  # λ_D; the paper keeps λ_D·n_D / (λ_U·n_U) in [1, 4/3]
+    undesirable_weight: PositiveFloat = 1.0  # λ_U
+    eval_pairs: PositiveInt = 512  # held-out pairs for the margin figures DPO reports too
+
+
 class RolloutConfig(AlignConfig):
     """On-policy methods (GRPO, PPO): each rollout samples `prompts_per_rollout` train prompts
     `group_size` times, and `epochs` passes of global_batch-sized optimizer steps go over it."""

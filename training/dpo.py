@@ -77,6 +77,26 @@ def pair_logprobs(model: GPT, pairs: PairBatches, batch_size: int, autocast: Any
     return torch.cat(out)
 
 
+def pair_figures(
+    policy: GPT, held_out: PairBatches, beta: float, batch_size: int, autocast: Any = None
+) -> dict[str, float]:
+    """The held-out pairs' figures of `policy`: margin (overall and per source), implicit-reward
+    accuracy and DPO loss against the reference log-probabilities in `held_out.extras`."""
+    logp, ref = pair_logprobs(policy, held_out, batch_size, autocast), held_out.extras
+    implicit = (logp[:, 0] - ref[:, 0]) - (logp[:, 1] - ref[:, 1])
+    margin = logp[:, 0] - logp[:, 1]
+    figures = {
+        "margin": margin.mean().item(),
+        "reward_acc": (implicit > 0).float().mean().item(),
+        "dpo_loss": dpo_loss(logp[:, 0], logp[:, 1], ref[:, 0], ref[:, 1], beta).item(),
+        "chosen_logp": logp[:, 0].mean().item(),  # both may fall while the margin rises
+    }
+    for source in sorted({p["source"] for p in held_out.pairs}):
+        rows = torch.tensor([p["source"] == source for p in held_out.pairs])
+        figures[f"margin_{source}"] = margin[rows].mean().item()
+    return figures
+
+
 def dpo(cfg: DpoConfig, run: Run) -> dict[str, Any]:
     if run.pairs is None:
         raise ValueError("dpo trains on preference pairs: give --pairs (a `refinery synth preferences` DIR)")
@@ -89,21 +109,6 @@ def dpo(cfg: DpoConfig, run: Run) -> dict[str, Any]:
     for batches in (train, held_out):
         batches.extras = pair_logprobs(s.ref, batches, cfg.micro_batch, s.rt.autocast)
 
-    def pair_figures() -> dict[str, float]:
-        logp, ref = pair_logprobs(s.policy, held_out, cfg.micro_batch, s.rt.autocast), held_out.extras
-        implicit = (logp[:, 0] - ref[:, 0]) - (logp[:, 1] - ref[:, 1])
-        margin = logp[:, 0] - logp[:, 1]
-        figures = {
-            "margin": margin.mean().item(),
-            "reward_acc": (implicit > 0).float().mean().item(),
-            "dpo_loss": dpo_loss(logp[:, 0], logp[:, 1], ref[:, 0], ref[:, 1], cfg.beta).item(),
-            "chosen_logp": logp[:, 0].mean().item(),  # both may fall while the margin rises
-        }
-        for source in sorted({p["source"] for p in held_out.pairs}):
-            rows = torch.tensor([p["source"] == source for p in held_out.pairs])
-            figures[f"margin_{source}"] = margin[rows].mean().item()
-        return figures
-
     stats = Averager()
     return train_loop(
         cfg,
@@ -111,7 +116,7 @@ def dpo(cfg: DpoConfig, run: Run) -> dict[str, Any]:
         DpoObjective(s.policy, cfg.beta, cfg.nll_weight, stats),
         s.policy.optimizer(cfg.optim, fused=True),
         train,
-        validation(s, pair_figures),
+        validation(s, lambda: pair_figures(s.policy, held_out, cfg.beta, cfg.micro_batch, s.rt.autocast)),
         run.out,
         s.tokenizer_path,
         tokens_per_step=cfg.global_batch * 2 * T,

@@ -89,6 +89,45 @@ def dpo_loss(
     return loss
 
 
+def kto_reference_point(kl_policy: torch.Tensor, kl_ref: torch.Tensor) -> torch.Tensor:
+    """KTO's z_ref: the batch's estimate of KL(π ‖ π_ref), max(0, mean(log π(y′|x) − log π_ref(y′|x))).
+
+    Ethayarajh et al. 2024 ("KTO: Model Alignment as Prospect Theoretic Optimization"), §4.2: the
+    sequence log-probabilities (B,) are of mismatched pairs (x, y′), a response to another prompt,
+    so the mean estimates the KL term without sampling; negative estimates clamp to 0 and no
+    gradient flows through it (TRL's KTOTrainer, `kl.mean().clamp(min=0).detach()`), so the
+    policy cannot lower its loss by moving the reference point.
+    """
+    return (kl_policy - kl_ref).mean().clamp(min=0).detach()
+
+
+def kto_loss(
+    policy_logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    desirable: torch.Tensor,
+    z_ref: torch.Tensor,
+    beta: float,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+) -> torch.Tensor:
+    """Kahneman-Tversky Optimization on unpaired examples, mean over the batch of λ_y − v(x, y).
+
+    Ethayarajh et al. 2024, eq. 8: with r = log π(y|x) − log π_ref(y|x) (sequence log-probabilities,
+    (B,)) and z_ref from `kto_reference_point`,
+        v = λ_D·σ(β(r − z_ref))  if y is desirable,   v = λ_U·σ(β(z_ref − r))  if undesirable,
+    so λ_y − v is λ_D·(1 − σ(β(r − z_ref))) or λ_U·(1 − σ(β(z_ref − r))) (TRL's form). `desirable`
+    (B,) is a boolean mask. The paper sets λ_D·n_D / (λ_U·n_U) in [1, 4/3] (§4.2); at β·r far from
+    z_ref the sigmoid saturates, which bounds how far one example can pull the policy.
+    """
+    margin = beta * (policy_logp - ref_logp - z_ref)
+    desirable = desirable.bool()
+    return torch.where(
+        desirable,
+        desirable_weight * (1 - torch.sigmoid(margin)),
+        undesirable_weight * (1 - torch.sigmoid(-margin)),
+    ).mean()
+
+
 def clipped_surrogate(
     logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, eps: float
 ) -> torch.Tensor:

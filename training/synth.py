@@ -8,8 +8,8 @@ per task and split), and prints the mix. With `tools: true` the procedural tasks
 turns call the Python tool (training/tool_data.py); the `solution` field keeps the plain one.
 Procedural tasks draw test problems from `test_seed` first and train problems from
 `train_seed` excluding every test prompt; corpus tasks split by document
-(training/corpus_tasks.py). Lines are in a seeded shuffled order, so the same config and run
-give the same bytes.
+(training/corpus_tasks.py); identity conversations (training/identity.py) split by paraphrase
+template. Lines are in a seeded shuffled order, so the same config and run give the same bytes.
 
 Memory: `--run` streams the run's kept parts in this one process, holding the
 `sample_documents` passages it draws (20,000 by default, ~15 MB), never the corpus; its time
@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from corpus.manifest import write_json_atomic
 from corpus.yaml_config import load_yaml
 from training.corpus_tasks import CORPUS_TASKS, Doc, curated_documents, split_documents
+from training.identity import IdentityConfig, identity_problems
 from training.tasks import Problem, make_split
 from training.tool_data import TOOL_SOLUTIONS, tool_solution
 
@@ -71,6 +72,7 @@ class SynthSftConfig(BaseModel):
     spell: LettersConfig = LettersConfig(train=600, test=100)
     title_choice: CorpusTaskConfig = CorpusTaskConfig()
     cloze: CorpusTaskConfig = CorpusTaskConfig()
+    identity: IdentityConfig = IdentityConfig()  # who the model is (training/identity.py); off by default
 
 
 def procedural(cfg: SynthSftConfig) -> dict[str, list[Problem]]:
@@ -84,6 +86,8 @@ def procedural(cfg: SynthSftConfig) -> dict[str, list[Problem]]:
         splits["train"] += make_split(
             task, counts.train, cfg.train_seed, exclude=exclude, **knobs.get(task, {})
         )
+    for split, problems in identity_problems(cfg.identity, cfg.train_seed, cfg.test_seed).items():
+        splits[split] += problems
     return splits
 
 
@@ -168,6 +172,13 @@ def _synth_sft(args: argparse.Namespace) -> None:
     print(format_report(synthesize(cfg, args.run, args.out)))
 
 
+def _synth_factuality(args: argparse.Namespace) -> None:
+    from training.factuality import FactualityConfig, synthesize
+
+    cfg = load_yaml(args.config, FactualityConfig)
+    print(json.dumps(synthesize(cfg, args.init, args.run, args.data, args.out), indent=1))
+
+
 def _synth_preferences(args: argparse.Namespace) -> None:
     from training.preferences import main
 
@@ -194,3 +205,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     prefs.add_argument("--out", required=True, help="output directory (train.jsonl, test.jsonl, report.json)")
     prefs.add_argument("--config", default=str(DEFAULT_CONFIG.with_name("preferences.yaml")))
     prefs.set_defaults(func=_synth_preferences)
+
+    facts = synth.add_parser(
+        "factuality", help="closed-book questions from kept documents, probed: answer if known, else refuse"
+    )
+    facts.add_argument("--init", required=True, help="the SFT checkpoint the probe samples")
+    facts.add_argument("--run", required=True, help="a run directory whose kept documents give the questions")
+    facts.add_argument(
+        "--data", required=True, help="`refinery synth sft` directory mixed into both SFT sets"
+    )
+    facts.add_argument("--out", required=True, help="output directory (test.jsonl, refusal/, answers/)")
+    facts.add_argument("--config", default=str(DEFAULT_CONFIG.with_name("factuality.yaml")))
+    facts.set_defaults(func=_synth_factuality)

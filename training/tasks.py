@@ -34,7 +34,12 @@ ANSWER_FORMS = {
     "spell": re.compile(r"[a-z](?:-[a-z])*"),
     "title_choice": re.compile(r"[A-D]"),
     "cloze": re.compile(r"[A-Za-z]+"),
+    "fact": re.compile(r"[A-Za-z]+"),  # training/factuality.py
 }
+# Tasks whose answer is a list of facts, one a line, that a right response states anywhere in its
+# text (training/identity.py), not a final `#### ...` line.
+FACT_TASKS = ("identity",)
+FACT_SEPARATOR = "\n"
 MAX_TRIES = 1000  # rejection sampling per problem; templates succeed within a few tries
 
 NAMES = ("Emily", "Noah", "Ava", "Liam", "Mia", "Omar", "Sofia", "Ravi", "Chen", "Lena", "Jonas", "Aisha")
@@ -88,8 +93,11 @@ def check(task: str, response: str, answer: str) -> bool:
     """True only if the final line states exactly the answer in the task's form.
 
     "3 or 4", "about 3", "3.0" and "3 apples" are wrong for an answer of 3: a checker that
-    accepts hedges rewards them in RL.
+    accepts hedges rewards them in RL. A fact task's response must contain every fact of the
+    answer, case aside.
     """
+    if task in FACT_TASKS:
+        return all(fact.casefold() in response.casefold() for fact in answer.split(FACT_SEPARATOR))
     stated = final_answer(response)
     if stated is None:
         return False
