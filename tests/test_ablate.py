@@ -94,27 +94,34 @@ def run(tmp_path_factory):
     return run
 
 
+# A proxy of seconds, its tokenizer and evaluation sized for the small runs of these tests; also
+# tests/test_mixture.py's (jobs/ablate.py ProxyConfig).
+TINY_PROXY = {
+    "vocab_size": 300,
+    "tokenizer_sample_bytes": 20_000,
+    "heldout_fraction": 0.2,
+    "eval_windows": 16,
+    "train": {
+        "steps": 4,
+        "global_batch": 4,
+        "micro_batch": 4,
+        "dtype": "float32",
+        "threads": 1,
+        "eval_every": 0,
+        "save_every": 0,
+        "eval_windows": 8,
+        "model": {"context_length": 32, "n_layer": 1, "n_head": 2, "d_model": 32},
+        "optim": {"warmup_steps": 1},
+    },
+}
+
+
 def tiny_config(**overrides) -> AblateConfig:
     cfg = {
         "variants": {"documents": {"stage": "documents"}, "annotated": {"stage": "annotated"}},
         "seeds": [0],
-        "vocab_size": 300,
-        "tokenizer_sample_bytes": 20_000,
-        "heldout_fraction": 0.2,
-        "eval_windows": 16,
         "reference_files": [str(SAMPLE_TEXT)],
-        "train": {
-            "steps": 4,
-            "global_batch": 4,
-            "micro_batch": 4,
-            "dtype": "float32",
-            "threads": 1,
-            "eval_every": 0,
-            "save_every": 0,
-            "eval_windows": 8,
-            "model": {"context_length": 32, "n_layer": 1, "n_head": 2, "d_model": 32},
-            "optim": {"warmup_steps": 1},
-        },
+        **TINY_PROXY,
     }
     return AblateConfig.model_validate({**cfg, **overrides})
 

@@ -137,6 +137,7 @@ def test_worker_killed_in_every_stage_is_retried_to_the_same_bytes(clean, inputs
     assert_same_as_clean(out, clean)
 
 
+@pytest.mark.slow  # 84 s on 2 cores; .ci/run runs this file whole
 def test_driver_killed_in_every_stage_resumes_to_the_same_bytes(clean, inputs, tmp_path):
     """Run k is killed while stage k is half done; run k+1 finishes it from its finished parts."""
     out = tmp_path / "run"

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_ablate import TINY_PROXY
 
 from corpus import mixlaw
 from corpus.manifest import write_json_atomic
@@ -135,23 +136,8 @@ def tiny_config(run, **overrides) -> MixtureConfig:
         "mixtures": 5,
         "seeds": [0, 1],
         "candidates": 500,
-        "vocab_size": 300,
-        "tokenizer_sample_bytes": 20_000,
-        "heldout_fraction": 0.2,
-        "eval_windows": 16,
         "reference_files": [str(run / "reference.txt")],
-        "train": {
-            "steps": 4,
-            "global_batch": 4,
-            "micro_batch": 4,
-            "dtype": "float32",
-            "threads": 1,
-            "eval_every": 0,
-            "save_every": 0,
-            "eval_windows": 8,
-            "model": {"context_length": 32, "n_layer": 1, "n_head": 2, "d_model": 32},
-            "optim": {"warmup_steps": 1},
-        },
+        **TINY_PROXY,
     }
     return MixtureConfig.model_validate({**cfg, **overrides})
 
