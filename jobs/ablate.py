@@ -158,7 +158,9 @@ class AblateConfig(ProxyConfig):
         return self
 
 
-def load_proxy_config(path: str | Path | None, cls: type[ProxyConfig] = None, default: Path = DEFAULT_CONFIG):
+def load_proxy_config(
+    path: str | Path | None, cls: type[ProxyConfig] | None = None, default: Path = DEFAULT_CONFIG
+) -> ProxyConfig:
     """The YAML, `reference_files` relative to the file (as the pipeline config's `*_files`)."""
     path = Path(path or default)
     cfg = load_yaml(path, cls or AblateConfig)
@@ -349,7 +351,7 @@ def jobs_for(
     return jobs
 
 
-def run_jobs(jobs: list[dict[str, Any]], workers: int) -> dict[str, dict[str, Any]]:
+def run_jobs(jobs: list[dict[str, Any]], workers: int, label: str = "ablate") -> dict[str, dict[str, Any]]:
     """Results by key: a finished `result.json` with the same key is reused, a key shared by
     several jobs is trained once, the rest run `workers` at a time."""
     results: dict[str, dict[str, Any]] = {}
@@ -362,12 +364,12 @@ def run_jobs(jobs: list[dict[str, Any]], workers: int) -> dict[str, dict[str, An
         if job["key"] not in results:
             todo.setdefault(job["key"], job)
     pending = list(todo.values())
-    log.info("ablate: %d trainings to run (%d reused or shared)", len(pending), len(jobs) - len(pending))
+    log.info("%s: %d trainings to run (%d reused or shared)", label, len(pending), len(jobs) - len(pending))
 
     def finished(job: dict[str, Any], result: dict[str, Any]) -> None:
         results[job["key"]] = result
         figures = ", ".join(f"{k} {v:.4f}" for k, v in result["bpb"].items())
-        log.info("ablate: %s, seed %d: bits per byte %s", job["variant"], result["seed"], figures)
+        log.info("%s: %s, seed %d: bits per byte %s", label, job["variant"], result["seed"], figures)
 
     if workers == 1 or len(pending) <= 1:
         for job in pending:

@@ -176,7 +176,7 @@ def train(
     """Per mixture: its weights, every seed's bits per byte, and the target's mean and spread."""
     prepared = write_mixtures(cfg, out, prep, mixtures)
     jobs = ablate.jobs_for(cfg, out, prepared, seeds=seeds)
-    results = ablate.run_jobs(jobs, cfg.workers)
+    results = ablate.run_jobs(jobs, cfg.workers, label="mixture")
     report = {}
     for name, variant in prepared["variants"].items():
         runs = [results[j["key"]] for j in jobs if j["variant"] == name]
@@ -291,8 +291,19 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
+    """OUT/fit.png: `figure`, written aside and renamed into place."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(report)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def figure(report: dict[str, Any]):
     """Left: each fitted mixture's measured target loss against its leave-one-out prediction.
-    Right: the validation's mixtures, mean and min-max over seeds."""
+    Right: the validation's mixtures, mean and min-max over seeds. Also the run report's chart."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -322,10 +333,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     right.set_xticks(range(len(names)), names)
     right.set_title("validation (lower is better)")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    return fig
 
 
 def _fit(args: argparse.Namespace) -> None:

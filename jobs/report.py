@@ -255,23 +255,22 @@ def buckets(page: Page) -> str | None:
 
 def learned_mixture(page: Page) -> str | None:
     """`refinery mixture fit RUN --out RUN/mixture`: its fit (predicted against measured loss) and
-    the validation of the shares it chose, as jobs/mixture.py plots them."""
-    path = Path(page.run_dir) / "mixture" / "mixture.json"
-    if is_remote(page.run_dir) or not path.is_file():  # the fit writes to a local RUN/mixture
+    the validation of the shares it chose, as jobs/mixture.py draws them."""
+    path = join(page.run_dir, "mixture", "mixture.json")
+    if not is_file(path):
         return None
-    from jobs.mixture import plot
+    from jobs.mixture import figure
 
     report = read_json(path)
-    plot(report, Path(page.out) / "learned_mixture.png")
     fit, target = report["fit"], report["config"]["target"]
     caption = (
         f"Left: the {target} bits per byte of {len(report['mixtures'])} proxies against the {fit['form']} "
         f"law's leave-one-out prediction. Right: the chosen shares against the natural and uniform mixtures"
     )
-    figure = f'<figure><img src="learned_mixture.png" alt="{html.escape(caption)}">'
-    figure += f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     rows = [(b, v["natural"], report["shares"][b]) for b, v in report["buckets"].items()]
-    return figure + table(["bucket", "natural share", "learned share"], rows)
+    return page.chart("learned_mixture", figure(report), caption) + table(
+        ["bucket", "natural share", "learned share"], rows
+    )
 
 
 def _curves(path: Path) -> dict[str, list[tuple[float, float]]]:
