@@ -4,8 +4,9 @@ DataTrove's own venv (never imported by Refinery):
     .venv/bin/python datatrove_pipeline.py --input DIR --out OUT --workers N --lid lid.176.ftz
 
 WarcReader → Trafilatura(favour_precision=True) → [JsonlWriter OUT/extracted: every extracted
-page, for extraction F1] → LanguageFilter(en, 0.65) → GopherRepetitionFilter → GopherQualityFilter
-→ C4QualityFilter(filter_no_terminal_punct=False) → FineWebQualityFilter → JsonlWriter OUT/kept,
+page, for extraction F1] → LanguageFilter(en, or --languages; 0.65) → GopherRepetitionFilter
+→ GopherQualityFilter → C4QualityFilter(filter_no_terminal_punct=False) → FineWebQualityFilter
+→ JsonlWriter OUT/kept,
 as in DataTrove's examples/fineweb.py (its URLFilter left out on both sides: Refinery's url
 rules are switched off for the comparison too). Prints one JSON line: wall seconds, documents in,
 per-step stats.
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--lid", required=True, help="lid.176.ftz path")
     parser.add_argument("--timeout", type=float, default=1.0, help="Trafilatura's per-document timeout, s")
+    parser.add_argument("--languages", nargs="+", default=["en"], help="LanguageFilter's languages")
     args = parser.parse_args()
 
     from datatrove.executor import LocalPipelineExecutor
@@ -60,8 +62,8 @@ def main() -> None:
                 self._model = _FastText(lid_path)
             return self._model
 
-    language = LanguageFilter(languages=["en"], language_threshold=0.65)
-    language.model = LocalFT176(["en"])
+    language = LanguageFilter(languages=args.languages, language_threshold=0.65)
+    language.model = LocalFT176(args.languages)
     files = sorted(Path(args.input).glob("*.warc.gz"))
     out = Path(args.out)
     pipeline = [

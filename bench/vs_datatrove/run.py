@@ -31,6 +31,7 @@ from ../shared/tools/extraction_f1.py over every extracted page (kept or not).
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,7 @@ SHARED = REPO.parent / "shared"
 VENV = HERE / ".venv"
 POLL_S = 0.1
 CONFIGS = {"on": "refinery.yaml", "off": "refinery-shortcuts-off.yaml"}
+FOUR_LANGUAGES = ["en", "de", "fr", "es"]
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -104,9 +106,10 @@ def read_jsonl(folder: Path) -> list[dict]:
     return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.open()]
 
 
-def datatrove(python: Path, inputs: Path, workers: int, out: Path, lid: str) -> dict:
+def datatrove(python: Path, inputs: Path, workers: int, out: Path, lid: str, languages: list[str]) -> dict:
     command = [str(python), str(HERE / "datatrove_pipeline.py"), "--input", str(inputs), "--out", str(out)]
-    figures = measured([*command, "--workers", str(workers), "--lid", lid], out.with_suffix(".log"))
+    command += ["--workers", str(workers), "--lid", lid, "--languages", *languages]
+    figures = measured(command, out.with_suffix(".log"))
     stats = json.loads((out / "logs" / "stats.json").read_text())
     extractor = next(s for s in stats if "Trafilatura" in s["name"])
     extracted = read_jsonl(out / "extracted")
@@ -195,7 +198,7 @@ def jaccard(a: list[str], b: list[str]) -> tuple[float, int]:
     return (len(sa & sb) / len(sa | sb) if sa | sb else 1.0), len(sa & sb)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -207,54 +210,84 @@ def main() -> None:
     parser.add_argument(
         "--shortcuts", nargs="+", choices=("on", "off"), default=["on"], help="Refinery's documents shortcuts"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="every run this many times, interleaved")
+    parser.add_argument(
+        "--languages",
+        nargs="+",
+        default=["en"],
+        help="allowed languages: en, or en de fr es (refinery-4lang.yaml)",
+    )
     args = parser.parse_args()
+    if args.languages != ["en"] and (args.languages != FOUR_LANGUAGES or args.shortcuts != ["on"]):
+        parser.error(f"--languages: en, or {' '.join(FOUR_LANGUAGES)} with --shortcuts on")
+    return args
 
-    sys.path.insert(0, str(REPO))
-    from classifiers.langid import lid176_path
 
-    python = ensure_venv()
-    inputs, lid = Path(args.input), lid176_path()
-    work = Path(args.out or tempfile.mkdtemp(prefix="vs_datatrove-"))
-    work.mkdir(parents=True, exist_ok=True)
-    if args.copies > 1:
-        inputs = copy_crawl(inputs, work / f"input-x{args.copies}", args.copies)
-    rows, quality = [], {}
+def refinery_config(setting: str, languages: list[str]) -> str:
+    return str(HERE / (CONFIGS[setting] if languages == ["en"] else "refinery-4lang.yaml"))
+
+
+def run_round(args, python: Path, inputs: Path, lid: str, work: Path, r: int) -> list[tuple]:
+    """One round: per worker count, DataTrove then Refinery with each shortcut setting."""
+    rows = []
     for workers in args.workers:
-        dt = datatrove(python, inputs, workers, work / f"datatrove-w{workers}", lid)
-        rows.append(("DataTrove", workers, dt))
+        dt_out = work / f"datatrove-w{workers}-r{r}"
+        dt = datatrove(python, inputs, workers, dt_out, lid, args.languages)
+        rows.append(("DataTrove", workers, r, dt))
         for setting in args.shortcuts:
-            out = work / f"refinery-w{workers}" if setting == "on" else work / f"refinery-w{workers}-off"
-            ours = refinery(inputs, workers, out, str(HERE / CONFIGS[setting]))
-            rows.append(("Refinery" if setting == "on" else "Refinery, shortcuts off", workers, ours))
-        if not quality:
-            quality["DataTrove"] = extraction_scores(as_run_dir(dt["texts"], work / "datatrove-f1"))
-            quality["Refinery"] = extraction_scores(out)
-            quality["agreement"] = (
-                jaccard(dt["kept_ids"], ours["kept_ids"]),
-                len(dt["kept_ids"]),
-                len(ours["kept_ids"]),
+            name = "Refinery" if setting == "on" else "Refinery, shortcuts off"
+            out = work / (f"refinery-w{workers}-r{r}" + ("" if setting == "on" else "-off"))
+            rows.append(
+                (name, workers, r, refinery(inputs, workers, out, refinery_config(setting, args.languages)))
             )
-    if args.full:
-        workers = max(args.workers)
-        rows.append(("Refinery, default config", workers, refinery(inputs, workers, work / "full", None)))
+    return rows
 
-    print(f"inputs: {inputs} ({len(list(inputs.glob('*.warc.gz')))} files); outputs in {work}")
-    columns = ("pipeline", "workers", "documents", "wall s", "CPU s", "doc/s/core (CPU)", "wall doc/s/core")
-    print("| " + " | ".join((*columns, "kept", "load")) + " |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, workers, r in rows:
+
+def first_round_quality(rows: list[tuple], work: Path) -> dict:
+    """Extraction F1 of both pipelines and the kept-set agreement, from round 0's first runs."""
+    dt = next(res for name, _, r, res in rows if name == "DataTrove" and r == 0)
+    ours = next(res for name, _, r, res in rows if name.startswith("Refinery") and r == 0)
+    out = next(Path(p) for p in sorted(work.glob("refinery-w*-r0*")) if Path(p).is_dir())
+    return {
+        "DataTrove": extraction_scores(as_run_dir(dt["texts"], work / "datatrove-f1")),
+        "Refinery": extraction_scores(out),
+        "agreement": (jaccard(dt["kept_ids"], ours["kept_ids"]), len(dt["kept_ids"]), len(ours["kept_ids"])),
+    }
+
+
+def print_runs(rows: list[tuple]) -> None:
+    columns = ("pipeline", "workers", "round", "documents", "wall s", "CPU s", "doc/s/core (CPU)")
+    print("| " + " | ".join((*columns, "wall doc/s/core", "kept", "load")) + " |")
+    print("|" + "---|" * (len(columns) + 3))
+    for name, workers, r, res in rows:
         print(
-            f"| {name} | {workers} | {r['documents']:,} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} "
-            f"| {r['documents'] / r['cpu_s']:.1f} | {r['documents'] / r['wall_s'] / workers:.1f} "
-            f"| {len(r['kept_ids']):,} | {r['load'][0]:.1f}-{r['load'][1]:.1f} |"
+            f"| {name} | {workers} | {r} | {res['documents']:,} | {res['wall_s']:.1f} | {res['cpu_s']:.1f} "
+            f"| {res['documents'] / res['cpu_s']:.1f} | {res['documents'] / res['wall_s'] / workers:.1f} "
+            f"| {len(res['kept_ids']):,} | {res['load'][0]:.1f}-{res['load'][1]:.1f} |"
         )
-    for workers in args.workers:
-        dt = next(r for n, w, r in rows if w == workers and n == "DataTrove")
-        for name, _, ours in (row for row in rows if row[1] == workers and row[0].startswith("Refinery")):
-            speed = (ours["documents"] / ours["cpu_s"]) / (dt["documents"] / dt["cpu_s"])
-            wall_speed = (ours["documents"] / ours["wall_s"]) / (dt["documents"] / dt["wall_s"])
-            ratio = f"doc/s/core {speed:.2f}x (CPU), {wall_speed:.2f}x (wall)"
-            print(f"{workers} worker(s): {name}/DataTrove {ratio}")
+
+
+def print_ratios(rows: list[tuple], workers_list: list[int]) -> None:
+    """Refinery / DataTrove documents per CPU second, per round (the DataTrove run of the same round
+    and worker count) and their mean and sample standard deviation over the rounds."""
+    rate = lambda res: res["documents"] / res["cpu_s"]  # noqa: E731
+    for workers in workers_list:
+        names = sorted({n for n, w, _, _ in rows if w == workers and n.startswith("Refinery")})
+        for name in names:
+            ratios = []
+            for _, _, r, dt in (row for row in rows if row[0] == "DataTrove" and row[1] == workers):
+                ours = next(res for n, w2, r2, res in rows if n == name and w2 == workers and r2 == r)
+                ratios.append(rate(ours) / rate(dt))
+            mean = statistics.mean(ratios)
+            sd = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
+            each = ", ".join(f"{x:.2f}" for x in ratios)
+            print(
+                f"{workers} worker(s): {name}/DataTrove doc/s/core (CPU) {mean:.2f}x ± {sd:.2f}"
+                f" (rounds: {each})"
+            )
+
+
+def print_quality(quality: dict) -> None:
     (score, both), n_dt, n_ours = quality["agreement"]
     print(f"kept documents: DataTrove {n_dt}, Refinery {n_ours}, both {both}, Jaccard {score:.3f}")
     print(
@@ -267,14 +300,41 @@ def main() -> None:
             f"| {name} | {sh.get('n')} | {sh.get('precision', 0):.3f} | {sh.get('recall', 0):.3f} "
             f"| {sh.get('f1', 0):.3f} | {te.get('n_snippets')} | {te.get('snippet_accuracy', 0):.3f} |"
         )
+
+
+def main() -> None:
+    args = parse_args()
+    sys.path.insert(0, str(REPO))
+    from classifiers.langid import lid176_path
+
+    python = ensure_venv()
+    inputs, lid = Path(args.input), lid176_path()
+    work = Path(args.out or tempfile.mkdtemp(prefix="vs_datatrove-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if args.copies > 1:
+        inputs = copy_crawl(inputs, work / f"input-x{args.copies}", args.copies)
+    rows = [row for r in range(args.rounds) for row in run_round(args, python, inputs, lid, work, r)]
+    quality = first_round_quality(rows, work)
+    if args.full:
+        workers = max(args.workers)
+        rows.append(("Refinery, default config", workers, 0, refinery(inputs, workers, work / "full", None)))
+
+    print(f"inputs: {inputs} ({len(list(inputs.glob('*.warc.gz')))} files), languages {args.languages}")
+    print(f"outputs in {work}")
+    print_runs(rows)
+    print_ratios(rows, args.workers)
+    print_quality(quality)
+    (score, both), n_dt, n_ours = quality["agreement"]
     summary = {
+        "languages": args.languages,
         "rows": [
             {
                 "pipeline": n,
                 "workers": w,
-                **{k: v for k, v in r.items() if k in ("wall_s", "cpu_s", "documents", "load")},
+                "round": r,
+                **{k: v for k, v in res.items() if k in ("wall_s", "cpu_s", "documents", "load")},
             }
-            for n, w, r in rows
+            for n, w, r, res in rows
         ],
         "quality": {k: v for k, v in quality.items() if k != "agreement"},
         "agreement": {"jaccard": score, "both": both, "datatrove": n_dt, "refinery": n_ours},
