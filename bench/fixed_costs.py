@@ -3,7 +3,7 @@ worker and per task, against the work itself.
 
     python bench/fixed_costs.py loads --config bench/configs/pipeline/fixed-costs-x3.yaml \
         --input '/tmp/fastwarc-x3/crawl/*.warc.gz' --run RUN
-    python bench/fixed_costs.py events --events /tmp/fastwarc-events --log RUN.log --start EPOCH
+    python bench/fixed_costs.py events --events /tmp/fastwarc-events --log RUN.log --start T0 --end T1
 
 `loads`, in this fresh process as a Spark Python worker starts: the imports a task's closure
 brings (jobs.documents, jobs.annotated: trafilatura, resiliparse), then two documents tasks (two
@@ -17,8 +17,9 @@ machine inflates less than wall time.
 `events` reads the run's log (the `[1/2] documents started` / `done in` lines, timestamped by
 the CLI) and Spark's event log (`spark.eventLog.enabled`, the config above): the seconds from
 process start (`--start`, `date +%s.%N` before the command) to the SparkContext (Python start,
-imports, JVM) and to the first stage; per stage its wall time, the time inside Spark jobs, and
-its tasks' deserialize and run times.
+imports, JVM) and to the first stage, and from the last stage's end to exit (`--end`, after the
+command); per stage its wall time, the time inside Spark jobs, and its tasks' deserialize and run
+times.
 """
 
 import argparse
@@ -95,12 +96,15 @@ def _annotated_task(config: str, run: str):
     return lambda i: sum(1 for doc in unit_rows(units[i], ROWS_PER_BATCH) if annotator(doc))
 
 
-def events(folder: str, log: str, start: float) -> None:
+def events(folder: str, log: str, start: float, end: float | None) -> None:
     lines = _event_log(folder)
     app = next(e for e in lines if e["Event"] == "SparkListenerApplicationStart")["Timestamp"] / 1000
     stages = _stage_times(log)
     first = min(began for began, _ in stages.values())
     print(f"process start to SparkContext: {app - start:.1f} s; to the first stage: {first - start:.1f} s")
+    if end is not None:
+        last = max(done for _, done in stages.values())
+        print(f"whole run: {end - start:.1f} s; last stage done to exit: {end - last:.1f} s")
     jobs = {e["Job ID"]: e["Submission Time"] / 1000 for e in lines if e["Event"] == "SparkListenerJobStart"}
     ends = {e["Job ID"]: e["Completion Time"] / 1000 for e in lines if e["Event"] == "SparkListenerJobEnd"}
     tasks = [e for e in lines if e["Event"] == "SparkListenerTaskEnd"]
@@ -116,9 +120,12 @@ def events(folder: str, log: str, start: float) -> None:
 
 
 def _event_log(folder: str) -> list[dict]:
-    """The events of the one application logged in `folder` (Spark 4: `eventlog_v2_*/events_*`,
+    """The events of the latest application logged in `folder` (Spark 4: `eventlog_v2_*/events_*`,
     zstd-compressed by default)."""
-    (path,) = glob.glob(f"{folder}/eventlog_v2_*/events_*") or glob.glob(f"{folder}/*")
+    paths = glob.glob(f"{folder}/eventlog_v2_*/events_*") or glob.glob(f"{folder}/*")
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no Spark event log (spark.eventLog.enabled in the run's config)")
+    path = max(paths, key=os.path.getmtime)
     import pyarrow as pa
 
     raw = pa.OSFile(path)
@@ -151,11 +158,12 @@ def main() -> None:
     e.add_argument("--events", required=True)
     e.add_argument("--log", required=True)
     e.add_argument("--start", type=float, required=True)
+    e.add_argument("--end", type=float, help="epoch seconds just after the command (date +%%s.%%N)")
     args = parser.parse_args()
     if args.mode == "loads":
         loads(args.config, sorted(glob.glob(args.input)), args.run, args.same)
     else:
-        events(args.events, args.log, args.start)
+        events(args.events, args.log, args.start, args.end)
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 
