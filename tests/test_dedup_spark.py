@@ -165,7 +165,7 @@ def test_manifest_records_clusters_iterations_and_parameters(default_run):
     assert dedup["cluster_sizes"] == {"2": 4, "3-4": 1}
     assert dedup["duplicates"] == {"url": 0, "exact": 2, "near": 4}
     assert dedup["iterations"] >= 1 and dedup["exact_edges"] == 3
-    assert (dedup["params"]["bands"], dedup["params"]["rows"], dedup["params"]["num_perm"]) == (14, 8, 112)
+    assert (dedup["params"]["bands"], dedup["params"]["rows"], dedup["params"]["num_perm"]) == (26, 8, 208)
     assert manifest["rejected"] == {"duplicate:exact": 2, "duplicate:near": 4}
 
 
@@ -189,9 +189,10 @@ def test_clusters_agree_with_datasketch_minhash_lsh(default_run):
     docs = [d for d in docs if not d["id"].startswith("d-chain")]
     rows = {i: r for i, r in read_rows(run_dir).items() if not i.startswith("d-chain")}
     ids = [d["id"] for d in docs]
-    exact, sigs = sign([d["text"] for d in docs])
-    lsh = MinHashLSH(num_perm=112, params=(14, 8))
-    sketches = [MinHash(num_perm=112, hashvalues=s, scheme="affine32") for s in sigs]
+    cfg = DedupedConfig()
+    exact, sigs = sign([d["text"] for d in docs], num_perm=cfg.num_perm)
+    lsh = MinHashLSH(num_perm=cfg.num_perm, params=(cfg.bands, cfg.rows))
+    sketches = [MinHash(num_perm=cfg.num_perm, hashvalues=s, scheme="affine32") for s in sigs]
     for i, sketch in enumerate(sketches):
         lsh.insert(i, sketch)
     edges = [(i, j) for i, s in enumerate(sketches) for j in lsh.query(s) if i != j]
