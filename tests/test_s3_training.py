@@ -22,7 +22,7 @@ from jobs.cli import main
 from jobs.config import load_config
 from jobs.run import run
 from jobs.stage import Stage
-from jobs.train_stages import FINISHED, TIMING, TRAIN, working_folder
+from jobs.train_stages import FINISHED, TIMING, TRAIN, _drop_other_key, working_folder
 from training.testing import SAMPLE_TEXT
 
 OUT = "s3://runs/trained"
@@ -142,3 +142,20 @@ def test_report_and_stats_read_the_trained_run_in_the_bucket(sft_run, capsys):
     capsys.readouterr()
     assert main(["stats", OUT]) == 0
     assert capsys.readouterr().out
+
+
+def test_a_finished_output_of_another_key_in_the_working_folder_is_trained_anew(tmp_path):
+    """sft's output there was made from another pretrained model: it is dropped, not resumed; one
+    without a marker (interrupted) stays for the stage to resume."""
+    (tmp_path / TRAIN / "sft").mkdir(parents=True)
+    (tmp_path / TRAIN / "sft" / "metrics.jsonl").write_text("{}\n")
+    marker = tmp_path / TRAIN / FINISHED / "sft.json"
+    marker.parent.mkdir()
+    marker.write_text('{"key": "k1"}')
+    _drop_other_key(tmp_path, "sft", "k1")
+    assert (tmp_path / TRAIN / "sft" / "metrics.jsonl").is_file() and marker.is_file()
+    _drop_other_key(tmp_path, "sft", "k2")
+    assert not (tmp_path / TRAIN / "sft").exists() and not marker.exists()
+    (tmp_path / TRAIN / "reward").mkdir()
+    _drop_other_key(tmp_path, "reward", "k3")
+    assert (tmp_path / TRAIN / "reward").is_dir()
