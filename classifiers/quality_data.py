@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from corpus.fs import is_file, is_remote, local_copy
 from corpus.gutenberg import strip_gutenberg
 
 # The bundled positives: the default of `--positive` and of the annotated stage's own model.
@@ -80,8 +81,13 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def read_docs(paths: Iterable[str | Path]) -> Iterator[Doc]:
-    """Documents of every input, in the order given; unknown kinds are an error naming the path."""
+    """Documents of every input, in the order given; unknown kinds are an error naming the path. A
+    file may be a URI (corpus/fs.py), read from its local copy under the object's own name."""
     for item in paths:
+        if is_remote(item):
+            if not is_file(item):
+                raise FileNotFoundError(f"{item}: no such file (a URI names a file, not a folder)")
+            item = local_copy(item)
         path = Path(item)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or directory")

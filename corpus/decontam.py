@@ -46,6 +46,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from corpus.fs import is_file, open_input
+
 NGRAM = "decontam:ngram"
 MODES = ("remove", "cut")
 DEFAULT_N = 13  # GPT-3, Appendix C
@@ -272,13 +274,15 @@ def record_text(row: Mapping[str, Any]) -> str:
 
 def read_texts(path: str | Path) -> list[str]:
     """Evaluation texts of a file: one per line of `*.jsonl[.gz]` (`record_text`), or the whole
-    of any other file read as UTF-8 (`.gz` decompressed)."""
-    path = Path(path)
-    if not path.is_file():
+    of any other file read as UTF-8 (`.gz` decompressed). `path` may be a URI (corpus/fs.py)."""
+    path = str(path)
+    if not is_file(path):
         raise FileNotFoundError(f"{path}: evaluation file not found")
-    raw = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
-    with io.TextIOWrapper(raw, encoding="utf-8-sig") as f:
-        if path.name.endswith((".jsonl", ".jsonl.gz")):
+    with open_input(path) as raw:
+        stream = gzip.open(raw, "rb") if path.endswith(".gz") else raw
+        with io.TextIOWrapper(stream, encoding="utf-8-sig") as f:
+            if not path.endswith((".jsonl", ".jsonl.gz")):
+                return [f.read()]
             texts = []
             for number, line in enumerate(f, 1):
                 if line.strip():
@@ -287,4 +291,3 @@ def read_texts(path: str | Path) -> list[str]:
                     except (ValueError, AttributeError) as exc:
                         raise ValueError(f"{path}:{number}: {exc}") from None
             return texts
-        return [f.read()]

@@ -3,8 +3,9 @@
 One helper per operation: on the input side `expand` (a glob to sorted files), `open_input`
 (binary, streaming, seekable), `file_version` (size and a version for fingerprints) and
 `parent_name`; on the output side (a run directory) `join`, `exists`, `is_file`, `make_dirs`,
-`remove`, `open_output` (a file that appears whole or not at all), `copy_file`, `local_copy` (for a
-library that needs a local file) and `remove_temporaries`. A plain path or a
+`remove`, `open_output` (a file that appears whole or not at all), `copy_file`, `list_files` and
+`copy_tree` (a folder's files), `local_copy` (for a library that needs a local file) and
+`remove_temporaries`. A plain path or a
 `file://` URI is a local file, handled with `open`, `os` and `shutil` as before; anything else goes
 through fsspec, which imports the filesystem's package on first use (s3fs for `s3://`).
 
@@ -419,6 +420,33 @@ def copy_file(source: str | Path, target: str | Path, attempt: str = "") -> None
     local disk into a run in a bucket, a model in a bucket to the local copy a library opens."""
     with open_input(str(source)) as src, open_output(target, attempt) as dst:
         shutil.copyfileobj(src, dst, COPY_CHUNK_BYTES)
+
+
+def list_files(directory: str | Path) -> list[str]:
+    """Every file under `directory` as a `/`-separated path relative to it, sorted, leaving out
+    hidden files and folders (a writer's temporaries: `.step_000500.tmp/`); [] when it is absent."""
+    directory = str(directory)
+    if not is_remote(directory):
+        root = local_path(directory)
+        walk = os.walk(root)
+        found = [os.path.relpath(os.path.join(r, n), root) for r, _, names in walk for n in names]
+        relative = [p.replace(os.sep, "/") for p in found]
+    else:
+        fs, inner = filesystem(directory)
+        is_dir = with_retries(lambda: fs.isdir(inner), what=directory)
+        found = with_retries(lambda: fs.find(inner), what=directory) if is_dir else []
+        relative = [posixpath.relpath(p, inner.rstrip("/")) for p in found]
+    return sorted(p for p in relative if not any(part.startswith(".") for part in p.split("/")))
+
+
+def copy_tree(source: str | Path, target: str | Path) -> list[str]:
+    """Copy the files under `source` (`list_files`) to the same relative paths under `target`,
+    between any two filesystems, each file whole or not at all; return those paths."""
+    names = list_files(source)
+    for name in names:
+        make_dirs(os.path.dirname(join(target, name)))  # local parents; nothing on an object store
+        copy_file(join(source, name), join(target, name))
+    return names
 
 
 def local_copy(path: str | Path) -> Path:

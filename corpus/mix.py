@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from corpus.fs import open_input
 from corpus.sampling import hashed_unit
 from corpus.schema import DOCUMENT
 
@@ -140,8 +141,10 @@ def band_labels(quantiles: Iterable[float]) -> list[str]:
 
 
 def read_domain_list(path: str | Path) -> frozenset[str]:
-    """One registered domain a line, lower-cased; blank lines and `#` comments are skipped."""
-    lines = Path(path).read_text().splitlines()
+    """One registered domain a line, lower-cased; blank lines and `#` comments are skipped. `path`
+    may be a URI (corpus/fs.py)."""
+    with open_input(str(path)) as f:
+        lines = f.read().decode("utf-8").splitlines()
     return frozenset(s.strip().lower() for s in lines if s.strip() and not s.lstrip().startswith("#"))
 
 

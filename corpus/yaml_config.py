@@ -16,6 +16,8 @@ import pydantic
 import yaml
 from pydantic import BaseModel
 
+from corpus.fs import is_file, is_remote, local_path, open_input
+
 
 def load_yaml(
     path: str | Path,
@@ -26,11 +28,13 @@ def load_yaml(
     """Read YAML with `yaml.safe_load` into `cls`; errors name the file and every bad key.
 
     `transform(raw, directory_of_the_file)` rewrites the mapping before validation (the pipeline
-    config resolves its relative paths with it); `overrides` replace top-level keys after that."""
-    path = Path(path)
-    if not path.is_file():
+    config resolves its relative paths with it); `overrides` replace top-level keys after that.
+    `path` may be a URI (a synth or training config in a bucket, corpus/fs.py); a file with a
+    `transform` is local, since the relative paths it resolves are relative to its folder."""
+    path = str(path) if is_remote(path) else Path(local_path(str(path)))
+    if not is_file(path):
         raise FileNotFoundError(f"config file not found: {path}")
-    with open(path) as f:
+    with open_input(str(path)) as f:
         try:
             raw = yaml.safe_load(f) or {}
         except yaml.YAMLError as exc:
@@ -38,6 +42,7 @@ def load_yaml(
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: the top level must be a mapping, not {type(raw).__name__}")
     if transform is not None:
+        assert isinstance(path, Path), f"{path}: a config whose relative paths are resolved must be local"
         raw = transform(raw, path.resolve().parent)
     raw.update(overrides or {})
     try:
@@ -51,7 +56,7 @@ def load_yaml(
         raise ValueError(f"{path}: invalid config\n" + "\n".join(problems)) from None
 
 
-def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+def _yaml_problem(path: str | Path, exc: yaml.YAMLError) -> str:
     """`FILE:LINE:COLUMN: invalid YAML: problem (context)` in one line; PyYAML's message spans five."""
     mark = getattr(exc, "problem_mark", None)
     if mark is None:  # an error without a position (an undecodable byte): its message on one line

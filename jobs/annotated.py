@@ -59,7 +59,7 @@ from corpus.filters.gopher_repetition import GopherRepetitionFilter
 from corpus.filters.language import LanguageFilter
 from corpus.filters.quality import QualityFilter
 from corpus.filters.url import UrlFilter
-from corpus.fs import copy_file, expand, is_file, is_remote, join, remove
+from corpus.fs import copy_file, expand, is_file, is_remote, join, local_copy, remove
 from corpus.manifest import file_sha256, fingerprint, read_json, write_json_atomic
 from corpus.pii import PiiRedactor
 from corpus.sampling import hashed_unit
@@ -165,7 +165,8 @@ def _run_models(
     local = Path(tempfile.mkdtemp(prefix="refinery-quality-")) if is_remote(folder) else Path(folder)
     quality, language = cfg.annotated.quality, cfg.annotated.language
     sample = _negative_sample(spark, units, rows, quality.sample_docs, cfg.seed)
-    negatives = list(in_languages(sample, language.languages if language.enabled else None, lid_model))
+    languages = language.languages if language.enabled else None
+    negatives = list(in_languages(sample, languages, str(local_copy(lid_model))))  # fastText reads a file
     positives = list(read_docs(quality.positives_files))
 
     def fit(k: int) -> dict[str, Any]:
@@ -235,14 +236,13 @@ def main(spark: SparkSession, cfg: PipelineConfig, run_dir: str) -> dict[str, An
     started = time.time()
     stage.prepare()
     units = plan_parts(inputs, cfg.spark.task_target_mb)
-    # addFile ships the models to every executor, so the same code runs on a cluster whose
-    # workers do not share the driver's file system.
-    spark.sparkContext.addFile(lid_model)
+    # The models are shipped to every executor (addFile of a local copy: jobs/spark.py `ship`), so
+    # the same code runs on a cluster whose workers do not share the driver's file system, and a
+    # model in a bucket is fetched once, by the driver.
+    lid_name = ship(spark, lid_model, "lid")
     models, extra = _quality_models(spark, cfg, stage, units, upstream_manifest["rows"]["kept"], lid_model)
     names = tuple(ship(spark, m, "quality") for m in models)
-    annotator = make_annotator(
-        cfg.annotated, lid_model=Path(lid_model).name, quality_models=names, seed=cfg.seed
-    )
+    annotator = make_annotator(cfg.annotated, lid_model=lid_name, quality_models=names, seed=cfg.seed)
     annotate = partial(_annotate_unit, stage, annotator, names, units)
     quality = cfg.annotated.quality
     if quality.enabled and quality.keep_top_fraction is not None:

@@ -288,6 +288,10 @@ class TrainStagesConfig(BaseModel):
     align_config: str | None = None  # a conf/train YAML for `align`, of `align_method`
     align_method: Literal["grpo", "ppo", "dpo", "kto", "rs"] = "grpo"
     eval_limit: int | None = 100  # test problems per task in `eval`; None: all
+    # A local folder for the training stages of a run in object storage (jobs/train_stages.py): they
+    # train there, in a folder named by a hash of the run's URI, and copy their outputs into the
+    # run. None: the system's temporary directory. Not part of the run's identity (jobs/preflight.py).
+    scratch: str | None = None
 
 
 class PipelineConfig(BaseModel):
@@ -307,17 +311,23 @@ class PipelineConfig(BaseModel):
 
 def _resolve_paths(node: Any, base: Path) -> Any:
     """Relative paths in `*_files` lists and `*_config` values are relative to the config file,
-    not the working directory."""
+    not the working directory; a URI (`s3://…`, `file://…`) is absolute and kept as written."""
     if isinstance(node, dict):
         return {
-            k: [os.path.normpath(base / p) for p in v]
+            k: [_resolve(p, base) for p in v]
             if k.endswith("_files") and isinstance(v, list)
-            else os.path.normpath(base / v)
+            else _resolve(v, base)
             if k.endswith("_config") and isinstance(v, str)
             else _resolve_paths(v, base)
             for k, v in node.items()
         }
     return node
+
+
+def _resolve(path: Any, base: Path) -> Any:
+    if not isinstance(path, str) or "://" in path:  # a wrong type is pydantic's to report
+        return path
+    return os.path.normpath(base / path)
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:

@@ -37,9 +37,10 @@ REQUIRES_ALL: dict[str, tuple[str, ...]] = {"shards": ("tokenizer",)}  # besides
 # evaluation sets.
 READS_DECONTAM = ("tokenizer", "shards")
 # run.json fields that identify a run: another value means another run's outputs. Spark settings
-# (master, memory) do not change what a stage writes, so they are left out of the comparison.
+# (master, memory) and the training stages' local scratch folder do not change what a stage writes,
+# so they are left out of the comparison.
 IDENTITY = ("config", "inputs", "source")
-NOT_IDENTITY = ("spark",)
+NOT_IDENTITY = ("spark", "train.scratch")
 # Parts of a setting's name that say its value is a credential (spark.executorEnv.AWS_SECRET_ACCESS_KEY).
 SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD")
 
@@ -72,7 +73,8 @@ def check_inputs(files: list[str], *, strict: bool) -> None:
 
 
 def _must_exist(path: str | None, what: str) -> None:
-    if path is not None and not Path(path).is_file():
+    """A local path or a URI (one metadata request) names an existing file."""
+    if path is not None and not is_file(path):
         raise FileNotFoundError(f"{what}: {path}: no such file")
 
 
@@ -164,9 +166,12 @@ def check_run_dir(run_dir: str | Path, record: dict[str, Any], *, force: bool) -
         if key != "config" and (not a or not b):
             continue
         if isinstance(a, dict) and isinstance(b, dict):
-            a, b = ({k: v for k, v in d.items() if k not in NOT_IDENTITY} for d in (a, b))
             # A key only one side has is a field another Refinery version added or removed.
-            changed += [f"config.{k}" for k, x, y in differences(a, b) if MISSING not in (x, y)]
+            changed += [
+                f"config.{k}"
+                for k, x, y in differences(a, b)
+                if MISSING not in (x, y) and not any(k == n or k.startswith(f"{n}.") for n in NOT_IDENTITY)
+            ]
         elif a != b:
             changed.append(key)
     if changed:

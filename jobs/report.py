@@ -11,10 +11,9 @@ copy the `report/` directory and it still works.
 
 import html
 import json
-import os
 import posixpath
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import duckdb
@@ -24,7 +23,7 @@ matplotlib.use("Agg")  # no display: charts are files
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
-from corpus.fs import is_file, is_remote, join, make_dirs, open_output  # noqa: E402
+from corpus.fs import is_file, is_remote, join, list_files, make_dirs, open_input, open_output  # noqa: E402
 from corpus.manifest import fingerprint, read_json  # noqa: E402
 from corpus.progress import duration  # noqa: E402
 from jobs.stats import NULL, ROW_STAGES, connect, epochs_label, finished_stages, funnel_rows  # noqa: E402
@@ -273,10 +272,12 @@ def learned_mixture(page: Page) -> str | None:
     )
 
 
-def _curves(path: Path) -> dict[str, list[tuple[float, float]]]:
+def _curves(path: str) -> dict[str, list[tuple[float, float]]]:
     """Every numeric series of a metrics.jsonl against its step, bookkeeping fields left out."""
     series: dict[str, list[tuple[float, float]]] = {}
-    for line in path.read_text().splitlines():
+    with open_input(path) as f:
+        lines = f.read().decode("utf-8").splitlines()
+    for line in lines:
         if not line.strip():
             continue
         record = json.loads(line)
@@ -322,7 +323,7 @@ def panel_title(panel: str) -> str:
     return PANEL_TITLES.get(panel, panel.replace("_", " "))
 
 
-def _pipeline_order(path: Path) -> tuple[int, str]:
+def _pipeline_order(path: PurePosixPath) -> tuple[int, str]:
     """Training phases in the order `refinery run` trains them (pretrain, sft, reward, align),
     then any other training directory by name."""
     order = list(STAGES)
@@ -333,11 +334,11 @@ def _pipeline_order(path: Path) -> tuple[int, str]:
 def training_curves(page: Page) -> str | None:
     """Every metrics.jsonl under RUN/train (pretrain, sft, reward, align, ...): each series
     (losses, val_bpb, reward, KL, accuracy, ...) against the step, related ones in one panel."""
-    train = Path(page.run_dir) / "train"  # training writes to a local run directory only (jobs/run.py)
+    train = join(page.run_dir, TRAIN)  # on any filesystem (jobs/train_stages.py copies into a bucket)
     parts = []
-    found = train.glob("**/metrics.jsonl") if not is_remote(page.run_dir) and train.is_dir() else []
+    found = [PurePosixPath(p) for p in list_files(train) if posixpath.basename(p) == "metrics.jsonl"]
     for path in sorted(found, key=_pipeline_order):
-        series = _curves(path)
+        series = _curves(join(train, str(path)))
         if not series:
             continue
         grouped: dict[str, list[str]] = {}
@@ -363,11 +364,11 @@ def training_curves(page: Page) -> str | None:
             ax.grid(alpha=0.3)
         for ax in list(axes.flat)[len(panels) :]:
             ax.axis("off")
-        phase = path.parent.relative_to(train)
+        phase = path.parent
         name = "train_" + "_".join(phase.parts or ("run",))
         last = {k: v[-1][1] for k, v in series.items()}
         figures = ", ".join(f"{k} {v:.4g}" for k, v in sorted(last.items()))
-        source = path.relative_to(page.run_dir)
+        source = f"{TRAIN}/{path}"
         # the phase's name above its charts, where a reader scrolling down meets it first
         parts.append(
             f"<h3>{html.escape(str(phase) if phase.parts else 'training')}</h3>"
@@ -377,24 +378,29 @@ def training_curves(page: Page) -> str | None:
     return "".join(parts) or None
 
 
-def _eval_files(run_dir: str) -> list[Path]:
-    """JSON files under RUN in the format of `refinery eval tasks --out` (training/cli.py); none in
-    object storage, which holds no training outputs (jobs/run.py)."""
+def _eval_files(run_dir: str) -> list[str]:
+    """JSON files under RUN in the format of `refinery eval tasks --out` (training/cli.py), as paths
+    relative to RUN. In object storage only RUN/train is searched, where the eval stage writes
+    (jobs/train_stages.py): listing a whole run there is a request per thousand Parquet parts."""
     if is_remote(run_dir):
-        return []
-    found = []
-    for root, dirs, files in os.walk(run_dir):
-        dirs[:] = sorted(d for d in dirs if d not in NO_EVALS and not d.startswith((".", "_")))
-        for name in sorted(files):
-            if name.endswith(".json") and name != "run.json":
-                path = Path(root) / name
-                try:
-                    data = json.loads(path.read_text())
-                except (OSError, json.JSONDecodeError):
-                    continue
-                if isinstance(data, dict) and isinstance(data.get("accuracy"), dict) and "problems" in data:
-                    found.append(path)
-    return found
+        names = [f"{TRAIN}/{p}" for p in list_files(join(run_dir, TRAIN))]
+    else:
+        names = list_files(run_dir)
+    candidates = [p for p in names if p.endswith(".json") and p != "run.json" and not _hidden(p)]
+    return [p for p in candidates if _is_evaluation(join(run_dir, p))]
+
+
+def _hidden(relative: str) -> bool:
+    """Under a folder `_eval_files` does not search (a stage's, a checkpoint's, a marker's)."""
+    return any(d in NO_EVALS or d.startswith((".", "_")) for d in relative.split("/")[:-1])
+
+
+def _is_evaluation(path: str) -> bool:
+    try:
+        data = read_json(path)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("accuracy"), dict) and "problems" in data
 
 
 def evaluations(page: Page) -> str | None:
@@ -402,7 +408,7 @@ def evaluations(page: Page) -> str | None:
     checkpoints in the order the pipeline trains them."""
     parts = []
     for path in _eval_files(page.run_dir):
-        data = read_json(path)
+        data = read_json(join(page.run_dir, path))
         accuracy: dict[str, dict[str, float]] = data["accuracy"]
         checkpoints = sorted(accuracy, key=_phase_order)
         tasks = sorted({t for r in accuracy.values() for t in r})
@@ -416,7 +422,7 @@ def evaluations(page: Page) -> str | None:
             )
             for task in tasks
         ]
-        where = html.escape(str(path.relative_to(page.run_dir)))
+        where = html.escape(path)
         problems = f"; problems: {html.escape(str(data['data']))}" if data.get("data") else ""
         parts.append(
             f"<h3>{where}</h3><p class='note'>exact-match accuracy, greedy; majority: always the task's most "
@@ -534,7 +540,7 @@ def header(page: Page) -> str:
 def _training_times(run_dir: str) -> list[tuple]:
     """Stage-table rows of the training stages `refinery run` timed (RUN/train/timing.json), in
     pipeline order: they have no rows and no manifest, only a wall time."""
-    path = join(run_dir, TRAIN, TIMING)  # training writes to a local run directory only (jobs/run.py)
+    path = join(run_dir, TRAIN, TIMING)
     timings = read_json(path) if is_file(path) else {}
     timed = [name for name in STAGES if name in timings]
     return [(name, None, None, None, "", duration(timings[name]["wall_time_s"])) for name in timed]

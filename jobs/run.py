@@ -75,18 +75,6 @@ def expand_inputs(
     return sorted(found)
 
 
-def check_remote_stages(out: str, names: list[str]) -> None:
-    """A run directory in object storage (`--out s3://…`) holds the curation stages, which read and
-    write it through corpus/fs.py; the training stages read shards by memory map, from disk."""
-    if not is_remote(out):
-        return
-    if training := [n for n in names if n not in CURATION]:
-        raise ValueError(
-            f"--out {out}: the training stage(s) {', '.join(training)} need a local run directory in "
-            f"this version; in object storage run the curation stages ({','.join(CURATION)})"
-        )
-
-
 def parse_stages(text: str | None, cfg: PipelineConfig | None = None) -> list[str]:
     """The stages to run, in pipeline order: the named ones, or all that the config enables."""
     cfg = cfg or PipelineConfig()
@@ -128,7 +116,6 @@ def run(
 ) -> dict[str, Any]:
     cfg = load_config(config)
     names = parse_stages(stages, cfg)
-    check_remote_stages(out, names)
     listing = {"prefix": input_prefix, "skip": input_skip, "limit": input_limit}
     files = expand_inputs(inputs, **listing) if "documents" in names else []
     source = cfg.source or (documents.source_name(files) if files else None)
@@ -241,4 +228,4 @@ def _run_stage(
         return documents.main(spark, cfg, files, str(run_dir), source)
     if name in CURATION_MODULES:
         return CURATION_MODULES[name].main(spark, cfg, str(run_dir))
-    return train_stages.STAGES[name][0](cfg, run_dir)
+    return train_stages.run_stage(name, cfg, run_dir)

@@ -177,6 +177,20 @@ def test_same_run_other_inputs_or_force(tmp_path):
     check_run_dir(out, other_inputs, force=True)
 
 
+def test_another_spark_master_or_training_scratch_is_the_same_run(tmp_path):
+    from jobs.config import load_config
+
+    out = tmp_path / "run"
+    another_run(out, [str(WARC)], seed=0)
+    config = load_config().model_dump(mode="json")
+    moved = {**config, "spark": {**config["spark"], "master": "local[1]"}}
+    moved["train"] = {**config["train"], "scratch": str(tmp_path / "scratch")}
+    check_run_dir(out, {"config": moved, "inputs": [str(WARC)], "source": "sample"}, force=False)
+    moved["train"]["eval_limit"] = 3
+    with pytest.raises(ValueError, match=r"differs in config\.train\.eval_limit\)"):
+        check_run_dir(out, {"config": moved, "inputs": [str(WARC)], "source": "sample"}, force=False)
+
+
 def test_non_empty_directory_without_run_json_is_refused(capsys, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()

@@ -170,3 +170,15 @@ def test_connection_failures_of_the_s3_client_libraries_are_transient():
     assert fs.is_transient(ReadTimeoutError(endpoint_url="http://127.0.0.1:1"))
     assert fs.is_transient(ServerDisconnectedError())
     assert not fs.is_transient(FileNotFoundError(errno.ENOENT, "s3://b/k"))
+
+
+def test_copy_tree_copies_a_folders_files_but_a_writers_temporaries(tmp_path):
+    source = tmp_path / "pretrain"
+    names = ("metrics.jsonl", "checkpoints/step_000010/model.pt", "checkpoints/.step_000020.tmp/model.pt")
+    for name in names:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(name.encode())
+    assert fs.copy_tree(source, tmp_path / "copy") == ["checkpoints/step_000010/model.pt", "metrics.jsonl"]
+    assert fs.list_files(tmp_path / "copy") == ["checkpoints/step_000010/model.pt", "metrics.jsonl"]
+    assert (tmp_path / "copy" / "metrics.jsonl").read_bytes() == b"metrics.jsonl"
+    assert fs.list_files(tmp_path / "absent") == []

@@ -85,7 +85,7 @@ def test_spark_is_stopped_after_the_last_curation_stage_before_training(monkeypa
     seen = []
     monkeypatch.setattr(run_module.shards, "main", lambda s, cfg, run_dir: seen.append(("shards", s.stopped)))
 
-    def pretrain(cfg, run_dir):
+    def pretrain(cfg, run_dir, train):
         seen.append(("pretrain", spark.stopped))
         return {}
 

@@ -1,5 +1,6 @@
 """Inputs in object storage: WARCs in a bucket of a moto S3 server (tests/s3server.py) read by the
-executors through corpus/fs.py, against a local run of the same files.
+executors through corpus/fs.py, against a local run of the same files; models and lists the config
+names by URI, against the same files on disk.
 
 The glob run is a real `refinery run` subprocess (its Spark and Python workers get the AWS
 variables from their environment, as on a cluster) whose log is searched for the secret key; the
@@ -10,23 +11,36 @@ path-list run uses the test session's Spark, whose executors get the variables t
 
 import gzip
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
+from qualitydata import reference_docs, web_docs
 from s3server import upload
 
+from classifiers.langid import lid176_path
+from classifiers.quality import TrainParams, train
+from classifiers.quality_data import read_docs
+from corpus.decontam import read_texts
 from corpus.extract import Extractor
+from corpus.filters.url import read_list
 from corpus.inputs import input_documents
 from corpus.manifest import read_json
-from jobs import documents
+from corpus.mix import read_domain_list
+from corpus.yaml_config import load_yaml
+from jobs import annotated, documents
 from jobs.cli import main
 from jobs.config import load_config
 from jobs.run import expand_inputs
+from jobs.stage import Stage
+from training.synth import SynthSftConfig
 
 pytestmark = pytest.mark.spark
 REPO = Path(__file__).resolve().parent.parent
@@ -161,11 +175,6 @@ def test_strict_refuses_an_object_that_is_not_a_warc(bucket, tmp_path, capsys):
     assert "--input s3://crawl/bad/page.warc.gz: not a WARC file" in capsys.readouterr().out
 
 
-def test_training_stages_into_object_storage_are_refused_for_now(bucket, capsys):
-    assert main(["run", str(REPO / "conf" / "full.yaml"), "--input", GLOB, "--out", "s3://runs/r1"]) == 2
-    assert "--out s3://runs/r1: the training stage(s) pretrain" in capsys.readouterr().out
-
-
 def test_a_credential_in_the_configs_spark_settings_is_refused(tmp_path, capsys):
     config = tmp_path / "config.yaml"
     config.write_text("spark:\n  conf: {spark.executorEnv.AWS_SECRET_ACCESS_KEY: hunter2}\n")
@@ -218,3 +227,118 @@ def test_crawl_sample_from_a_bucket_keeps_the_same_documents_as_from_disk(
             pq.read_table(runs[r] / "documents" / split).drop_columns(["warc_file"]) for r in runs
         )
         assert remote.equals(local)
+
+
+# The annotated rules a model or list decides, alone: the templated pages would fail the others.
+HEURISTICS_OFF = {s: {"enabled": False} for s in ("gopher_repetition", "gopher_quality", "c4", "fineweb")}
+BLOCKED = "shop3.example.com"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, str]:
+    """A small quality model, a block list naming one site, and lid.176: local files."""
+    folder = tmp_path_factory.mktemp("models")
+    train(
+        reference_docs(60),
+        web_docs(120, seed=5),
+        folder / "quality.ftz",
+        TrainParams(epoch=10, bucket=20_000),
+    )
+    (folder / "blocked.txt").write_text(f"# a site of tests/qualitydata.py\n{BLOCKED}\n")
+    return {
+        "quality": str(folder / "quality.ftz"),
+        "blocklist": str(folder / "blocked.txt"),
+        "lid": lid176_path(),
+    }
+
+
+@pytest.fixture(scope="module")
+def documents_stage(tmp_path_factory) -> Path:
+    """RUN/documents: reference prose and templated web pages (tests/qualitydata.py), one part."""
+    run = tmp_path_factory.mktemp("docs_run")
+    docs = [(d, f"library{i % 4}.example.org") for i, d in enumerate(reference_docs(20))]
+    docs += [(d, d.group) for d in web_docs(40)]
+    rows = [
+        {"id": f"doc-{i:03d}", "url": f"https://{site}/{i}", "domain": site, "text": d.text, "source": "test"}
+        for i, (d, site) in enumerate(docs)
+    ]
+    stage = Stage(str(run), "documents", "test", "test")
+    stage.prepare()
+    stage.commit([stage.write_part(0, rows, counts={"documents": len(rows)})], rows_in=len(rows), started=0.0)
+    return run / "documents"
+
+
+def annotate_with(spark, documents_stage: Path, folder: Path, files: dict[str, str]) -> list[tuple]:
+    """The annotated stage with the quality model, block list and lid.176 at `files`; its rows."""
+    run = folder / "run"
+    shutil.copytree(documents_stage, run / "documents")
+    section = {
+        **HEURISTICS_OFF,
+        "lid_model": files["lid"],
+        "url": {"blocklist_files": [files["blocklist"]]},
+        "quality": {"model": files["quality"], "threshold": 0.5},
+    }
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump({"annotated": section}))
+    annotated.main(spark, load_config(config), str(run))
+    return duckdb.sql(f"SELECT id, quality, reject FROM '{run}/annotated/*/*.parquet' ORDER BY id").fetchall()
+
+
+def test_models_and_lists_in_a_bucket_decide_as_their_local_files(
+    spark, bucket, models, documents_stage, tmp_path
+):
+    remote = dict(zip(models, upload([Path(p) for p in models.values()], "s3://models/run1/"), strict=True))
+    assert remote["quality"] == "s3://models/run1/quality.ftz"
+    local_rows = annotate_with(spark, documents_stage, tmp_path / "local", models)
+    remote_rows = annotate_with(spark, documents_stage, tmp_path / "remote", remote)
+    assert remote_rows == local_rows
+    rejects = Counter(reject for *_, reject in local_rows)
+    assert rejects[None] and rejects["url:blocklist"] == 2 and rejects["quality:low"]  # each file decided
+
+
+def test_missing_model_in_a_bucket_is_refused_in_one_line_naming_key_and_uri(bucket, tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("annotated:\n  quality:\n    model: s3://crawl/models/absent.ftz\n")
+    out = tmp_path / "run"
+    assert main(["run", str(config), "--input", str(SAMPLE / FILES[0]), "--out", str(out)]) == 2
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == [
+        "error: annotated.quality.model (quality classifier): s3://crawl/models/absent.ftz: no such file"
+    ]
+    assert not out.exists()
+
+
+def test_list_evaluation_and_config_files_in_a_bucket_read_as_their_local_files(s3_server, tmp_path):
+    """Every reader of a file the config names, given its URI, returns what the local file gives;
+    the config keeps a URI as written where it resolves a relative path."""
+    files = {
+        "domains.txt": "# news\nExample.org\n\nnews.example.com\n",
+        "eval.jsonl": '{"prompt": "2+2?", "solution": "4"}\n{"text": "A reference line."}\n',
+        "positives.jsonl": '{"text": "A well written paragraph."}\n',
+        "synth.yaml": "arithmetic: {train: 3, test: 2}\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    local = {name: str(tmp_path / name) for name in files}
+    remote = dict(zip(files, upload([tmp_path / n for n in files], "s3://lists/v1/"), strict=True))
+    readers = {
+        "domains.txt": read_domain_list,
+        "eval.jsonl": read_texts,
+        "positives.jsonl": lambda p: list(read_docs([p])),
+        "synth.yaml": lambda p: load_yaml(p, SynthSftConfig),
+    }
+    for name, read in readers.items():
+        assert read(remote[name]) == read(local[name]) and read(local[name]), name
+    assert read_list([remote["domains.txt"]]) == {"example.org", "news.example.com"}
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "mixed": {"domain_list_files": [remote["domains.txt"], "domains.txt"]},
+                "train": {"sft_config": remote["synth.yaml"]},
+            }
+        )
+    )
+    cfg = load_config(config)
+    assert cfg.mixed.domain_list_files == (remote["domains.txt"], local["domains.txt"])
+    assert cfg.train.sft_config == remote["synth.yaml"]

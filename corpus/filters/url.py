@@ -25,6 +25,7 @@ and subword entries are normalized like the URL (only `a-z0-9` kept). The files 
 in `__init__`, into frozensets: the filter is pickled to Spark executors and reads no file after.
 """
 
+import io
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from corpus.filters.checks import Check
+from corpus.fs import open_input
 
 BLOCKLIST = "url:blocklist"
 BANNED_WORD = "url:banned_word"
@@ -110,10 +112,11 @@ class UrlFilter:
 
 
 def read_list(paths: Iterable[str]) -> set[str]:
-    """The entries of list files: one per line, lowercased, `#` comments and blanks dropped."""
+    """The entries of list files (local paths or URIs, corpus/fs.py): one per line, lowercased, `#`
+    comments and blanks dropped."""
     entries: set[str] = set()
     for path in paths:
-        with open(path, encoding="utf-8") as f:
+        with io.TextIOWrapper(open_input(path), encoding="utf-8") as f:
             for line in f:
                 entry = line.split("#", 1)[0].strip().lower()
                 if entry:
