@@ -10,6 +10,7 @@ from test_align import sft_checkpoint, sft_data  # noqa: F401 (fixtures)
 
 from corpus.yaml_config import load_yaml
 from jobs import train_stages
+from jobs.cli import main as cli_main
 from jobs.config import PipelineConfig, load_config
 from jobs.run import parse_stages
 from training.checkpoint import latest_checkpoint, read_meta, resolve_checkpoint
@@ -157,3 +158,14 @@ def test_config_errors_name_the_key(tmp_path):
     path.write_text("rounds: 0\n")
     with pytest.raises(ValueError, match="rounds"):
         load_yaml(path, RoundsConfig)
+
+
+def test_the_command_names_the_file_and_the_bad_key_before_loading_anything(capsys, tmp_path):
+    config = tmp_path / "rounds.yaml"
+    config.write_text("rs: {samples: 4}\n")
+    argv = ["train", "rounds", str(config), "--init", "SFT", "--data", "DATA", "--out", str(tmp_path / "o")]
+    assert cli_main(argv) == 2
+    output = capsys.readouterr().out
+    assert output.startswith(f"error: {config}: invalid config")
+    assert "rs.samples: rejection sampling" in output
+    assert not (tmp_path / "o").exists()
