@@ -287,6 +287,7 @@ class TrainStagesConfig(BaseModel):
     reward_config: str | None = None  # a conf/train YAML for `reward`
     align_config: str | None = None  # a conf/train YAML for `align`, of `align_method`
     align_method: Literal["grpo", "ppo", "dpo", "kto", "rs"] = "grpo"
+    rounds_config: str | None = None  # a conf/train YAML for `rounds` (iterative rounds from the SFT model)
     eval_limit: int | None = 100  # test problems per task in `eval`; None: all
     # A local folder for the training stages of a run in object storage (jobs/train_stages.py): they
     # train there, in a folder named by a hash of the run's URI, and copy their outputs into the

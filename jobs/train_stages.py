@@ -10,6 +10,7 @@ default conf/pipeline.yaml stops at the shards). Outputs live in RUN/train/:
     prefs/      preference pairs and their report            (training/preferences.py)
     reward/     the reward model                             (training/reward.py)
     align/      the aligned model, metrics, align.png        (training/align.py, `align_method`)
+    rounds/     iterative rounds from the SFT model, rounds.md (training/rounds.py; optional)
     eval.json   task accuracy of each model on the SFT test split (training/eval_tasks.py)
 
 Rerunning is resuming: a training phase continues from its latest checkpoint and does nothing
@@ -142,6 +143,21 @@ def align_stage(cfg: PipelineConfig, run_dir: str | Path, train: Path) -> dict[s
     return {"summary": {"method": method, **result}}
 
 
+def rounds_stage(cfg: PipelineConfig, run_dir: str | Path, train: Path) -> dict[str, Any]:
+    """Iterative rounds from the SFT model; the preference pairs join every reward model when the
+    synth_prefs stage runs. A rerun resumes after the last finished round."""
+    from training.rounds import rounds
+
+    table = rounds(
+        load_stage_config(cfg, "rounds"),
+        train / "sft",
+        train / "sft_data",
+        train / "rounds",
+        pairs=train / "prefs" if enabled(cfg, "synth_prefs") else None,
+    )
+    return {"summary": table[-1]}
+
+
 def eval_stage(cfg: PipelineConfig, run_dir: str | Path, train: Path) -> dict[str, Any]:
     """Greedy task accuracy of every trained model on the SFT test split, side by side."""
     from corpus.tokenizer import load as load_tokenizer
@@ -218,6 +234,13 @@ def _reward_config(cfg: PipelineConfig, path: str):
     return load_yaml(path, RewardConfig)
 
 
+def _rounds_config(cfg: PipelineConfig, path: str):
+    from corpus.yaml_config import load_yaml
+    from training.config import RoundsConfig
+
+    return load_yaml(path, RoundsConfig)
+
+
 def _align_config(cfg: PipelineConfig, path: str):
     from corpus.yaml_config import load_yaml
     from training.align import CONFIGS
@@ -233,8 +256,12 @@ STAGES = {
     "synth_prefs": (synth_prefs_stage, "preferences_config", _prefs_config),
     "reward": (reward_stage, "reward_config", _reward_config),
     "align": (align_stage, "align_config", _align_config),
+    "rounds": (rounds_stage, "rounds_config", _rounds_config),
     "eval": (eval_stage, "sft_config", _sft_config),
 }
+
+# Stages a config may name that conf/full.yaml does not: the one-command run trains without them.
+OPTIONAL = frozenset({"rounds"})
 
 # The stages that train in training/loop.py, which logs its own progress about every minute.
 LOGS_PROGRESS = frozenset({"pretrain", "sft", "reward", "align"})
@@ -246,6 +273,7 @@ OUTPUTS = {
     "synth_prefs": "prefs",
     "reward": "reward",
     "align": "align",
+    "rounds": "rounds",
     "eval": "eval.json",
 }
 READS = {
@@ -255,6 +283,7 @@ READS = {
     "synth_prefs": ("sft", "synth_sft"),
     "reward": ("sft", "synth_prefs"),
     "align": ("sft", "synth_sft", "reward", "synth_prefs"),
+    "rounds": ("sft", "synth_sft", "synth_prefs"),
     "eval": ("pretrain", "sft", "align", "synth_sft"),
 }
 

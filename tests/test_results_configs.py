@@ -16,7 +16,7 @@ from pathlib import Path
 import training.config
 from corpus.yaml_config import load_yaml
 from jobs.config import load_config
-from training.config import RewardConfig, SftConfig, load_pretrain_config
+from training.config import RewardConfig, RoundsConfig, SftConfig, load_pretrain_config
 
 REPO = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
@@ -111,6 +111,7 @@ VALIDATORS: dict[tuple[str, ...], Callable[[Path, list[str]], None]] = {
     ("train", "sft"): lambda path, argv: load_yaml(path, SftConfig),
     ("train", "reward"): lambda path, argv: load_yaml(path, RewardConfig),
     ("train", "align"): _align,
+    ("train", "rounds"): lambda path, argv: load_yaml(path, RoundsConfig),
     ("synth", "sft"): _synth_sft,
     ("synth", "preferences"): _synth_preferences,
     ("synth", "factuality"): _synth_factuality,

@@ -73,6 +73,16 @@ def _align(args: argparse.Namespace) -> None:
     logging.getLogger("training").info("done: step %d, %s", result["step"], figures)
 
 
+def _rounds(args: argparse.Namespace) -> None:
+    from corpus.yaml_config import load_yaml
+    from training.config import RoundsConfig
+    from training.rounds import format_table, rounds
+
+    cfg = load_yaml(args.config, RoundsConfig)
+    table = rounds(cfg, args.init, args.data, args.out, pairs=args.pairs, quiet=args.quiet)
+    print(format_table(table))
+
+
 def _eval_compare(args: argparse.Namespace) -> None:
     from training.align import compare, format_compare
 
@@ -214,6 +224,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     align.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     align.add_argument("--quiet", action="store_true", help="no progress bar, only evaluation log lines")
     align.set_defaults(func=_align)
+
+    rounds = phases.add_parser(
+        "rounds",
+        help="iterative post-training from an SFT checkpoint: per round sample, grade, reward model, "
+        "rejection sampling and DPO (training/rounds.py)",
+    )
+    rounds.add_argument("config", help="YAML config, e.g. conf/train/rounds.yaml")
+    rounds.add_argument(
+        "--init", required=True, help="the SFT checkpoint (round 1's policy, the KL reference)"
+    )
+    rounds.add_argument(
+        "--data", required=True, help="`refinery synth sft` directory: train prompts, test problems"
+    )
+    rounds.add_argument(
+        "--pairs", help="`refinery synth preferences` directory whose train pairs every reward model adds"
+    )
+    rounds.add_argument(
+        "--out", required=True, help="output directory (round_<r>/, rounds.md); a rerun resumes there"
+    )
+    rounds.add_argument("--quiet", action="store_true", help="no progress bar, only evaluation log lines")
+    rounds.set_defaults(func=_rounds)
 
     evaluation = sub.add_parser("eval", help="evaluate checkpoints").add_subparsers(
         dest="what", required=True

@@ -281,6 +281,43 @@ class RsConfig(AlignConfig):
     require_correct: bool = False  # choose among the solved samples only (RFT)
 
 
+class RoundsConfig(BaseModel):
+    """Iterative post-training (training/rounds.py): `rounds` rounds of sample, grade, reward model,
+    rejection sampling and DPO, each from the last round's policy. `reward`, `rs` and `dpo` are the
+    configs of those steps as `refinery train reward` and `align` read them; rs takes its samples
+    from the round, so its own `samples`, `prompts` and `sampling` are errors here."""
+
+    model_config = STRICT
+    seed: int = 0
+    rounds: PositiveInt = 3
+    tasks: tuple[str, ...] | None = None  # prompts of these tasks only; None: every task in the data
+    prompts: PositiveInt = 100  # train prompts per task per round: each round takes the next ones
+    heldout_prompts: PositiveInt = 50  # test prompts per task sampled each round for the RM's pairs
+    samples: PositiveInt = 8  # K responses per prompt from the round's policy
+    sampling: SamplingConfig = SamplingConfig()
+    pairs_per_prompt: PositiveInt = 1
+    # Grade a sample by its final answer and its worked steps (training/tasks.py `solved`), or,
+    # False, by the final answer alone: a small model's steps may never hold, leaving no pair.
+    steps: bool = True
+    eval_tasks: PositiveInt = 100  # held-out problems per task answered greedily after each round
+    max_new_tokens: PositiveInt = 128
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"  # autocast dtype for sampling and evaluation
+    threads: int | None = None  # CPU threads; None: torch's default
+    reward: RewardConfig = RewardConfig()
+    rs: RsConfig = RsConfig()
+    dpo: DpoConfig = DpoConfig()
+
+    @pydantic.model_validator(mode="after")
+    def _round_samples(self) -> "RoundsConfig":
+        ignored = sorted(self.rs.model_fields_set & {"samples", "prompts", "sampling"})
+        if ignored:
+            raise ValueError(
+                f"rs.{ignored[0]}: rejection sampling picks from the round's samples; set the "
+                "top-level prompts, samples and sampling instead"
+            )
+        return self
+
+
 # Fields that may differ between a checkpoint and the config it resumes with: they change how
 # the run is watched or executed, not the numbers it computes.
 RESUMABLE_CHANGES = {

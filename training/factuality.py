@@ -135,7 +135,7 @@ def probe(cfg: FactualityConfig, init: str | Path, questions: list[Problem]) -> 
     ]
 
 
-def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
@@ -161,14 +161,14 @@ def synthesize(
     sft_train = _records(data / "train.jsonl")[: cfg.sft_conversations]
     sft_test = _records(data / "test.jsonl")
     held_out = [q.to_record("test") for q in test]
-    _write_jsonl(out / "test.jsonl", held_out)
+    write_jsonl(out / "test.jsonl", held_out)
     for name, questions in (("refusal", targets(train, knows, cfg.refusal)), ("answers", train)):
         mixed = sft_train + [
             {**q.to_record("train"), "known": ok} for q, ok in zip(questions, knows, strict=True)
         ]
         random.Random(f"{name}:{cfg.seed}").shuffle(mixed)
-        _write_jsonl(out / name / "train.jsonl", mixed)
-        _write_jsonl(out / name / "test.jsonl", sft_test + held_out)
+        write_jsonl(out / name / "train.jsonl", mixed)
+        write_jsonl(out / name / "test.jsonl", sft_test + held_out)
     report = {
         "config": cfg.model_dump(mode="json"),
         "init": str(init),

@@ -173,18 +173,25 @@ def _pair(problem: dict[str, Any], chosen: str, rejected: str, source: str) -> d
 
 
 def on_policy_pairs(
-    problems: list[dict[str, Any]], responses: list[list[str]], per_prompt: int, rng: random.Random
+    problems: list[dict[str, Any]],
+    responses: list[list[str]],
+    per_prompt: int,
+    rng: random.Random,
+    *,
+    steps: bool = True,
 ) -> tuple[list[dict], dict[str, float]]:
     """Pairs of a correct and an incorrect sample of the same prompt, and the yield figures.
 
     Correct means solved: the right final answer through worked steps that hold (training/tasks.py
     `solved`). A right answer reached through a wrong step is neither chosen nor rejected; the
-    report counts these samples as `lucky` (a share of all samples)."""
+    report counts these samples as `lucky` (a share of all samples). `steps=False` grades the
+    final answer alone, for a model whose steps never hold (`lucky` is then 0)."""
     pairs, counts = [], defaultdict(int)
     for p, samples in zip(problems, responses, strict=True):
         answered = [check(p["task"], s, p["answer"]) for s in samples]
         worked = [
-            ok and steps_hold(p["task"], p["prompt"], s) for s, ok in zip(samples, answered, strict=True)
+            ok and (not steps or steps_hold(p["task"], p["prompt"], s))
+            for s, ok in zip(samples, answered, strict=True)
         ]
         right = list(dict.fromkeys(s for s, ok in zip(samples, worked, strict=True) if ok))
         wrong = list(dict.fromkeys(s for s, ok in zip(samples, answered, strict=True) if not ok))

@@ -26,6 +26,7 @@ of sampling again.
 import json
 import statistics
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,8 +45,17 @@ SELECTION = "selection.json"
 
 def best_of_n(s: Setup, problems: list[dict[str, Any]], cfg: RsConfig) -> tuple[list[dict], dict[str, float]]:
     """The highest-scoring of N samples per problem, and the selection figures."""
-    N = cfg.samples
-    rows = sample(s.policy, s.chat, [p["prompt"] for p in problems], N, cfg.sampling, cfg.seed, s.rt.autocast)
+    rows = sample(
+        s.policy, s.chat, [p["prompt"] for p in problems], cfg.samples, cfg.sampling, cfg.seed, s.rt.autocast
+    )
+    return choose(s, problems, rows, cfg.samples, cfg)
+
+
+def choose(
+    s: Setup, problems: list[dict[str, Any]], rows: list, N: int, cfg: RsConfig
+) -> tuple[list[dict], dict[str, float]]:
+    """The winner of each problem's N sampled `rows` (prompt-major, training/rollout.py `sample`),
+    by the reward model's score among the eligible ones, and the selection figures."""
     texts = [decode(s.chat, r) for _, r in rows]
     correct = [check(problems[i // N]["task"], t, problems[i // N]["answer"]) for i, t in enumerate(texts)]
     worked = [solved(problems[i // N], t) for i, t in enumerate(texts)]
@@ -103,13 +113,21 @@ def rs(cfg: RsConfig, run: Run) -> dict[str, Any]:
             raise ValueError(
                 f"no prompt kept a winner (min_score {cfg.min_score}, require_correct {cfg.require_correct})"
             )
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / SELECTION, figures)
-        tmp = out / f".{WINNERS}.tmp"
-        tmp.write_text("".join(json.dumps(w, ensure_ascii=False) + "\n" for w in winners))
-        tmp.replace(out / WINNERS)
+        write_winners(out, winners, figures)
+    return fine_tune(s, winners, run)
 
-    # --- SFT on the winners: the policy starts from the SFT model, the loop is SFT's
+
+def write_winners(out: Path, winners: list[dict[str, Any]], figures: dict[str, float]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / SELECTION, figures)
+    tmp = out / f".{WINNERS}.tmp"
+    tmp.write_text("".join(json.dumps(w, ensure_ascii=False) + "\n" for w in winners))
+    tmp.replace(out / WINNERS)
+
+
+def fine_tune(s: Setup, winners: list[dict[str, Any]], run: Run) -> dict[str, Any]:
+    """SFT of the policy on the winners, on SFT's loop; the last step's figures."""
+    cfg = s.cfg
     conversations = [
         [{"role": "user", "content": w["prompt"]}, {"role": "assistant", "content": w["response"]}]
         for w in winners
@@ -122,7 +140,7 @@ def rs(cfg: RsConfig, run: Run) -> dict[str, Any]:
         s.policy.optimizer(cfg.optim, fused=True),
         ChatBatches(conversations, s.chat, T, seed=cfg.seed),
         validation(s),
-        out,
+        run.out,
         s.tokenizer_path,
         tokens_per_step=cfg.global_batch * T,
         resume=run.resume,
