@@ -1,10 +1,17 @@
 """documents stage: input files → RUN/documents/{kept,rejected}/part-NNNNN.parquet + manifest.json.
 
 Input: WARC files (plain or gzip) and documents as JSONL or Parquet (corpus/inputs.py), in
-sorted order, one Spark task per piece: a WARC or compressed JSONL file is one piece, a plain
-JSONL or Parquet file is cut into pieces of about `spark.task_target_mb` (byte ranges, row
-groups: corpus/inputs.py `plan_pieces`), so one large file is read by several tasks. Part N is
-the N-th piece; the parts' rows, in order, and their ids are what one task per file would give.
+sorted order, one Spark task per piece. A file over `spark.task_target_mb` is cut into pieces of
+about that size (corpus/inputs.py `plan_pieces`): a WARC (uncompressed, or a gzip member per
+record as Common Crawl writes it; pieces of at least 1 MiB) and a plain JSONL file by byte
+ranges, a task reading the records or lines that start in its range (the last one may run past
+its end); a Parquet file by runs of row groups. So a 1 GiB crawl WARC is read by 8 tasks at the
+default 128. A compressed JSONL file (`.jsonl.gz`, `.jsonl.zst`), a WARC gzipped as one stream,
+and a smaller file are one piece each: a task holds one piece, a compressed stream cannot be
+entered midway, and the stages after this one re-cut their tasks from these parts' row groups
+(corpus/units.py). Part N is the N-th piece; the parts' rows, in order, their ids, counts and
+read errors are what one task per file would give (a damaged region counted once, by the piece
+whose reading reaches it).
 Every WARC record read is counted by kind in the manifest (`records.*`, and responses by status
 and type as `response.<status>.<mime>`); read errors are counted and listed with their file and
 offset. HTML 200 responses and the rows of JSONL and Parquet files (counted as `input_rows`)
@@ -34,6 +41,7 @@ from pyspark.sql import SparkSession
 
 from classifiers.langid import lid176_path
 from classifiers.prefilter import Prefilter
+from corpus.documents import MAX_ERRORS_KEPT
 from corpus.extract import Extractor
 from corpus.filters.language import LanguageFilter, LanguagePrefilter
 from corpus.filters.url import UrlFilter
@@ -48,7 +56,8 @@ STAGE = "documents"
 # Bump when a code change alters this stage's output for the same config.
 # 2: JSONL and Parquet input, bad files skipped, `extractor` and `metadata` columns; 3: URL rules
 # and language prefilter before extraction, date for survivors only, default-mode fallback; pieces
-VERSION = 3
+# 4: large WARCs read in pieces (more part files)
+VERSION = 4
 log = logging.getLogger(__name__)
 
 
@@ -155,8 +164,14 @@ def _read_piece(
 
 
 def _read_errors(inputs: list[str], parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The manifest's input count, read errors and unreadable files, gathered from the parts."""
-    errors = [e for p in parts for e in p["errors"]]
+    """The manifest's input count, read errors and unreadable files, gathered from the parts: the
+    first MAX_ERRORS_KEPT read errors of each file, as one task reading it whole keeps them."""
+    kept: Counter = Counter()
+    errors = []
+    for error in (e for p in parts for e in p["errors"]):
+        kept[error["file"]] += 1
+        if kept[error["file"]] <= MAX_ERRORS_KEPT:
+            errors.append(error)
     bad_files = [b for p in parts for b in p["bad_files"]]  # at most one per input file
     if bad_files:
         log.warning("documents: %d input file(s) unreadable, skipped (manifest: bad_files)", len(bad_files))
