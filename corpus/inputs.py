@@ -40,7 +40,7 @@ import io
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -113,17 +113,18 @@ class Piece:
         return {"file": self.path, "range": None if self.stop is None else [self.start, self.stop]}
 
 
-def plan_pieces(path: str, target_bytes: int) -> list[Piece]:
+def plan_pieces(path: str, target_bytes: int, *, probe: bool = True) -> list[Piece]:
     """The pieces of one input file, about `target_bytes` each (module docstring); a file that is
     small, not splittable or unreadable here is one piece, read (or found bad) by its task. A plain
-    JSONL file's pieces still need their `before` (`with_line_counts`)."""
+    JSONL file's pieces still need their `before` (`with_line_counts`); with `probe` False, a large
+    WARC's pieces still need `warc_splittable` (`whole_files`), which reads its first members."""
     kind = input_format(path)
     try:
         if kind == "jsonl" and _codec(path) is None:
             pieces = _byte_ranges(path, file_version(path)[0], target_bytes)
         elif kind == "warc":
             pieces = _byte_ranges(path, file_version(path)[0], target_bytes, MIN_WARC_PIECE)
-            if len(pieces) > 1 and not _warc_splittable(path):
+            if probe and len(pieces) > 1 and not warc_splittable(path):
                 return [Piece(path)]
         elif kind == "parquet":
             with open_input(path) as f:
@@ -152,13 +153,18 @@ def _byte_ranges(path: str, size: int, target_bytes: int, least: int = 1) -> lis
     return [Piece(path, cuts[k], cuts[k + 1], index=k) for k in range(n)]
 
 
-def _warc_splittable(path: str) -> bool:
+def warc_splittable(path: str) -> bool:
     """corpus/warc.py `splittable`, for a file that reads as a WARC at all (a bad one is read
     whole, and found bad, by its one task)."""
     if file_problem(path) is not None:
         return False
     with open_input(path) as f:
         return splittable(f)
+
+
+def whole_files(pieces: Sequence[Piece], paths: Collection[str]) -> list[Piece]:
+    """The pieces, with each file in `paths` one piece, read whole."""
+    return [Piece(p.path) if p.path in paths else p for p in pieces if p.path not in paths or p.index == 0]
 
 
 def count_newlines(piece: Piece) -> int:

@@ -45,7 +45,16 @@ from corpus.documents import MAX_ERRORS_KEPT
 from corpus.extract import Extractor
 from corpus.filters.language import LanguageFilter, LanguagePrefilter
 from corpus.filters.url import UrlFilter
-from corpus.inputs import Piece, count_newlines, input_documents, input_format, plan_pieces, with_line_counts
+from corpus.inputs import (
+    Piece,
+    count_newlines,
+    input_documents,
+    input_format,
+    plan_pieces,
+    warc_splittable,
+    whole_files,
+    with_line_counts,
+)
 from corpus.manifest import file_sha256, files_fingerprint, fingerprint
 from corpus.units import MB
 from jobs.config import PipelineConfig, build
@@ -124,16 +133,28 @@ def gate_key(gate: Prefilter | None, cfg: PipelineConfig) -> dict[str, Any] | No
 
 def plan(spark: SparkSession, inputs: list[str], target_mb: float) -> list[Piece]:
     """The input files' pieces in file order (corpus/inputs.py `plan_pieces`: a size or a footer
-    per file, read here); the newlines of plain JSONL byte ranges are counted on the executors, a
-    task per range, to number their lines."""
+    per file, read here). On the executors: whether each large WARC can be split (`_probe_warcs`),
+    and the newlines of plain JSONL byte ranges, a task per range, to number their lines."""
     target = max(1, round(target_mb * MB))
-    pieces = [piece for path in inputs for piece in plan_pieces(path, target)]
+    planned = [piece for path in inputs for piece in plan_pieces(path, target, probe=False)]
+    pieces = _probe_warcs(spark, planned)
     ranged = [p for p in pieces if p.stop is not None and input_format(p.path) == "jsonl"]
     if not ranged:
         return pieces
     counted = with_line_counts(ranged, run_tasks(spark, len(ranged), lambda i: count_newlines(ranged[i])))
     numbered = {(p.path, p.index): p for p in counted}
     return [numbered.get((p.path, p.index), p) for p in pieces]
+
+
+def _probe_warcs(spark: SparkSession, pieces: list[Piece]) -> list[Piece]:
+    """The pieces, with each WARC that cannot be split (corpus/inputs.py `warc_splittable`) one
+    piece again. The check reads a file's first members: a task per file on the executors, not a
+    read per file on the driver (Common Crawl: 90,000 files of 1 GB, each over the target)."""
+    cut = sorted({p.path for p in pieces if p.stop is not None and input_format(p.path) == "warc"})
+    if not cut:
+        return pieces
+    splits = run_tasks(spark, len(cut), lambda i: warc_splittable(cut[i]))
+    return whole_files(pieces, {path for path, ok in zip(cut, splits, strict=True) if not ok})
 
 
 def _read_piece(

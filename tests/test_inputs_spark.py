@@ -153,7 +153,9 @@ def test_large_jsonl_parquet_and_warc_files_are_read_by_several_tasks_as_by_one(
     pq.write_table(pa.table({"text": texts}), tmp_path / "docs" / "rows.parquet", row_group_size=8)
     warc = tmp_path / "docs" / "crawl.warc.gz"
     warc.write_bytes(crawl(pages=6, padding=600_000))  # 6 HTML pages and 3.6 MB of images: 3 pieces
-    inputs = [str(docs), str(tmp_path / "docs" / "rows.parquet"), str(warc)]
+    one_stream = tmp_path / "docs" / "one-stream.warc.gz"  # 2.1 MB, but no member per record: whole
+    one_stream.write_bytes(gzip.compress(crawl(pages=3, gzipped=False, padding=700_000), mtime=0))
+    inputs = [str(docs), str(tmp_path / "docs" / "rows.parquet"), str(warc), str(one_stream)]
 
     def rows(target_mb: float) -> tuple[list[dict], dict]:
         cfg = load_config(overrides={"spark": {"task_target_mb": target_mb}})
@@ -163,7 +165,8 @@ def test_large_jsonl_parquet_and_warc_files_are_read_by_several_tasks_as_by_one(
         return [r for p in parts for r in pq.read_table(p).to_pylist()], manifest
 
     (whole, one), (pieces, many) = rows(128.0), rows(0.001)  # 0.001 MiB: ~1 KB a piece
-    assert len(one["parts"]) == 3 and len(many["parts"]) > 12
+    assert len(one["parts"]) == 4 and len(many["parts"]) > 12
     assert sum(p["input"] == str(warc) for p in many["parts"]) == 3  # of at least 1 MiB each
-    assert pieces == whole and len(whole) == 9 + 60 + 6
+    assert sum(p["input"] == str(one_stream) for p in many["parts"]) == 1
+    assert pieces == whole and len(whole) == 9 + 60 + 6 + 3
     assert many["counts"] == one["counts"] and many["errors"] == one["errors"] == []

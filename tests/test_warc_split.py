@@ -17,7 +17,7 @@ from corpus import inputs
 from corpus.documents import MAX_ERRORS_KEPT
 from corpus.extract import Extractor
 from corpus.faults import MUTATIONS, members
-from corpus.inputs import input_documents, plan_pieces
+from corpus.inputs import input_documents, plan_pieces, whole_files
 from corpus.warc import WarcError, read_warc, splittable
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -155,6 +155,8 @@ def test_single_gzip_stream_is_not_splittable_and_plans_one_piece(tmp_path, tiny
     assert [splittable(io.BytesIO(b)) for b in (plain, gzip.compress(plain), crawl())] == [True, False, True]
     assert len(plan_pieces(str(one_stream), 500)) == 1 and len(plan_pieces(str(per_record), 500)) > 3
     assert len(plan_pieces(str(SAMPLE / "commoncrawl-2019.warc.gz"), 500)) == 1  # one member, one record
+    unprobed = plan_pieces(str(one_stream), 500, probe=False)  # as the documents stage plans on the driver
+    assert len(unprobed) > 3 and whole_files(unprobed, {str(one_stream)}) == [inputs.Piece(str(one_stream))]
 
 
 def test_small_warc_stays_one_piece(tmp_path, tiny_pieces):
