@@ -30,10 +30,9 @@ its footer, which holds the row counts), a WARC in byte ranges of at least MIN_W
 piece reads the records that start in its range: corpus/warc.py) when it is uncompressed or a
 gzip member per record, as Common Crawl writes it. Positions, and so ids, are the whole file's:
 the pieces' rows, in order, are the rows one task reads. A gzip or zstd JSONL file, and a WARC
-compressed as one stream (or with zstd), is read whole by one task: a compressed stream cannot
-be entered midway without an index of where its records start. The stages after documents cut
-their tasks from its parts' row groups (corpus/units.py), so such a file is annotated by
-several tasks.
+gzipped as one stream, is read whole by one task: a compressed stream cannot be entered midway
+without an index of where its records start. The stages after documents cut their tasks from
+its parts' row groups (corpus/units.py), so such a file is annotated by several tasks.
 """
 
 import io
