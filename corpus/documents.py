@@ -58,9 +58,10 @@ def warc_documents(
     counts: Counter,
     errors: list[dict[str, Any]],
     gate: Gate | None = None,
+    span: tuple[int, int] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield a row per HTML 200 response (or WET conversion record) of the WARC at `path`; fill
-    `counts` and `errors`.
+    """Yield a row per HTML 200 response (or WET conversion record) of the WARC at `path`, or of
+    its piece `span` (corpus/warc.py `read_warc`); fill `counts` and `errors`.
 
     Rows carry the provenance and extraction columns of the document schema; the annotation
     columns stay unset, but for the signals of a `gate` rule that rejected the page before
@@ -74,7 +75,7 @@ def warc_documents(
         errors.append({"file": path, "offset": 0, "message": f"{type(exc).__name__}: {exc}"})
         return
     with stream:
-        for item in read_warc(stream, max_payload_bytes=extractor.max_html_bytes):
+        for item in read_warc(stream, max_payload_bytes=extractor.max_html_bytes, span=span):
             if isinstance(item, WarcError):
                 counts["errors"] += 1
                 if len(errors) < MAX_ERRORS_KEPT:

@@ -26,16 +26,20 @@ midway) is a read error in `errors`, with the line or row it followed, after tha
 A large file is read by several tasks (`plan_pieces`): a plain JSONL file in byte ranges (a
 piece reads the lines that start in its range; `count_newlines` over the ranges before it gives
 its first line number), a Parquet file in runs of row groups (corpus/units.py `plan_units` on
-its footer, which holds the row counts). Positions, and so ids, are the whole file's: the
-pieces' rows, in order, are the rows one task reads. A gzip or zstd JSONL file or a WARC is read
-whole by one task: neither can be entered midway without an index of where its records start.
+its footer, which holds the row counts), a WARC in byte ranges of at least MIN_WARC_PIECE (a
+piece reads the records that start in its range: corpus/warc.py) when it is uncompressed or a
+gzip member per record, as Common Crawl writes it. Positions, and so ids, are the whole file's:
+the pieces' rows, in order, are the rows one task reads. A gzip or zstd JSONL file, and a WARC
+gzipped as one stream, is read whole by one task: a compressed stream cannot be entered midway
+without an index of where its records start. The stages after documents cut their tasks from
+its parts' row groups (corpus/units.py), so such a file is annotated by several tasks.
 """
 
 import io
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,7 +50,7 @@ from corpus.documents import registered_domain, stable_id, warc_documents
 from corpus.extract import Extractor, Gate
 from corpus.fs import file_version, open_input
 from corpus.units import RowGroup, plan_units
-from corpus.warc import GZIP_MAGIC, warc_problem
+from corpus.warc import GZIP_MAGIC, splittable, warc_problem
 
 BAD_JSON = "input:bad_json"
 NO_TEXT = "input:no_text"
@@ -65,6 +69,12 @@ PARQUET_MAGIC = b"PAR1"
 UTF8_BOM = b"\xef\xbb\xbf"
 ROWS_PER_BATCH = 1024
 COUNT_CHUNK = 1 << 22  # bytes read at a time by `count_newlines`
+# A WARC piece's least size. A piece reads its first record and the next piece's twice (to check
+# they are sound, corpus/warc.py), and a tiny target set to cut the later stages' tasks
+# (tests/test_faults.py: 1 KB) should not cut a 136 KB sample WARC into 130 tasks. Common Crawl's
+# records average 2.7 KB gzipped (data/sample/commoncrawl-2020-34.warc.gz: 50 in 136 KB, requests
+# and metadata included), so a 1 MiB piece holds hundreds.
+MIN_WARC_PIECE = 1 << 20
 # Compressed JSONL by its last suffix: pyarrow's codec name and the magic bytes the file starts with.
 CODECS = {".gz": ("gzip", GZIP_MAGIC[:2]), ".zst": ("zstd", b"\x28\xb5\x2f\xfd")}
 
@@ -86,7 +96,8 @@ def _codec(path: str) -> tuple[str, bytes] | None:
 @dataclass(frozen=True)
 class Piece:
     """What one task reads of an input file: all of it (`stop` None), or bytes [start, stop) of a
-    plain JSONL file (the lines that start there), or row groups [start, stop) of a Parquet file.
+    plain JSONL file (the lines that start there) or of a WARC (the records that start there), or
+    row groups [start, stop) of a Parquet file.
     `before` is the number of lines (bytes: newlines) or rows ahead of `start`; `index` the
     piece's number in its file (piece 0 records the file when it is bad)."""
 
@@ -101,17 +112,19 @@ class Piece:
         return {"file": self.path, "range": None if self.stop is None else [self.start, self.stop]}
 
 
-def plan_pieces(path: str, target_bytes: int) -> list[Piece]:
+def plan_pieces(path: str, target_bytes: int, *, probe: bool = True) -> list[Piece]:
     """The pieces of one input file, about `target_bytes` each (module docstring); a file that is
     small, not splittable or unreadable here is one piece, read (or found bad) by its task. A plain
-    JSONL file's pieces still need their `before` (`with_line_counts`)."""
+    JSONL file's pieces still need their `before` (`with_line_counts`); with `probe` False, a large
+    WARC's pieces still need `warc_splittable` (`whole_files`), which reads its first members."""
     kind = input_format(path)
     try:
         if kind == "jsonl" and _codec(path) is None:
-            size = file_version(path)[0]
-            n = max(1, -(-size // target_bytes))
-            cuts = [size * k // n for k in range(n + 1)]
-            pieces = [Piece(path, cuts[k], cuts[k + 1], index=k) for k in range(n)]
+            pieces = _byte_ranges(path, file_version(path)[0], target_bytes)
+        elif kind == "warc":
+            pieces = _byte_ranges(path, file_version(path)[0], target_bytes, MIN_WARC_PIECE)
+            if probe and len(pieces) > 1 and not warc_splittable(path):
+                return [Piece(path)]
         elif kind == "parquet":
             with open_input(path) as f:
                 meta = pq.ParquetFile(f).metadata
@@ -129,6 +142,28 @@ def plan_pieces(path: str, target_bytes: int) -> list[Piece]:
     except (OSError, pa.ArrowException):  # its task reads it whole and records why it is bad
         return [Piece(path)]
     return pieces if len(pieces) > 1 else [Piece(path)]
+
+
+def _byte_ranges(path: str, size: int, target_bytes: int, least: int = 1) -> list[Piece]:
+    """`size` bytes cut into equal ranges of at most `target_bytes`, unless that makes them
+    shorter than `least`."""
+    n = max(1, min(-(-size // target_bytes), size // least))
+    cuts = [size * k // n for k in range(n + 1)]
+    return [Piece(path, cuts[k], cuts[k + 1], index=k) for k in range(n)]
+
+
+def warc_splittable(path: str) -> bool:
+    """corpus/warc.py `splittable`, for a file that reads as a WARC at all (a bad one is read
+    whole, and found bad, by its one task)."""
+    if file_problem(path) is not None:
+        return False
+    with open_input(path) as f:
+        return splittable(f)
+
+
+def whole_files(pieces: Sequence[Piece], paths: Collection[str]) -> list[Piece]:
+    """The pieces, with each file in `paths` one piece, read whole."""
+    return [Piece(p.path) if p.path in paths else p for p in pieces if p.path not in paths or p.index == 0]
 
 
 def count_newlines(piece: Piece) -> int:
@@ -212,9 +247,9 @@ def input_documents(
         return
     kind = input_format(path)
     if kind == "warc":
-        assert piece.stop is None, f"{path}: a WARC is read whole"
+        span = None if piece.stop is None else (piece.start, piece.stop)
         yield from warc_documents(
-            path, source=source, extractor=extractor, counts=counts, errors=errors, gate=gate
+            path, source=source, extractor=extractor, counts=counts, errors=errors, gate=gate, span=span
         )
     else:
         yield from READERS[kind](path, source=source, counts=counts, errors=errors, piece=piece)

@@ -10,6 +10,23 @@ byte offset; the reader then resynchronizes at the next gzip member (or, in an u
 file, the next line starting with `WARC/`) and goes on. Candidates that fail while
 resynchronizing belong to the same damaged region and are not counted again.
 
+A large file is read in pieces, byte ranges [start, stop) read by separate tasks (Hadoop's input
+splits): a piece reads from the first *sound* record at or after `start` (a gzip member that
+inflates whole to a record, or in an uncompressed file a `WARC/1.` line after a blank line whose
+record reads whole) to the first sound record at or after `stop`, which starts the next piece;
+piece 0 starts at byte 0. The whole file's read passes through every sound record (a clean
+record ends where the next begins, and resynchronizing tries each candidate in turn), so each
+record and each damaged region is read by exactly one piece, the one whose reading reaches it:
+the pieces' items, in order, are the whole read's. Only the start is sound-checked, not merely a
+gzip header whose content begins with `WARC/`, because a damaged region's candidates (headers
+that inflate to `WARC/` and then fail) would otherwise start a piece that counts the region
+again. What breaks this is a record whose own bytes hold a sound WARC record at a candidate
+position, which the whole read skips and the piece starting inside it reads: a crawled
+`.warc.gz` stored uncompressed inside a member, a WARC file served as a page of an uncompressed
+WARC, or there a Content-Length too large, claiming the records after it.
+`splittable` says whether pieces pay: a gzip file must hold a member per record (not one stream
+for the whole file, which a piece could only enter by reading from the file's start).
+
 Records are yielded with their HTTP status and content type parsed; the body is read only
 for 200 responses that are HTML by their header or, when the header is missing or generic,
 by sniffing the first bytes, and for `conversion` records (the plain text of a page in Common
@@ -17,9 +34,10 @@ Crawl's WET files).
 """
 
 import logging
+import math
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
@@ -41,6 +59,11 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 SNIFFED_TYPES = frozenset({None, "application/octet-stream", "text/plain", "unknown/unknown"})
 SNIFF_BYTES = 1024
 SNIFF_INFLATE = 64  # decompressed bytes enough to see whether a gzip file holds `WARC/`
+# A record-per-member gzip WARC's members end well within this (Common Crawl cuts a body at 1 MiB,
+# before compression); a first member running past it is a stream for many records: not split.
+MEMBER_PROBE = 8 << 20
+PLAIN_BOUNDARY = b"\r\n\r\n" + WARC_MAGIC + b"1."  # an uncompressed record after its predecessor
+BLANK_LINE = 4  # the CRLF CRLF that ends a record, ahead of the next one's `WARC/1.`
 _HTML_SIGNS = (b"<!doctype html", b"<html", b"<head", b"<body")
 KINDS = ("warcinfo", "request", "response", "revisit", "metadata", "conversion")  # conversion: WET text
 # warcio parses HTTP headers only under http(s): target URIs; a record that declares
@@ -134,16 +157,86 @@ def open_warc(path: str, counts: Counter | None = None) -> BinaryIO:
     return open_input(path, counts)
 
 
-def read_warc(stream: BinaryIO, *, max_payload_bytes: int) -> Iterator[WarcRecord | WarcError]:
-    """Every record of a seekable WARC stream (gzip or not), with a `WarcError` per damaged region."""
+def read_warc(
+    stream: BinaryIO, *, max_payload_bytes: int, span: tuple[int, int] | None = None
+) -> Iterator[WarcRecord | WarcError]:
+    """Every record of a seekable WARC stream (gzip or not) from its position, with a `WarcError`
+    per damaged region; with `span` (start, stop), the records of that piece of the file (module
+    docstring)."""
     logging.getLogger("warcio.recordloader").addFilter(_WARCIO_REPEATS)  # added once however often called
-    start = stream.tell()
+    start, stop = (stream.tell(), None) if span is None else span
+    stream.seek(0 if span is not None else start)
     gzipped = stream.read(2) == GZIP_MAGIC[:2]
+    if span is not None and start > 0:
+        found = _first_sound(stream, start, gzipped, max_payload_bytes)
+        if found is None:  # the rest of the file is damaged: the piece before reads it
+            return
+        start = found
     stream.seek(start)
     if gzipped:
-        yield from _read_gzip(stream, start, max_payload_bytes)
+        yield from _read_gzip(stream, start, stop, max_payload_bytes)
     else:
-        yield from _read_plain(stream, start, max_payload_bytes)
+        yield from _read_plain(stream, start, stop, max_payload_bytes)
+
+
+def splittable(stream: BinaryIO) -> bool:
+    """Whether the WARC in `stream` can be read in pieces: an uncompressed WARC/1.x, or a gzip WARC
+    whose first two members each hold records and end within MEMBER_PROBE bytes (a member per
+    record, as Common Crawl writes them). Reads at most two members."""
+    stream.seek(0)
+    if stream.read(len(PLAIN_BOUNDARY) - BLANK_LINE) == PLAIN_BOUNDARY[BLANK_LINE:]:
+        return True  # WARC/1.x: its records start after a blank line (WARC/0.x may not)
+    pos = 0
+    for _ in range(2):
+        stream.seek(pos)
+        if stream.read(len(GZIP_MAGIC)) != GZIP_MAGIC:
+            return False
+        stream.seek(pos)
+        member = _Member(stream, pos)
+        try:
+            if member.read(len(WARC_MAGIC)) != WARC_MAGIC or not member.drain(MEMBER_PROBE):
+                return False
+        except WarcFault:
+            return False
+        assert member.end is not None
+        pos = member.end
+    return True
+
+
+def _sound(stream: BinaryIO, pos: int, gzipped: bool, max_payload_bytes: int) -> bool:
+    """Whether a piece starts at `pos`: the gzip member there, or the uncompressed record there
+    (after a blank line), reads whole without a fault. The stream's position is kept."""
+    here = stream.tell()
+    try:
+        if gzipped:
+            for _ in _read_member(stream, pos, max_payload_bytes):
+                pass
+            return True
+        if pos < BLANK_LINE:
+            return False
+        stream.seek(pos - BLANK_LINE)
+        if stream.read(len(PLAIN_BOUNDARY)) != PLAIN_BOUNDARY:
+            return False
+        stream.seek(pos)
+        raw = next(_guarded(WARCIterator(stream)))
+        _parse(raw, pos, max_payload_bytes)
+        _check_complete(raw)
+        return True
+    except (*_FAULTS, StopIteration):
+        return False
+    finally:
+        stream.seek(here)
+
+
+def _first_sound(stream: BinaryIO, pos: int, gzipped: bool, max_payload_bytes: int) -> int | None:
+    """Offset of the first place at or after `pos` where a piece starts (`_sound`), or None."""
+    magic, lead = (GZIP_MAGIC, 0) if gzipped else (PLAIN_BOUNDARY, BLANK_LINE)
+    at = max(0, pos - lead)
+    while (found := _scan(stream, at, magic)) is not None:
+        if _sound(stream, found + lead, gzipped, max_payload_bytes):
+            return found + lead
+        at = found + 1
+    return None
 
 
 # --- gzip: one member at a time ---------------------------------------------------------------
@@ -172,11 +265,13 @@ class _Member:
         del self.buffer[:n]
         return out
 
-    def drain(self) -> None:
-        """Read to the end of the member (warcio may stop before the gzip trailer)."""
-        while self.end is None:
+    def drain(self, limit: float = math.inf) -> bool:
+        """Read to the end of the member (warcio may stop before the gzip trailer), unless that is
+        over `limit` compressed bytes from its start; whether the end was reached."""
+        while self.end is None and self.raw_read < limit:
             self._inflate()
             self.buffer.clear()
+        return self.end is not None
 
     def _inflate(self) -> None:
         data = self.inflater.unconsumed_tail
@@ -193,24 +288,20 @@ class _Member:
             self.end = self.offset + self.raw_read - len(self.inflater.unused_data)
 
 
-def _read_gzip(stream: BinaryIO, pos: int, max_payload_bytes: int) -> Iterator[WarcRecord | WarcError]:
+def _read_gzip(
+    stream: BinaryIO, pos: int, stop: int | None, max_payload_bytes: int
+) -> Iterator[WarcRecord | WarcError]:
+    """The members from `pos` on; with `stop`, up to the first sound one at or after it."""
     resyncing = False
     while True:
         stream.seek(pos)
-        head = stream.read(len(GZIP_MAGIC))
-        if not head:
+        if not stream.read(1):
             return
+        if stop is not None and pos >= stop and _sound(stream, pos, True, max_payload_bytes):
+            return  # the next piece starts here
         try:
-            if head != GZIP_MAGIC:
-                raise WarcFault(
-                    "bytes that are not a gzip member (garbage between records or a damaged header)"
-                )
-            stream.seek(pos)
-            member = _Member(stream, pos)
-            yield from _records(WARCIterator(member), pos, max_payload_bytes)
-            member.drain()
-            assert member.end is not None
-            pos, resyncing = member.end, False
+            pos = yield from _read_member(stream, pos, max_payload_bytes)
+            resyncing = False
         except _FAULTS as exc:
             if not resyncing:
                 yield WarcError(pos, _message(exc))
@@ -220,16 +311,36 @@ def _read_gzip(stream: BinaryIO, pos: int, max_payload_bytes: int) -> Iterator[W
             pos, resyncing = found, True
 
 
+def _read_member(stream: BinaryIO, pos: int, max_payload_bytes: int) -> Iterator[WarcRecord | WarcError]:
+    """The records of the gzip member at `pos`; returns the offset just after it."""
+    stream.seek(pos)
+    if stream.read(len(GZIP_MAGIC)) != GZIP_MAGIC:
+        raise WarcFault("bytes that are not a gzip member (garbage between records or a damaged header)")
+    stream.seek(pos)
+    member = _Member(stream, pos)
+    yield from _records(WARCIterator(member), pos, max_payload_bytes)
+    member.drain()
+    assert member.end is not None
+    return member.end
+
+
 # --- uncompressed ------------------------------------------------------------------------------
 
 
-def _read_plain(stream: BinaryIO, pos: int, max_payload_bytes: int) -> Iterator[WarcRecord | WarcError]:
+def _read_plain(
+    stream: BinaryIO, pos: int, stop: int | None, max_payload_bytes: int
+) -> Iterator[WarcRecord | WarcError]:
+    """The records from `pos` on; with `stop`, up to the first sound one at or after it."""
     resyncing = False
+
+    def ends(offset: int) -> bool:  # the next piece starts at this record
+        return stop is not None and offset >= stop and _sound(stream, offset, False, max_payload_bytes)
+
     while True:
         stream.seek(pos)
         iterator = WARCIterator(stream)
         try:
-            for item in _records(iterator, None, max_payload_bytes):
+            for item in _records(iterator, None, max_payload_bytes, ends):
                 resyncing = False
                 yield item
             return
@@ -247,8 +358,13 @@ def _read_plain(stream: BinaryIO, pos: int, max_payload_bytes: int) -> Iterator[
 
 
 def _records(
-    iterator: WARCIterator, member_offset: int | None, max_payload_bytes: int
+    iterator: WARCIterator,
+    member_offset: int | None,
+    max_payload_bytes: int,
+    ends: Callable[[int], bool] | None = None,
 ) -> Iterator[WarcRecord | WarcError]:
+    """The records warcio parses, each with its offset (in a gzip file, its member's), checked
+    complete; `ends(offset)` true stops before that record (uncompressed pieces)."""
     previous = None
     for raw in _guarded(iterator):
         _check_complete(previous)
@@ -256,6 +372,8 @@ def _records(
         if iterator.err_count:  # warcio found stray bytes after the previous record and skipped them
             iterator.err_count = 0
             yield WarcError(offset, "bytes after the previous record: its Content-Length is wrong")
+        if ends is not None and ends(offset):
+            return
         yield _parse(raw, offset, max_payload_bytes)
         previous = raw
     _check_complete(previous)

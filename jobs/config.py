@@ -118,9 +118,9 @@ class SparkConfig(BaseModel):
     driver_memory: str = "4g"
     conf: dict[str, str] = {}
     # Uncompressed MiB of upstream Parquet per task in the stages after documents (corpus/units.py):
-    # tasks are cut from row groups, not upstream files; in the documents stage, of a plain JSONL
-    # or Parquet input file (corpus/inputs.py `plan_pieces`). Part of those stages' config hash: it
-    # decides their part files.
+    # tasks are cut from row groups, not upstream files; in the documents stage, of a plain JSONL,
+    # Parquet or splittable WARC input file (corpus/inputs.py `plan_pieces`). Part of those stages'
+    # config hash: it decides their part files.
     task_target_mb: pydantic.PositiveFloat = 128.0
     # A POSIX directory every executor sees (an NFS mount) for the intermediates Spark itself reads
     # and writes (deduped's clustering) when the run directory is in object storage; None: a local

@@ -1,10 +1,17 @@
 """documents stage: input files → RUN/documents/{kept,rejected}/part-NNNNN.parquet + manifest.json.
 
 Input: WARC files (plain or gzip) and documents as JSONL or Parquet (corpus/inputs.py), in
-sorted order, one Spark task per piece: a WARC or compressed JSONL file is one piece, a plain
-JSONL or Parquet file is cut into pieces of about `spark.task_target_mb` (byte ranges, row
-groups: corpus/inputs.py `plan_pieces`), so one large file is read by several tasks. Part N is
-the N-th piece; the parts' rows, in order, and their ids are what one task per file would give.
+sorted order, one Spark task per piece. A file over `spark.task_target_mb` is cut into pieces of
+about that size (corpus/inputs.py `plan_pieces`): a WARC (uncompressed, or a gzip member per
+record as Common Crawl writes it; pieces of at least 1 MiB) and a plain JSONL file by byte
+ranges, a task reading the records or lines that start in its range (the last one may run past
+its end); a Parquet file by runs of row groups. So a 1 GiB crawl WARC is read by 8 tasks at the
+default 128. A compressed JSONL file (`.jsonl.gz`, `.jsonl.zst`), a WARC gzipped as one stream,
+and a smaller file are one piece each: a task holds one piece, a compressed stream cannot be
+entered midway, and the stages after this one re-cut their tasks from these parts' row groups
+(corpus/units.py). Part N is the N-th piece; the parts' rows, in order, their ids, counts and
+read errors are what one task per file would give (a damaged region counted once, by the piece
+whose reading reaches it).
 Every WARC record read is counted by kind in the manifest (`records.*`, and responses by status
 and type as `response.<status>.<mime>`); read errors are counted and listed with their file and
 offset. HTML 200 responses and the rows of JSONL and Parquet files (counted as `input_rows`)
@@ -34,10 +41,20 @@ from pyspark.sql import SparkSession
 
 from classifiers.langid import lid176_path
 from classifiers.prefilter import Prefilter
+from corpus.documents import MAX_ERRORS_KEPT
 from corpus.extract import Extractor
 from corpus.filters.language import LanguageFilter, LanguagePrefilter
 from corpus.filters.url import UrlFilter
-from corpus.inputs import Piece, count_newlines, input_documents, input_format, plan_pieces, with_line_counts
+from corpus.inputs import (
+    Piece,
+    count_newlines,
+    input_documents,
+    input_format,
+    plan_pieces,
+    warc_splittable,
+    whole_files,
+    with_line_counts,
+)
 from corpus.manifest import file_sha256, files_fingerprint, fingerprint
 from corpus.units import MB
 from jobs.config import PipelineConfig, build
@@ -48,7 +65,8 @@ STAGE = "documents"
 # Bump when a code change alters this stage's output for the same config.
 # 2: JSONL and Parquet input, bad files skipped, `extractor` and `metadata` columns; 3: URL rules
 # and language prefilter before extraction, date for survivors only, default-mode fallback; pieces
-VERSION = 3
+# 4: large WARCs read in pieces (more part files)
+VERSION = 4
 log = logging.getLogger(__name__)
 
 
@@ -115,16 +133,28 @@ def gate_key(gate: Prefilter | None, cfg: PipelineConfig) -> dict[str, Any] | No
 
 def plan(spark: SparkSession, inputs: list[str], target_mb: float) -> list[Piece]:
     """The input files' pieces in file order (corpus/inputs.py `plan_pieces`: a size or a footer
-    per file, read here); the newlines of plain JSONL byte ranges are counted on the executors, a
-    task per range, to number their lines."""
+    per file, read here). On the executors: whether each large WARC can be split (`_probe_warcs`),
+    and the newlines of plain JSONL byte ranges, a task per range, to number their lines."""
     target = max(1, round(target_mb * MB))
-    pieces = [piece for path in inputs for piece in plan_pieces(path, target)]
+    planned = [piece for path in inputs for piece in plan_pieces(path, target, probe=False)]
+    pieces = _probe_warcs(spark, planned)
     ranged = [p for p in pieces if p.stop is not None and input_format(p.path) == "jsonl"]
     if not ranged:
         return pieces
     counted = with_line_counts(ranged, run_tasks(spark, len(ranged), lambda i: count_newlines(ranged[i])))
     numbered = {(p.path, p.index): p for p in counted}
     return [numbered.get((p.path, p.index), p) for p in pieces]
+
+
+def _probe_warcs(spark: SparkSession, pieces: list[Piece]) -> list[Piece]:
+    """The pieces, with each WARC that cannot be split (corpus/inputs.py `warc_splittable`) one
+    piece again. The check reads a file's first members: a task per file on the executors, not a
+    read per file on the driver (Common Crawl: 90,000 files of 1 GB, each over the target)."""
+    cut = sorted({p.path for p in pieces if p.stop is not None and input_format(p.path) == "warc"})
+    if not cut:
+        return pieces
+    splits = run_tasks(spark, len(cut), lambda i: warc_splittable(cut[i]))
+    return whole_files(pieces, {path for path, ok in zip(cut, splits, strict=True) if not ok})
 
 
 def _read_piece(
@@ -155,8 +185,14 @@ def _read_piece(
 
 
 def _read_errors(inputs: list[str], parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The manifest's input count, read errors and unreadable files, gathered from the parts."""
-    errors = [e for p in parts for e in p["errors"]]
+    """The manifest's input count, read errors and unreadable files, gathered from the parts: the
+    first MAX_ERRORS_KEPT read errors of each file, as one task reading it whole keeps them."""
+    kept: Counter = Counter()
+    errors = []
+    for error in (e for p in parts for e in p["errors"]):
+        kept[error["file"]] += 1
+        if kept[error["file"]] <= MAX_ERRORS_KEPT:
+            errors.append(error)
     bad_files = [b for p in parts for b in p["bad_files"]]  # at most one per input file
     if bad_files:
         log.warning("documents: %d input file(s) unreadable, skipped (manifest: bad_files)", len(bad_files))

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
+from test_warc_split import crawl
 
 from corpus.faults import PNG_SIGNATURE
 from corpus.manifest import read_json
@@ -143,14 +144,18 @@ def test_same_documents_input_gives_byte_identical_parts(spark, tmp_path):
     assert parts[0] == parts[1] and len(parts[0]) == 2
 
 
-def test_large_jsonl_and_parquet_files_are_read_by_several_tasks_as_by_one(spark, tmp_path):
+def test_large_jsonl_parquet_and_warc_files_are_read_by_several_tasks_as_by_one(spark, tmp_path):
     from jobs import documents
     from jobs.config import load_config
 
     docs = write_docs(tmp_path / "docs")
     texts = [f"Row {i} of a Parquet file. " * (i % 5 + 1) for i in range(60)]
     pq.write_table(pa.table({"text": texts}), tmp_path / "docs" / "rows.parquet", row_group_size=8)
-    inputs = [str(docs), str(tmp_path / "docs" / "rows.parquet")]
+    warc = tmp_path / "docs" / "crawl.warc.gz"
+    warc.write_bytes(crawl(pages=6, padding=600_000))  # 6 HTML pages and 3.6 MB of images: 3 pieces
+    one_stream = tmp_path / "docs" / "one-stream.warc.gz"  # 2.1 MB, but no member per record: whole
+    one_stream.write_bytes(gzip.compress(crawl(pages=3, gzipped=False, padding=700_000), mtime=0))
+    inputs = [str(docs), str(tmp_path / "docs" / "rows.parquet"), str(warc), str(one_stream)]
 
     def rows(target_mb: float) -> tuple[list[dict], dict]:
         cfg = load_config(overrides={"spark": {"task_target_mb": target_mb}})
@@ -160,6 +165,8 @@ def test_large_jsonl_and_parquet_files_are_read_by_several_tasks_as_by_one(spark
         return [r for p in parts for r in pq.read_table(p).to_pylist()], manifest
 
     (whole, one), (pieces, many) = rows(128.0), rows(0.001)  # 0.001 MiB: ~1 KB a piece
-    assert len(one["parts"]) == 2 and len(many["parts"]) > 6
-    assert pieces == whole and len(whole) == 9 + 60
-    assert many["counts"] == one["counts"]
+    assert len(one["parts"]) == 4 and len(many["parts"]) > 12
+    assert sum(p["input"] == str(warc) for p in many["parts"]) == 3  # of at least 1 MiB each
+    assert sum(p["input"] == str(one_stream) for p in many["parts"]) == 1
+    assert pieces == whole and len(whole) == 9 + 60 + 6 + 3
+    assert many["counts"] == one["counts"] and many["errors"] == one["errors"] == []
