@@ -92,4 +92,4 @@ def test_wet_file_runs_through_every_curation_stage(spark, wet, tmp_path):
     deduped = pq.read_table(out / "deduped" / "kept", columns=["extractor", "url"])
     assert set(deduped.column("extractor").to_pylist()) == {WET} and deduped.num_rows > 0
     shards = read_json(out / "shards" / "manifest.json")
-    assert sum(s["documents"] for s in shards["shards"]) > 0
+    assert sum(entry["documents"] for split in shards["splits"].values() for entry in split) > 0
