@@ -35,6 +35,7 @@ Crawl's WET files).
 
 import logging
 import math
+import shutil
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -79,11 +80,18 @@ class WarcFault(Exception):
 _FAULTS = (WarcFault, ArchiveLoadFailed, StatusAndHeadersParserException, ValueError, EOFError)
 
 
-class _SkipRepeats(logging.Filter):
-    """Drops a log record whose message is the one just let through. warcio warns about a
-    WARC-Target-URI with spaces ("Replacing spaces in invalid WARC-Target-URI") once per record it
-    reads, so a fetch's request and response records printed the same line twice in a row. It holds
-    one message, whatever the file's size."""
+# warcio's warning about a WARC-Target-URI with spaces, and the shorter words logged in its place.
+_WARCIO_SPACES = "Replacing spaces in invalid WARC-Target-URI: "
+_SPACES_SHORT = "URL with spaces, read as %20: "
+
+
+class _WarcioWarnings(logging.Filter):
+    """warcio's warnings, each once and in one line of the terminal. warcio warns about a
+    WARC-Target-URI with spaces once per record it reads, so a fetch's request and response printed
+    the same line twice in a row: a message the same as the one just let through is dropped (one
+    message held, whatever the file's size). A long URL made that line wider than the terminal, so
+    the message let through is cut in the middle to its width (COLUMNS, else 80 columns: a Spark
+    worker's stderr is a pipe); the whole URL, with %20, is the document's `url`."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -92,10 +100,21 @@ class _SkipRepeats(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         repeated, self.last = message == self.last, message
+        short = message.replace(_WARCIO_SPACES, _SPACES_SHORT, 1)
+        record.msg, record.args = fit_width(short, shutil.get_terminal_size().columns), None
         return not repeated
 
 
-_WARCIO_REPEATS = _SkipRepeats()
+_WARCIO_WARNINGS = _WarcioWarnings()
+
+
+def fit_width(line: str, width: int) -> str:
+    """`line` if it fits in `width` columns, else its first three quarters and its last around a `…`
+    (a message keeps its words and the URL's host, the URL its last path segment)."""
+    if len(line) <= width:
+        return line
+    tail = (width - 1) // 4
+    return line[: width - 1 - tail] + "…" + line[len(line) - tail :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +182,7 @@ def read_warc(
     """Every record of a seekable WARC stream (gzip or not) from its position, with a `WarcError`
     per damaged region; with `span` (start, stop), the records of that piece of the file (module
     docstring)."""
-    logging.getLogger("warcio.recordloader").addFilter(_WARCIO_REPEATS)  # added once however often called
+    logging.getLogger("warcio.recordloader").addFilter(_WARCIO_WARNINGS)  # added once however often called
     start, stop = (stream.tell(), None) if span is None else span
     stream.seek(0 if span is not None else start)
     gzipped = stream.read(2) == GZIP_MAGIC[:2]

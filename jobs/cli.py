@@ -14,11 +14,12 @@ import sys
 
 from classifiers import cli as classifier_cli
 from jobs import ablate, dedup_cli, mixture, tokenizer_cli, why
-from jobs.console import PipeConsole
+from jobs.console import FittedFormatter, PipeConsole
 from training import cli as training_cli
 from training import synth
 
 console = PipeConsole()
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -202,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         # Read by jobs/spark.py (spark.ui.showConsoleProgress) and training/loop.py (the progress bar).
         os.environ["REFINERY_QUIET"] = "1"
     level = logging.WARNING if args.quiet_all else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # --quiet's few lines (its warnings) fit the terminal; the INFO log stays a line per record.
+    handler = logging.StreamHandler()
+    handler.setFormatter((FittedFormatter if args.quiet_all else logging.Formatter)(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
     # py4j's INFO lines are its connection's life ("Closing down clientserver connection" at exit)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:

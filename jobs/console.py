@@ -1,4 +1,9 @@
-"""The rich console the `refinery` commands print to, and how wide a table wants to be."""
+"""The rich console the `refinery` commands print to, how wide a table wants to be, and log lines
+that fit the terminal."""
+
+import logging
+import shutil
+import textwrap
 
 import rich.console
 from rich.measure import Measurement
@@ -25,3 +30,21 @@ def natural_width(console: rich.console.Console, renderable: rich.console.Render
 def counted(n: int, noun: str) -> str:
     """`1 document`, `2 documents`, `1,200 documents`: a count with its noun in the right number."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+class FittedFormatter(logging.Formatter):
+    """Log lines no wider than the terminal (`refinery --quiet`): a line longer than
+    `shutil.get_terminal_size()` (COLUMNS, else the terminal's, else 80) is wrapped at spaces, its
+    continuation indented by two, where the terminal's own wrap would break words. A word alone
+    wider than the line (a long path or URL) stays whole, so that it can be copied."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        width = shutil.get_terminal_size().columns
+        return "\n".join(fit_line(line, width) for line in super().format(record).splitlines())
+
+
+def fit_line(line: str, width: int) -> str:
+    """`line` as is if it fits in `width` columns, else wrapped at spaces into lines that do."""
+    if len(line) <= width:
+        return line
+    return textwrap.fill(line, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)

@@ -4,19 +4,25 @@ Locally the driver and the block manager bind to 127.0.0.1 and the UI is off: no
 on a public interface. Python workers run the driver's own interpreter (PYSPARK_PYTHON), so
 they see the same installed packages. Under spark-submit the session already exists and
 `getOrCreate` returns it with the cluster's settings; `--master` given to spark-submit wins over the
-config's default.
+config's default. Under `refinery --quiet` the driver JVM is started here rather than by the
+builder, its stderr piped through `forward_lines` to leave out the JVM's start-up warning.
 """
 
 import os
 import posixpath
+import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from py4j.java_gateway import JavaGateway
+from pyspark import SparkConf, SparkContext
+from pyspark.java_gateway import launch_gateway
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
@@ -41,6 +47,12 @@ READ_BATCH_ROWS = 1024
 # Driver logging under `refinery --quiet`: warnings only, without Spark's start-up banner.
 QUIET_LOG4J = Path(__file__).with_name("log4j2-quiet.properties")
 
+# What `refinery --quiet` drops from the driver JVM's stderr, whole lines, beyond what QUIET_LOG4J
+# keeps from being logged: Spark's launcher adds --add-modules=jdk.incubator.vector to every JVM it
+# starts (JavaModuleOptions in the spark-launcher jar), the JVM then warns that an incubator module
+# is in use, and no JVM option turns that off (-XX:-PrintWarnings and -Xlog:disable on OpenJDK 17).
+JVM_BANNER = frozenset({b"WARNING: Using incubator modules: jdk.incubator.vector"})
+
 if TYPE_CHECKING:
     from jobs.config import SparkConfig
 
@@ -48,32 +60,59 @@ if TYPE_CHECKING:
 def spark_session(cfg: "SparkConfig", master: str | None = None, app_name: str = "refinery") -> SparkSession:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC")
+    settings = {"spark.app.name": app_name, "spark.sql.session.timeZone": "UTC"}
     # Under spark-submit its --master (or the cluster's default) is already set on the JVM; the
     # config's default must not override it. An explicit --master of ours still does.
     if master is not None or SUBMITTED_ENV not in os.environ:
         master = master or cfg.master
-        builder = builder.master(master)
+        settings["spark.master"] = master
         if master.startswith("local"):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-            builder = (
-                builder.config("spark.driver.host", "127.0.0.1")
-                .config("spark.driver.bindAddress", "127.0.0.1")
-                .config("spark.ui.enabled", "false")
-                .config("spark.driver.memory", cfg.driver_memory)
-            )
+            settings["spark.driver.host"] = settings["spark.driver.bindAddress"] = "127.0.0.1"
+            settings["spark.ui.enabled"] = "false"
+            settings["spark.driver.memory"] = cfg.driver_memory
+    quiet = bool(os.environ.get("REFINERY_QUIET"))
     # Spark's console progress bar redraws itself with carriage returns: in a log file (stderr not a
     # terminal) it becomes one line per stage thousands of characters long. `refinery --quiet`: none.
-    if os.environ.get("REFINERY_QUIET") or not sys.stderr.isatty():
-        builder = builder.config("spark.ui.showConsoleProgress", "false")
-    if os.environ.get("REFINERY_QUIET"):
+    if quiet or not sys.stderr.isatty():
+        settings["spark.ui.showConsoleProgress"] = "false"
+    if quiet:
         # The driver JVM reads it at start-up (a session already running keeps its logging).
-        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile={QUIET_LOG4J}")
-    for key, value in cfg.conf.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile={QUIET_LOG4J}"
+    settings.update(cfg.conf)
+    conf = SparkConf().setAll(settings.items())
+    # The driver JVM starts with the first SparkContext of the process and serves every later one
+    # (`SparkContext._gateway`); under spark-submit it is spark-submit's, its stderr not ours.
+    if quiet and SparkContext._gateway is None and SUBMITTED_ENV not in os.environ:
+        SparkContext(conf=conf, gateway=_quiet_gateway(conf))
+    spark = SparkSession.builder.config(conf=conf).getOrCreate()  # the context just started, if any
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def _quiet_gateway(conf: SparkConf) -> JavaGateway:
+    """A new driver JVM with `conf` whose stderr reaches ours through `forward_lines`, less
+    `JVM_BANNER`. The pipe is drained by a daemon thread for the JVM's whole life: everything else
+    the JVM prints (its errors, the Python workers' stderr it relays) still comes through."""
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
+    stderr = open(2, "wb", closefd=False)  # fd 2: where the JVM would have written, had it inherited ours
+    args = (gateway.proc.stderr, stderr, JVM_BANNER)
+    threading.Thread(target=forward_lines, args=args, name="jvm-stderr", daemon=True).start()
+    return gateway
+
+
+def forward_lines(source: BinaryIO, sink: BinaryIO, drop: frozenset[bytes]) -> None:
+    """Copy `source` to `sink` line by line until `source` ends, leaving out the lines in `drop`
+    (compared without their line ending). A sink that fails (a closed terminal) does not end the
+    copy: the writer would block on a full pipe, so its lines are read and discarded instead."""
+    for line in source:
+        if line.rstrip(b"\r\n") in drop:
+            continue
+        try:
+            sink.write(line)
+            sink.flush()
+        except (OSError, ValueError):  # ValueError: the sink was closed
+            pass
 
 
 def spark_uri(path: str | Path) -> str:

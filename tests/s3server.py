@@ -1,6 +1,7 @@
-"""A moto S3 server for tests (`moto[server]`, dev extra): a subprocess on 127.0.0.1 and a free port,
-stopped by its own process id. The `s3_server` fixture (tests/conftest.py) puts its endpoint and
-a unique secret key in the environment, the standard AWS way, so code under test passes nothing."""
+"""A moto S3 server for tests (moto[s3], flask and flask-cors: dev extra): a subprocess on 127.0.0.1
+and a free port, stopped by its own process id. The `s3_server` fixture (tests/conftest.py) puts its
+endpoint and a unique secret key in the environment, the standard AWS way, so code under test
+passes nothing."""
 
 import socket
 import subprocess

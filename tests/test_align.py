@@ -355,15 +355,22 @@ def test_shipped_align_config_lists_every_option(method):
 # --- alignment methods -----------------------------------------------------------------------
 
 
-def test_grpo_logs_rollout_figures_and_saves_a_plain_gpt(sft_checkpoint, sft_data, tmp_path):
-    result = align("grpo", GRPO, sft_checkpoint, sft_data, tmp_path, quiet=True)
-    logged = [r for r in records(tmp_path) if "loss" in r]
+@pytest.fixture(scope="module")
+def grpo_run(sft_checkpoint, sft_data, tmp_path_factory):
+    """GRPO's 4 steps, a checkpoint after steps 2 and 4."""
+    out = tmp_path_factory.mktemp("grpo")
+    return out, align("grpo", GRPO, sft_checkpoint, sft_data, out, quiet=True)
+
+
+def test_grpo_logs_rollout_figures_and_saves_a_plain_gpt(grpo_run):
+    out, result = grpo_run
+    logged = [r for r in records(out) if "loss" in r]
     assert len(logged) == 4 and all(
         {"reward", "correct", "kl", "length", "zero_adv"} <= set(r) for r in logged
     )
     assert {"val_acc", "val_kl", "val_length"} <= set(result) and result["val_kl"] > 0
-    load_model(latest_checkpoint(tmp_path))  # the policy alone: loads as any GPT checkpoint
-    assert (tmp_path / "align.png").is_file()
+    load_model(latest_checkpoint(out))  # the policy alone: loads as any GPT checkpoint
+    assert (out / "align.png").is_file()
 
 
 def test_grpo_with_lora_saves_adapters_that_load_merged_over_the_sft_model(
@@ -381,12 +388,12 @@ def test_grpo_with_lora_saves_adapters_that_load_merged_over_the_sft_model(
     assert not torch.equal(merged["blocks.0.attn.qkv.weight"], start["blocks.0.attn.qkv.weight"])
 
 
-def test_grpo_moves_the_policy_and_resumes_bitwise(sft_checkpoint, sft_data, tmp_path):
-    align("grpo", GRPO, sft_checkpoint, sft_data, tmp_path / "straight", quiet=True)
-    align("grpo", GRPO, sft_checkpoint, sft_data, tmp_path / "cut", quiet=True)
+def test_grpo_moves_the_policy_and_resumes_bitwise(grpo_run, sft_checkpoint, sft_data, tmp_path):
+    straight, _ = grpo_run
+    shutil.copytree(straight, tmp_path / "cut")
     shutil.rmtree(latest_checkpoint(tmp_path / "cut"))  # back to step 2, then on to 4 again
     align("grpo", GRPO, sft_checkpoint, sft_data, tmp_path / "cut", resume=True, quiet=True)
-    a = torch.load(latest_checkpoint(tmp_path / "straight") / "model.pt", weights_only=True)
+    a = torch.load(latest_checkpoint(straight) / "model.pt", weights_only=True)
     b = torch.load(latest_checkpoint(tmp_path / "cut") / "model.pt", weights_only=True)
     start = torch.load(sft_checkpoint / "model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -499,24 +506,30 @@ def test_ppo_spread_likelihood_needs_a_likelihood_term(sft_checkpoint, sft_data,
         align("ppo", cfg, sft_checkpoint, sft_data, tmp_path, reward=reward_model[0], quiet=True)
 
 
-def test_dpo_starts_at_ln2_and_raises_the_held_out_margin(sft_checkpoint, sft_data, prefs, tmp_path):
-    cfg = DpoConfig(
-        steps=10, global_batch=16, micro_batch=16, eval_every=10, save_every=10, beta=0.1,
-        optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
-    )  # fmt: skip
-    result = align("dpo", cfg, sft_checkpoint, sft_data, tmp_path, pairs=prefs[0], quiet=True)
-    first = records(tmp_path)[0]
+DPO = DpoConfig(
+    steps=10, global_batch=16, micro_batch=16, eval_every=10, save_every=10, beta=0.1,
+    optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dpo_run(sft_checkpoint, sft_data, prefs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dpo")
+    return out, align("dpo", DPO, sft_checkpoint, sft_data, out, pairs=prefs[0], quiet=True)
+
+
+def test_dpo_starts_at_ln2_and_raises_the_held_out_margin(dpo_run):
+    out, result = dpo_run
+    first = records(out)[0]
     assert first["val_dpo_loss"] == pytest.approx(math.log(2), abs=1e-4)
     assert result["val_margin"] > first["val_margin"] and result["val_dpo_loss"] < first["val_dpo_loss"]
 
 
-def test_dpo_nll_keeps_chosen_responses_likelier_than_plain_dpo(sft_checkpoint, sft_data, prefs, tmp_path):
-    cfg = DpoConfig(
-        steps=10, global_batch=16, micro_batch=16, eval_every=10, save_every=10, beta=0.1,
-        optim={"lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.0}, **ALIGN,
-    )  # fmt: skip
-    plain = align("dpo", cfg, sft_checkpoint, sft_data, tmp_path / "plain", pairs=prefs[0], quiet=True)
-    cfg = cfg.model_copy(update={"nll_weight": 1.0})
+def test_dpo_nll_keeps_chosen_responses_likelier_than_plain_dpo(
+    dpo_run, sft_checkpoint, sft_data, prefs, tmp_path
+):
+    _, plain = dpo_run
+    cfg = DPO.model_copy(update={"nll_weight": 1.0})
     nll = align("dpo", cfg, sft_checkpoint, sft_data, tmp_path / "nll", pairs=prefs[0], quiet=True)
     assert nll["val_chosen_logp"] > plain["val_chosen_logp"]
     assert nll["val_margin"] > records(tmp_path / "nll")[0]["val_margin"]
@@ -548,23 +561,30 @@ KTO = KtoConfig(
 )  # fmt: skip
 
 
-def test_kto_starts_at_one_half_and_raises_the_held_out_margin(sft_checkpoint, sft_data, prefs, tmp_path):
-    result = align("kto", KTO, sft_checkpoint, sft_data, tmp_path, pairs=prefs[0], quiet=True)
-    first = records(tmp_path)[0]
+@pytest.fixture(scope="module")
+def kto_run(sft_checkpoint, sft_data, prefs, tmp_path_factory):
+    """KTO's 4 steps, a checkpoint after steps 2 and 4."""
+    out = tmp_path_factory.mktemp("kto")
+    return out, align("kto", KTO, sft_checkpoint, sft_data, out, pairs=prefs[0], quiet=True)
+
+
+def test_kto_starts_at_one_half_and_raises_the_held_out_margin(kto_run):
+    out, result = kto_run
+    first = records(out)[0]
     # π = π_ref at step 0: r = 0, z_ref = 0, so every example's loss is 1 − σ(0)
     assert first["val_kto_loss"] == pytest.approx(0.5, abs=1e-4) and first["val_z_ref"] == 0
     assert result["val_margin"] > first["val_margin"] and result["val_kto_loss"] < first["val_kto_loss"]
-    logged = [r for r in records(tmp_path) if "loss" in r]
+    logged = [r for r in records(out) if "loss" in r]
     assert all(r["reward_desirable"] > r["reward_undesirable"] for r in logged[1:])
-    assert json.loads((latest_checkpoint(tmp_path) / "meta.json").read_text())["method"] == "kto"
+    assert json.loads((latest_checkpoint(out) / "meta.json").read_text())["method"] == "kto"
 
 
-def test_kto_resumes_bitwise(sft_checkpoint, sft_data, prefs, tmp_path):
-    align("kto", KTO, sft_checkpoint, sft_data, tmp_path / "straight", pairs=prefs[0], quiet=True)
-    align("kto", KTO, sft_checkpoint, sft_data, tmp_path / "cut", pairs=prefs[0], quiet=True)
+def test_kto_resumes_bitwise(kto_run, sft_checkpoint, sft_data, prefs, tmp_path):
+    straight, _ = kto_run
+    shutil.copytree(straight, tmp_path / "cut")
     shutil.rmtree(latest_checkpoint(tmp_path / "cut"))  # back to step 2, then on to 4 again
     align("kto", KTO, sft_checkpoint, sft_data, tmp_path / "cut", pairs=prefs[0], resume=True, quiet=True)
-    a = torch.load(latest_checkpoint(tmp_path / "straight") / "model.pt", weights_only=True)
+    a = torch.load(latest_checkpoint(straight) / "model.pt", weights_only=True)
     b = torch.load(latest_checkpoint(tmp_path / "cut") / "model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -41,6 +41,32 @@ def test_slow_extraction_hits_the_timeout(monkeypatch):
     assert time.monotonic() - started < 5
 
 
+def spin(cpu_seconds: float) -> None:
+    end = time.process_time() + cpu_seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_a_timeout_that_lands_in_a_finalizer_still_ends_the_page_and_prints_nothing(monkeypatch):
+    """As in the regex module's `SetBase.__del__`: Python swallows an exception raised in a
+    finalizer and prints it, so the deadline is raised again once the finalizer is done."""
+
+    class SlowToDelete:
+        def __del__(self):
+            spin(0.2)  # the deadline's CPU seconds pass while Python finalizes it
+
+    def finalizes_then_computes(*args, **kwargs):
+        SlowToDelete()  # deleted at once: its __del__ runs here
+        spin(0.4)  # less than the wall-clock backstop, even on a loaded machine, but past the deadline
+        return {"text": "a page that finished"}
+
+    swallowed = []
+    monkeypatch.setattr("sys.unraisablehook", swallowed.append)
+    monkeypatch.setattr(trafilatura, "bare_extraction", finalizes_then_computes)
+    assert Extractor(timeout_s=0.05)(ARTICLE.encode()).reject == TIMEOUT
+    assert swallowed == []  # nothing printed ("Exception ignored in ...")
+
+
 def test_waiting_for_a_core_is_not_a_timeout(monkeypatch):
     """The deadline is CPU time: a page descheduled on a loaded machine is not a slow page."""
     real = trafilatura.bare_extraction

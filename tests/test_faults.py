@@ -125,6 +125,9 @@ def clean(inputs, tmp_path_factory) -> Path:
     return out
 
 
+# 55 s on 2 cores with its clean run; .ci/run runs this file whole. make test keeps a killed task
+# retried to a clean stage: tests/test_attempts.py's task killed midway under Spark.
+@pytest.mark.slow
 def test_worker_killed_in_every_stage_is_retried_to_the_same_bytes(clean, inputs, tmp_path):
     markers = {stage: tmp_path / f"killed-{stage}" for stage in CURATION}
     spec = ",".join(f"{stage}:{FAULT_PART[stage]}:{marker}" for stage, marker in markers.items())

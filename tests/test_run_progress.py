@@ -1,13 +1,18 @@
 """`refinery run`'s progress in a log file, and Spark stopped before the training stages."""
 
+import io
 import logging
+import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
 
 from corpus.progress import duration, estimate
 from jobs import run as run_module
@@ -20,19 +25,21 @@ WARC = REPO / "data" / "sample" / "commoncrawl-2019.warc.gz"
 # The run's own quality model needs more documents than one sample file holds.
 CONFIG = "annotated:\n  quality: {enabled: false}\n"
 RUN_TIMEOUT_S = 300
+LONG_URL = "https://www.example.org/de/forschungsbereich/energiewende-und-gesellschaftlicher-wandel /page"
 
 
-def logged_run(tmp_path: Path, *options: str) -> str:
+def logged_run(tmp_path: Path, *options: str, inputs: str = str(WARC)) -> str:
     """`refinery [OPTIONS] run` of the documents and annotated stages, stdout and stderr sent to a
-    file as under `> run.log 2>&1`: the file's text."""
+    file as under `> run.log 2>&1` at COLUMNS=80: the file's text."""
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG)
     log = tmp_path / "run.log"
-    argv = [*options, "run", str(config), "--input", str(WARC), "--out", str(tmp_path / "run")]
+    argv = [*options, "run", str(config), "--input", inputs, "--out", str(tmp_path / "run")]
     command = [sys.executable, "-m", "jobs.cli", *argv, "--stages", "documents,annotated"]
+    env = {**os.environ, "COLUMNS": "80"}
     with log.open("w") as handle:
         done = subprocess.run(
-            command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, timeout=RUN_TIMEOUT_S
+            command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env, timeout=RUN_TIMEOUT_S
         )
     text = log.read_text()
     assert done.returncode == 0, text
@@ -53,11 +60,31 @@ def test_a_redirected_run_log_has_a_progress_line_at_each_stage_start_and_end(tm
     ]
 
 
+def crawl_with_warnings(folder: Path) -> Path:
+    """The sample WARC, a WARC of one fetch whose URL has a space (warcio warns, in a Spark worker)
+    and an empty file (the documents stage warns, in the driver)."""
+    folder.mkdir()
+    shutil.copy(WARC, folder / WARC.name)
+    with (folder / "spaces.warc.gz").open("wb") as out:
+        writer = WARCWriter(out, gzip=True)
+        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+        page = io.BytesIO(b"<html><body><p>A page at a URL with a space.</p></body></html>")
+        writer.write_record(writer.create_warc_record(LONG_URL, "response", payload=page, http_headers=http))
+    (folder / "empty.warc.gz").write_bytes(b"")
+    return folder
+
+
 @pytest.mark.spark
-def test_quiet_run_prints_no_spark_start_up_banner_and_no_progress(tmp_path):
-    text = logged_run(tmp_path, "--quiet")
+def test_quiet_run_prints_no_start_up_banner_no_progress_and_no_line_over_80_columns(tmp_path):
+    text = logged_run(tmp_path, "--quiet", inputs=str(crawl_with_warnings(tmp_path / "crawl") / "*"))
     assert "log4j" not in text and "Setting default log level" not in text
     assert "NativeCodeLoader" not in text and "[1/2]" not in text
+    assert "incubator" not in text  # the JVM's warning, dropped from its stderr (jobs/spark.py)
+    assert [line for line in text.splitlines() if len(line) > 80] == []
+    # The rest of the JVM's stderr still comes through: the Python worker's warning from warcio,
+    # cut to 80 columns, and the driver's own warning, wrapped.
+    assert "URL with spaces, read as %20: https://www.example.org/" in text
+    assert re.search(r"WARNING jobs.documents: documents: 1 input file\(s\)\n  unreadable, skipped", text)
     assert "documents: " in text and "annotated: " in text  # the summary still says what was done
 
 

@@ -176,20 +176,36 @@ def test_wrong_content_length_inside_a_member_is_counted_and_the_record_kept():
     assert len(records) == 9 and len(errors) == 1 and "Content-Length" in errors[0].message
 
 
-def test_warcios_warning_about_a_url_with_spaces_is_logged_once_per_fetch_not_per_record(caplog):
+def warc_with_spaces(*urls: str) -> bytes:
+    """A request and a response record for each URL, as a crawler writes a fetch."""
     out = io.BytesIO()
     writer = WARCWriter(out, gzip=True)
-    for url in ("https://example.com/a b", "https://example.com/c d"):
+    for url in urls:
         request = StatusAndHeaders("GET / HTTP/1.1", [("Host", "example.com")], is_http_request=True)
         writer.write_record(writer.create_warc_record(url, "request", http_headers=request))
         http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
         writer.write_record(
             writer.create_warc_record(url, "response", payload=io.BytesIO(PAGE), http_headers=http)
         )
+    return out.getvalue()
+
+
+def test_warcios_warning_about_a_url_with_spaces_is_logged_once_per_fetch_not_per_record(caplog):
     caplog.set_level(logging.WARNING, logger="warcio")
-    records, errors = read(out.getvalue())
+    records, errors = read(warc_with_spaces("https://example.com/a b", "https://example.com/c d"))
     assert [r.url for r in records] == ["https://example.com/a%20b"] * 2 + ["https://example.com/c%20d"] * 2
     assert [r.getMessage() for r in caplog.records] == [
-        "Replacing spaces in invalid WARC-Target-URI: https://example.com/a b",
-        "Replacing spaces in invalid WARC-Target-URI: https://example.com/c d",
+        "URL with spaces, read as %20: https://example.com/a b",
+        "URL with spaces, read as %20: https://example.com/c d",
     ]
+
+
+def test_warcios_warning_about_a_long_url_is_cut_in_the_middle_to_the_terminal_width(caplog, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    caplog.set_level(logging.WARNING, logger="warcio")
+    url = "https://www.example.org/de/forschungsbereich/energiewende-und-gesellschaftlicher-wandel /missing"
+    read(warc_with_spaces(url))
+    [message] = [r.getMessage() for r in caplog.records]
+    assert len(message) == 80 and "…" in message
+    assert message.startswith("URL with spaces, read as %20: https://www.example.org/")
+    assert message.endswith(" /missing")
