@@ -136,7 +136,7 @@ def test_the_rounds_stage_of_refinery_run_reads_its_config(two_rounds, sft_check
     (tmp_path / "run.yaml").write_text(yaml.safe_dump({"train": {"rounds_config": "rounds.yaml"}}))
     cfg = load_config(tmp_path / "run.yaml")
     assert parse_stages("rounds", cfg) == ["rounds"]
-    assert train_stages.rounds_stage(cfg, tmp_path / "run")["summary"] == two_rounds[1][-1]
+    assert train_stages.run_stage("rounds", cfg, tmp_path / "run")["summary"] == two_rounds[1][-1]
     with pytest.raises(ValueError, match="--stages rounds: the config sets no train.rounds_config"):
         parse_stages("rounds", PipelineConfig())
 
