@@ -200,14 +200,14 @@ def test_against_an_unfinished_run_is_refused_naming_it(tmp_path):
 
 
 def test_against_keys_of_other_dedup_parameters_is_refused_naming_the_difference(tmp_path):
-    theirs = match_params(deduped.dedup_params(DedupedConfig(num_perm=128)))
+    theirs = match_params(deduped.dedup_params(DedupedConfig(num_perm=256)))
     (tmp_path / "a" / "deduped").mkdir(parents=True)
     write_json_atomic(tmp_path / "a" / "deduped" / "manifest.json", {"keys": {"params": theirs, "files": []}})
     ours = match_params(deduped.dedup_params(DedupedConfig()))
-    with pytest.raises(ValueError, match=r".*/a: its keys were made .*num_perm=128 there, 208 here"):
+    with pytest.raises(ValueError, match=r".*/a: its keys were made .*num_perm=256 there, 208 here"):
         earlier_keys(str(tmp_path / "a"), str(tmp_path / "b"), ours)
     # the keep order changes what is kept, not what matches: accepted
-    other_order = match_params(deduped.dedup_params(DedupedConfig(num_perm=128, keep_order=["id"])))
+    other_order = match_params(deduped.dedup_params(DedupedConfig(num_perm=256, keep_order=["id"])))
     assert earlier_keys(str(tmp_path / "a"), str(tmp_path / "b"), other_order)["params"] == theirs
 
 
