@@ -1,13 +1,15 @@
 """Tool calls in the chat format (training/chat.py) and in generation (training/engine.py)."""
 
 import json
+import re
 from dataclasses import asdict
+from itertools import pairwise
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from corpus.tokenizer import encode_texts, train_bpe
+from corpus.tokenizer import encode_texts, load, train_bpe
 from training.chat import ChatTokens, render, render_for_generation
 from training.engine import IM_END_ID, generate
 from training.eval_tasks import task_accuracy
@@ -186,10 +188,49 @@ def test_count_letters_tool_solution_spells_and_counts_with_the_tool():
         {"type": "python", "text": "'-'.join('error')"},
         {"type": "output", "text": "e-r-r-o-r"},
         {"type": "text", "text": "e-r-r-o-r.\nCounting r: "},
-        {"type": "python", "text": "'error'.count('r')"},
+        {"type": "python", "text": "'-'.join('error').count('r')"},
         {"type": "output", "text": "3"},
         {"type": "text", "text": "3.\n#### 3"},
     ]
+
+
+def _ids(tok, text: str) -> list[int]:
+    return encode_texts(tok, [text])[0]
+
+
+def _holds(ids: list[int], span: list[int]) -> bool:
+    return any(ids[i : i + len(span)] == span for i in range(len(ids) - len(span) + 1))
+
+
+@pytest.fixture(scope="module")
+def corpus_tok(text_shards):
+    """A BPE trained on prose (the session's tinyshakespeare run): it merges letters into words, so
+    a word's tokens depend on what precedes it, as they do for the models trained on its kind."""
+    return load(text_shards.parent / "tokenizer" / "tokenizer.json")
+
+
+def test_the_word_has_the_same_ids_in_the_prompt_and_in_every_call(corpus_tok):
+    sun = _ids(corpus_tok, "sun")
+    assert not _holds(_ids(corpus_tok, "'sun'.count('u')"), sun)  # the trap: `'s` splits off
+    problems = make_split("count_letters", 300, seed=7) + make_split("spell", 300, seed=7)
+    for problem in problems:
+        word = _ids(corpus_tok, re.search(r'word "([a-z]+)"', problem.prompt)[1])
+        calls = [p["text"] for p in tool_solution(problem) if p["type"] == "python"]
+        assert _holds(_ids(corpus_tok, problem.prompt), word)
+        assert all(_holds(_ids(corpus_tok, call), word) for call in calls), (problem.prompt, calls)
+
+
+@pytest.mark.parametrize("task", ["arithmetic", "count_letters", "spell"])
+def test_the_text_after_a_tool_output_restates_its_ids(corpus_tok, task):
+    """The model copies each output into its own text (the checker grades that text): the copy is
+    the output's ids, `####c-o-f` after `c-o-f` included (`#### c-o-f` starts with `Ġc`)."""
+    assert not _holds(_ids(corpus_tok, "#### c-o-f"), _ids(corpus_tok, "c-o-f"))
+    for problem in make_split(task, 100, seed=8):
+        parts = tool_solution(problem)
+        for output, following in pairwise(parts):
+            if output["type"] == "output":
+                assert following["type"] == "text"
+                assert _holds(_ids(corpus_tok, following["text"]), _ids(corpus_tok, output["text"])), parts
 
 
 def test_other_tasks_have_no_tool_solution():
@@ -207,7 +248,8 @@ def test_generation_with_tools_reproduces_the_rendered_training_sequence(chat):
     prompt = render_for_generation(conversation[:1], chat)
     written = [i for i, m in zip(ids[len(prompt) :], mask[len(prompt) :], strict=True) if m]
     model = ScriptedModel({300: written}, chat, chat.tok.get_vocab_size())
-    out = generate(model, [[300]], 100, temperature=0, stop_ids=(IM_END_ID,), tools=chat)[0]
+    model.cfg.context_length = 256
+    out = generate(model, [[300]], 200, temperature=0, stop_ids=(IM_END_ID,), tools=chat)[0]
     assert out == ids[len(prompt) :]
     assert check("count_letters", chat.visible_text(out[:-1]), problem.answer)
 

@@ -9,10 +9,23 @@ what generation will feed back. With the calls and outputs left out (`ChatTokens
 a solution reads as the plain one of training/tasks.py: the model copies each result into its
 own text, so the checker and `steps_hold` grade tool answers as they grade plain ones.
 
-- count_letters: `'-'.join('word')` spells the word, `'word'.count('r')` counts.
+- count_letters: `'-'.join('word')` spells the word, `'-'.join('word').count('r')` counts.
 - spell: `'-'.join('word')`, copied into the final line.
 - arithmetic: each worked step `a op b = c` calls `a op b` (`//` for division: the templates
   divide exactly) just before stating c.
+
+Every copy a solution asks of the model is token for token (tests/test_tools.py checks it with a
+trained BPE): repeating a span of ids is what attention does readily (an induction head), while
+writing a word in other tokens asks the model to know their letters, the very thing the tool
+stands in for (bench/RESULTS.md, "Tool calls").
+The byte-level pre-tokenizer (corpus/tokenizer.py) makes two traps:
+- `'word'` at the start of a call splits GPT-2's contractions off (`'s`+`un`, `'t`+`est`, `'d`,
+  `'m`, `'re`, `'ve`, `'ll`), whereas the prompt's `"sun"` gives `s`+`un`. After `('` the word is
+  a piece of its own, as in the prompt; so the word goes into a call only as `('word')`, and the
+  count extends the spelling call instead of quoting the word again.
+- A space glues to the next letter (` c` is one token, `Ġc`), so `#### c-o-f` does not start with
+  the output's `c`. The spelling's final line is `####c-o-f` (the checker reads either form),
+  the letters exactly the output's ids.
 """
 
 import re
@@ -21,6 +34,7 @@ from training.sandbox import evaluate
 from training.tasks import FINAL, STEP, Problem
 
 Parts = list[dict[str, str]]
+TIGHT_FINAL = FINAL.rstrip()  # `####` then the spelled word: no space to glue to its first letter
 _COUNT_PROMPT = re.compile(r'^How many times does the letter "([a-z])" appear in the word "([a-z]+)"\?$')
 _SPELL_PROMPT = re.compile(r'^Spell the word "([a-z]+)" letter by letter\.$')
 
@@ -43,7 +57,7 @@ def _count_letters(problem: Problem) -> Parts:
         _text("Spelling it out: "),
         *_call(f"'-'.join('{word}')", spelled),
         _text(f"{spelled}.\nCounting {letter}: "),
-        *_call(f"'{word}'.count('{letter}')", count),
+        *_call(f"'-'.join('{word}').count('{letter}')", count),
         _text(f"{count}.\n{FINAL}{count}"),
     ]
 
@@ -51,7 +65,11 @@ def _count_letters(problem: Problem) -> Parts:
 def _spell(problem: Problem) -> Parts:
     (word,) = _matched(_SPELL_PROMPT, problem)
     spelled = "-".join(word)
-    return [_text("Letter by letter: "), *_call(f"'-'.join('{word}')", spelled), _text(f"\n{FINAL}{spelled}")]
+    return [
+        _text("Letter by letter: "),
+        *_call(f"'-'.join('{word}')", spelled),
+        _text(f"\n{TIGHT_FINAL}{spelled}"),
+    ]
 
 
 def _arithmetic(problem: Problem) -> Parts:
