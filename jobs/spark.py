@@ -138,7 +138,9 @@ def ship(spark: SparkSession, path: str | Path, kind: str) -> str:
     if not shipped.is_file() or file_sha256(shipped) != digest:
         SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
         copy_file(path, shipped)  # from any filesystem: a model in the run's bucket, a given one
-    spark.sparkContext.addFile(str(shipped))
+    # a second addFile of the path is ignored with a warning a --quiet run would print
+    if not any(posixpath.basename(added) == name for added in spark.sparkContext.listFiles):
+        spark.sparkContext.addFile(str(shipped))
     return name
 
 

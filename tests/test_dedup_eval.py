@@ -105,7 +105,7 @@ def test_cli_prints_the_table(capsys):
     assert cli_main(["dedup-eval", "--sets", "perturbed,chains", "--bases", "20", "--chains", "5"]) == 0
     out = capsys.readouterr().out
     assert "true pair: exact word-5-gram Jaccard >= 0.8" in out
-    assert "14x8 verify" in out and "candidates" in out and "clusters" in out and "far_drops" in out
+    assert "26x8 verify" in out and "candidates" in out and "clusters" in out and "far_drops" in out
     assert "chains" in out and "perturbed" in out
 
 
