@@ -17,9 +17,11 @@ Inputs, written under WORK/input (reused when present: the name holds every para
   writes them (RUN/annotated, 16 parts); the deduped stage alone runs.
 
 Measured per stage, in this process: wall seconds; CPU seconds of the process tree (this Python
-driver, the Spark JVM and its Python workers, user + system from /proc, reaped children
-included); the peak RSS of the Python driver, of the JVM and of the Python workers together
-(polled every 100 ms, so a peak shorter than that can be missed); spill (memory and disk bytes of
+driver, the Spark JVM and its Python workers: each process's own user + system time from /proc,
+polled every 100 ms and kept at its last value once it exits, so a worker that Spark's daemon
+reaps mid-stage still counts; a process that lives less than a poll is missed); the peak RSS
+of the Python driver, of the JVM and of the Python workers together (polled every 100 ms, so a
+peak shorter than that can be missed); spill (memory and disk bytes of
 the tasks' metrics) from Spark's event log, by the stage's job group. Spark runs as the config
 says (scale.yaml: local[2], spark.driver.memory 4g: in local mode the driver is the executor, so
 spilling, not the machine's memory, bounds what Spark holds).
@@ -201,15 +203,10 @@ def _name(pid: int) -> str:
         return ""
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system seconds of `pids` and of their reaped children."""
-    total = 0
-    for pid in pids:
-        try:
-            total += sum(int(v) for v in _stat(pid)[11:15])  # utime stime cutime cstime
-        except OSError:
-            continue
-    return total / TICKS
+def own_cpu_seconds(pid: int) -> float:
+    """User + system seconds of `pid` itself (not its reaped children: those are polled as
+    processes of their own, and counting them again through their parent would count twice)."""
+    return sum(int(v) for v in _stat(pid)[11:13]) / TICKS  # utime stime
 
 
 def rss_bytes(pid: int) -> int:
@@ -227,11 +224,17 @@ class Meter:
 
     def __init__(self) -> None:
         self.peaks = {"driver": 0, "jvm": 0, "workers": 0}
+        self.cpu: dict[int, float] = {}  # pid -> its CPU seconds when last seen
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.poll, daemon=True)
 
     def sample(self) -> None:
         tree = descendants(os.getpid())
+        for pid in (os.getpid(), *tree):
+            try:
+                self.cpu[pid] = own_cpu_seconds(pid)
+            except (OSError, IndexError):
+                continue  # exited while listed: its last polled value stands
         jvms = [p for p in tree if _name(p) == "java"]
         workers = [p for p in tree if _name(p).startswith("python")]
         now = {
@@ -253,17 +256,19 @@ class Meter:
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join()
+        self.sample()
 
 
 def measure(spark, name: str, run: Callable[[], object]) -> dict:
     """Run one stage under its own job group; its wall and CPU seconds and memory peaks."""
     spark.sparkContext.setJobGroup(name, f"bench/scale.py {name}")
-    tree = [os.getpid(), *descendants(os.getpid())]
-    cpu0, started = cpu_seconds(tree), time.perf_counter()
+    before = Meter()
+    before.sample()  # every process's CPU seconds so far: a process seen later started at 0
+    started = time.perf_counter()
     with Meter() as meter:
         run()
     wall = time.perf_counter() - started
-    cpu = cpu_seconds([os.getpid(), *descendants(os.getpid())]) - cpu0
+    cpu = sum(seconds - before.cpu.get(pid, 0.0) for pid, seconds in meter.cpu.items())
     peaks = {f"{k}_peak_rss_mb": round(v / MB, 1) for k, v in meter.peaks.items()}
     return {"stage": name, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), **peaks}
 
