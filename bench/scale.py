@@ -209,6 +209,17 @@ def own_cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in _stat(pid)[11:13]) / TICKS  # utime stime
 
 
+def cpu_by_process(pids: list[int]) -> dict[int, float]:
+    """pid -> its own CPU seconds, for those of `pids` still running."""
+    seconds = {}
+    for pid in pids:
+        try:
+            seconds[pid] = own_cpu_seconds(pid)
+        except (OSError, IndexError):
+            continue  # exited while listed
+    return seconds
+
+
 def rss_bytes(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -230,11 +241,7 @@ class Meter:
 
     def sample(self) -> None:
         tree = descendants(os.getpid())
-        for pid in (os.getpid(), *tree):
-            try:
-                self.cpu[pid] = own_cpu_seconds(pid)
-            except (OSError, IndexError):
-                continue  # exited while listed: its last polled value stands
+        self.cpu.update(cpu_by_process([os.getpid(), *tree]))  # an exited process keeps its last value
         jvms = [p for p in tree if _name(p) == "java"]
         workers = [p for p in tree if _name(p).startswith("python")]
         now = {
@@ -262,13 +269,13 @@ class Meter:
 def measure(spark, name: str, run: Callable[[], object]) -> dict:
     """Run one stage under its own job group; its wall and CPU seconds and memory peaks."""
     spark.sparkContext.setJobGroup(name, f"bench/scale.py {name}")
-    before = Meter()
-    before.sample()  # every process's CPU seconds so far: a process seen later started at 0
+    # every process's CPU seconds so far: a process first seen later started at 0
+    before = cpu_by_process([os.getpid(), *descendants(os.getpid())])
     started = time.perf_counter()
     with Meter() as meter:
         run()
     wall = time.perf_counter() - started
-    cpu = sum(seconds - before.cpu.get(pid, 0.0) for pid, seconds in meter.cpu.items())
+    cpu = sum(seconds - before.get(pid, 0.0) for pid, seconds in meter.cpu.items())
     peaks = {f"{k}_peak_rss_mb": round(v / MB, 1) for k, v in meter.peaks.items()}
     return {"stage": name, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), **peaks}
 
