@@ -11,7 +11,8 @@ default conf/pipeline.yaml stops at the shards). Outputs live in RUN/train/:
     reward/     the reward model                             (training/reward.py)
     align/      the aligned model, metrics, align.png        (training/align.py, `align_method`)
     rounds/     iterative rounds from the SFT model, rounds.md (training/rounds.py; optional)
-    eval.json   task accuracy of each model on the SFT test split (training/eval_tasks.py)
+    eval.json   task accuracy of each model on the SFT test split, and each model against the
+                one before it: wins, losses, sign-test p (training/eval_tasks.py)
 
 Rerunning is resuming: a training phase continues from its latest checkpoint and does nothing
 when that checkpoint is its last step; a changed config is an error naming the changed keys
@@ -50,6 +51,9 @@ TIMING = "timing.json"
 # RUN/train/_finished/STAGE.json: a training stage of a run in object storage is complete (module
 # docstring); the working folder keeps a copy of each marker whose output it holds.
 FINISHED = "_finished"
+# The layout of RUN/train/eval.json, part of its key: 2 added "comparisons". A file of another
+# layout is evaluated again (the per-problem answers a comparison needs are not kept in it).
+EVAL_RECORD = 2
 
 
 # Each stage reads the curation outputs from RUN (`run_dir`, a path or a URI) and reads and writes
@@ -159,34 +163,42 @@ def rounds_stage(cfg: PipelineConfig, run_dir: str | Path, train: Path) -> dict[
 
 
 def eval_stage(cfg: PipelineConfig, run_dir: str | Path, train: Path) -> dict[str, Any]:
-    """Greedy task accuracy of every trained model on the SFT test split, side by side."""
+    """Greedy task accuracy of every trained model on the SFT test split, side by side, and each
+    model tested against the one before it in training order (training/eval_tasks.py)."""
     from corpus.tokenizer import load as load_tokenizer
     from training.chat import ChatTokens
     from training.checkpoint import latest_checkpoint, load_model
-    from training.eval_tasks import evaluation_record, format_table, read_problems, task_accuracy
+    from training.eval_tasks import (
+        comparison_lines,
+        evaluation_record,
+        format_table,
+        read_problems,
+        task_correctness,
+    )
 
     models = {name: latest_checkpoint(train / name) for name in ("pretrain", "sft", "align")}
     models = {name: path for name, path in models.items() if path is not None}
     data = train / "sft_data" / "test.jsonl"
     problems = read_problems(data, limit=cfg.train.eval_limit)
-    key = fingerprint({"models": {n: str(p) for n, p in models.items()}, "problems": problems})
+    checkpoints = {n: str(p) for n, p in models.items()}
+    key = fingerprint({"models": checkpoints, "problems": problems, "record": EVAL_RECORD})
     out = train / "eval.json"
     if out.is_file() and read_json(out).get("key") == key:
         log.info("eval: up to date, skipped (%s)", out)
         return {"summary": read_json(out)["accuracy"]}
-    accuracy = {}
+    correct = {}
     for name, path in models.items():
         chat = ChatTokens(load_tokenizer(path / "tokenizer.json"))
-        accuracy[name] = task_accuracy(load_model(path), chat, problems)
-    checkpoints = {n: str(p) for n, p in models.items()}
-    record = evaluation_record(problems, accuracy)
+        correct[name] = task_correctness(load_model(path), chat, problems)
+    record = evaluation_record(problems, correct)
     # `data` relative to RUN, as `refinery eval tasks --out` names its problems file
     write_json_atomic(
         out, {"key": key, "checkpoints": checkpoints, "data": str(data.relative_to(train.parent)), **record}
     )
-    table = format_table(accuracy, record["problems"], record["majority"])
-    log.info("eval: task accuracy on the SFT test split\n%s", table)
-    return {"summary": accuracy}
+    table = format_table(record["accuracy"], record["problems"], record["majority"])
+    lines = [table, *comparison_lines(record["comparisons"])]
+    log.info("eval: task accuracy on the SFT test split\n%s", "\n".join(lines))
+    return {"summary": record["accuracy"]}
 
 
 def _curated_fingerprint(run_dir: str | Path) -> str | None:
@@ -324,19 +336,21 @@ def _marker(run_dir: str | Path, name: str) -> dict[str, Any] | None:
 
 
 def _stage_key(cfg: PipelineConfig, name: str, run_dir: str, upstream: dict[str, dict[str, Any]]) -> str:
-    """What a stage's output depends on: its config (with the align method, the eval limit), the
-    curation output it reads (pretrain: the shards; synth_sft: the corpus tasks' documents) and the
-    keys of the training stages whose outputs it reads."""
+    """What a stage's output depends on: its config (with the align method; the eval limit and
+    eval.json's layout, `EVAL_RECORD`), the curation output it reads (pretrain: the shards;
+    synth_sft: the corpus tasks' documents) and the keys of the training stages whose outputs it
+    reads."""
     curation = None
     if name == "pretrain" and is_file(shards := join(run_dir, "shards", "manifest.json")):
         curation = read_json(shards).get("output_fingerprint")
     elif name == "synth_sft":
         curation = _curated_fingerprint(run_dir)
+    options = {"align": cfg.train.align_method, "eval": (cfg.train.eval_limit, EVAL_RECORD)}
     return fingerprint(
         {
             "stage": name,
             "config": load_stage_config(cfg, name).model_dump(mode="json"),
-            "option": {"align": cfg.train.align_method, "eval": cfg.train.eval_limit}.get(name),
+            "option": options.get(name),
             "curation": curation,
             "upstream": {u: m["key"] for u, m in sorted(upstream.items())},
         }

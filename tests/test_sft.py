@@ -187,8 +187,85 @@ def test_the_steps_row_counts_only_answers_whose_steps_hold(monkeypatch):
     )
     accuracy = eval_tasks.task_accuracy(None, None, problems)
     assert accuracy == {"arithmetic": 1.0, "arithmetic+steps": 0.5, "title_choice": 1.0}
-    record = eval_tasks.evaluation_record(problems, {"m": accuracy})
+    correct = eval_tasks.task_correctness(None, None, problems)
+    assert correct == {"arithmetic": [True, True], "arithmetic+steps": [True, False], "title_choice": [True]}
+    record = eval_tasks.evaluation_record(problems, {"m": correct})
     assert record["problems"] == {"arithmetic": 2, "arithmetic+steps": 2, "title_choice": 1}
+    assert record["accuracy"] == {"m": accuracy} and record["comparisons"] == []
+
+
+def outcomes(*pairs: tuple[str, int]) -> tuple[list[bool], list[bool]]:
+    """Paired right/wrong lists from counts of ("RW": earlier right, later wrong; ...) pairs."""
+    earlier, later = [], []
+    for kind, count in pairs:
+        earlier += [kind[0] == "R"] * count
+        later += [kind[1] == "R"] * count
+    return earlier, later
+
+
+def test_the_sign_test_is_the_binomial_tail_of_the_wins_among_discordant_problems():
+    from training.eval_tasks import paired_test, sign_test
+
+    # P(X >= 8), X ~ Binomial(9, 1/2): (C(9,8) + C(9,9)) / 2^9 = 10/512
+    assert sign_test(8, 1) == pytest.approx(10 / 512, rel=1e-12)
+    # ties, right by both or by neither, change nothing but n
+    tied = paired_test(*outcomes(("WR", 8), ("RW", 1), ("RR", 30), ("WW", 11)))
+    assert tied == {"n": 50, "wins": 8, "losses": 1, "p": pytest.approx(10 / 512, rel=1e-12)}
+    assert paired_test(*outcomes(("RR", 3), ("WW", 2))) == {"n": 5, "wins": 0, "losses": 0, "p": 1.0}
+    assert sign_test(0, 4) == 1.0
+    assert sign_test(1, 8) == pytest.approx(1 - 1 / 512, rel=1e-12)  # worse is not better
+
+
+def test_comparisons_pool_the_answer_rows_but_not_the_steps_rows_consecutive_models():
+    from training.eval_tasks import comparison_lines, comparisons
+
+    base, sft_a = outcomes(("WR", 5), ("WW", 1))  # arithmetic: sft wins 5 of 6
+    base_s, sft_s = outcomes(("WR", 4), ("WW", 2))  # the same problems with their steps
+    base_c, sft_c = outcomes(("WR", 3), ("RW", 1))  # count_letters
+    aligned_a, aligned_c = [True] * 5 + [False], outcomes(("RR", 3), ("WW", 1))[1]
+    correct = {
+        "pretrain": {"arithmetic": base, "arithmetic+steps": base_s, "count_letters": base_c},
+        "sft": {"arithmetic": sft_a, "arithmetic+steps": sft_s, "count_letters": sft_c},
+        "align": {"arithmetic": aligned_a, "arithmetic+steps": sft_s, "count_letters": aligned_c},
+    }
+    first, second = comparisons(correct)
+    assert (first["earlier"], first["later"], second["earlier"], second["later"]) == (
+        "pretrain",
+        "sft",
+        "sft",
+        "align",
+    )
+    # 10 problems, not 16: the steps rows are the arithmetic problems again
+    assert (first["n"], first["wins"], first["losses"]) == (10, 8, 1)
+    assert first["p"] == pytest.approx(10 / 512, rel=1e-12)
+    assert set(first["tasks"]) == {"arithmetic", "count_letters"}
+    assert first["tasks"]["count_letters"] == {"n": 4, "wins": 3, "losses": 1, "p": pytest.approx(5 / 16)}
+    assert (second["wins"], second["losses"], second["p"]) == (0, 0, 1.0)
+    assert comparison_lines([first, second]) == [
+        "sft > pretrain: 8 wins, 1 losses of 10, p = 0.0195",
+        "align > sft: 0 wins, 0 losses of 10, p = 1.0000",
+    ]
+    tiny = {"earlier": "a", "later": "b", "n": 20, "wins": 20, "losses": 0, "p": 0.5**20}
+    assert comparison_lines([tiny]) == ["b > a: 20 wins, 0 losses of 20, p = 9.5e-07"]
+
+
+def test_refinery_eval_tasks_compares_each_checkpoint_with_the_one_before_it(
+    tiny_checkpoint, tmp_path, capsys
+):
+    from jobs.cli import main
+
+    data, out = tmp_path / "test.jsonl", tmp_path / "eval.json"
+    data.write_text("".join(json.dumps(p) + "\n" for p in conversations(4)))
+    twice = [str(tiny_checkpoint), str(tiny_checkpoint.parent.parent)]  # a checkpoint, its directory
+    assert (
+        main(["eval", "tasks", *twice, "--data", str(data), "--max-new-tokens", "4", "--out", str(out)]) == 0
+    )
+    # the same model twice answers alike: no discordant problem, no evidence either way
+    line = f"{twice[1]} > {twice[0]}: 0 wins, 0 losses of 4, p = 1.0000"
+    assert line in capsys.readouterr().out.splitlines()
+    (comparison,) = json.loads(out.read_text())["comparisons"]
+    assert comparison["earlier"] == twice[0] and comparison["later"] == twice[1]
+    assert comparison["tasks"] == {"arithmetic": {"n": 4, "wins": 0, "losses": 0, "p": 1.0}}
 
 
 def test_majority_baseline_is_the_share_of_each_tasks_commonest_answer():

@@ -108,6 +108,7 @@ def test_every_training_stage_runs_in_order_and_a_rerun_trains_nothing(run_dir, 
     }
     assert "arithmetic+steps" in evaluation["accuracy"]["sft"]
     assert evaluation["data"] == "train/sft_data/test.jsonl"
+    assert_consistent_comparisons(evaluation)
     timings = json.loads((train / "timing.json").read_text())
     assert list(timings) == sorted(PIPELINE) and all(t["wall_time_s"] > 0 for t in timings.values())
 
@@ -117,6 +118,38 @@ def test_every_training_stage_runs_in_order_and_a_rerun_trains_nothing(run_dir, 
     assert {p: p.read_bytes() for p in train.rglob("model.pt")} == weights
     # a rerun that trained nothing keeps the wall times of the run that did
     assert json.loads((train / "timing.json").read_text()) == timings
+
+
+def assert_consistent_comparisons(evaluation: dict) -> None:
+    """Each model against the one before it in training order, on the answer rows only, with wins
+    and losses that add up to the accuracies' difference."""
+    comparisons = evaluation["comparisons"]
+    assert [(c["earlier"], c["later"]) for c in comparisons] == [("pretrain", "sft"), ("sft", "align")]
+    answer_rows = [t for t in evaluation["problems"] if not t.endswith("+steps")]
+    for c in comparisons:
+        assert set(c["tasks"]) == set(answer_rows)
+        assert c["n"] == sum(evaluation["problems"][t] for t in answer_rows)
+        assert c["wins"] == sum(f["wins"] for f in c["tasks"].values())
+        assert c["losses"] == sum(f["losses"] for f in c["tasks"].values())
+        for task, figures in c["tasks"].items():
+            gain = evaluation["accuracy"][c["later"]][task] - evaluation["accuracy"][c["earlier"]][task]
+            assert figures["wins"] - figures["losses"] == round(gain * figures["n"]), (c, task)
+        assert 0 < c["p"] <= 1 and (c["p"] == 1.0) == (c["wins"] == 0)
+
+
+def test_an_eval_json_written_before_the_comparisons_is_evaluated_again(run_dir, first_run):
+    """An eval.json of the layout before "comparisons", keyed as it was then, is not skipped."""
+    from corpus.manifest import fingerprint
+    from training.eval_tasks import read_problems
+
+    out = run_dir / "train" / "eval.json"
+    current = json.loads(out.read_text())
+    problems = read_problems(run_dir / current["data"], limit=TRAIN["eval_limit"])
+    old = {k: v for k, v in current.items() if k != "comparisons"}
+    old["key"] = fingerprint({"models": current["checkpoints"], "problems": problems})
+    out.write_text(json.dumps(old))
+    run(str(run_dir.parent / "full.yaml"), [], str(run_dir), stages="eval")
+    assert json.loads(out.read_text()) == current
 
 
 def stage_outputs(out: Path) -> dict[Path, bytes]:

@@ -107,16 +107,26 @@ def _eval_tasks(args: argparse.Namespace) -> None:
     from corpus.tokenizer import load as load_tokenizer
     from training.chat import ChatTokens
     from training.checkpoint import load_model, resolve_checkpoint
-    from training.eval_tasks import evaluation_record, format_table, read_problems, task_accuracy
+    from training.eval_tasks import (
+        comparison_lines,
+        evaluation_record,
+        format_table,
+        read_problems,
+        task_correctness,
+    )
 
     problems = read_problems(args.data, limit=args.limit)
-    results = {}
+    correct = {}
     for name in args.checkpoints:
         path = resolve_checkpoint(name)
         chat = ChatTokens(load_tokenizer(path / "tokenizer.json"))
-        results[name] = task_accuracy(load_model(path), chat, problems, args.max_new_tokens, tools=args.tools)
-    record = evaluation_record(problems, results) | {"tools": args.tools}
-    print(format_table(results, record["problems"], record["majority"]))
+        correct[name] = task_correctness(
+            load_model(path), chat, problems, args.max_new_tokens, tools=args.tools
+        )
+    record = evaluation_record(problems, correct) | {"tools": args.tools}
+    print(format_table(record["accuracy"], record["problems"], record["majority"]))
+    for line in comparison_lines(record["comparisons"]):
+        print(line)
     if args.out:
         from corpus.manifest import write_json_atomic
 
@@ -250,7 +260,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         dest="what", required=True
     )
     tasks = evaluation.add_parser("tasks", help="exact-match accuracy per task on a test split, greedy")
-    tasks.add_argument("checkpoints", nargs="+", help="checkpoints (or training directories) side by side")
+    tasks.add_argument(
+        "checkpoints",
+        nargs="+",
+        help="checkpoints (or training directories) side by side; each is tested against the one before it",
+    )
     tasks.add_argument("--data", required=True, help="test.jsonl of `refinery synth sft`")
     tasks.add_argument("--limit", type=int, help="first N problems of each task")
     tasks.add_argument("--max-new-tokens", type=int, default=128)

@@ -11,6 +11,13 @@ demo's letter counts, 65% of the answers are 1). For the tasks with worked steps
 read, a `TASK+steps` row counts only answers whose steps are right too (training/tasks.py
 `steps_hold`); the gap between the two rows is the answers right by luck.
 
+Each checkpoint is then tested against the one before it (training order in a run's eval.json,
+the order given on the command line) on the same problems: the exact one-sided McNemar (sign)
+test on the problems exactly one of the two gets right, pooled over the tasks and per task, e.g.
+`sft > pretrain: 23 wins, 4 losses of 300, p = 0.0002`. Accuracies alone cannot tell a gain from
+the luck of which problems were drawn: 3 points on 300 problems is 9 wins and no loss (p = 0.002)
+or 30 wins and 21 losses (p = 0.13).
+
 With `--tools`, generation runs the model's Python calls (training/engine.py) and a response is
 graded on its visible text, calls and outputs left out (`ChatTokens.visible_text`): the final
 line must be the model's own, not a tool output. Checkpoints whose tokenizer has no tool tokens
@@ -90,6 +97,31 @@ def answer(
     return responses
 
 
+def task_correctness(
+    model: torch.nn.Module,
+    chat: ChatTokens,
+    problems: list[dict[str, Any]],
+    max_new_tokens: int = 128,
+    autocast=None,
+    tools: bool = False,
+) -> dict[str, list[bool]]:
+    """Per row, whether each of its problems was answered right, in the order of `problems`: a
+    task's row grades the final answer, its `TASK+steps` row (training/tasks.py `solved`, for the
+    tasks whose steps are read) requires every worked step right too. Two models graded on the same
+    problems give lists that pair up index by index (`paired_test`)."""
+    responses = answer(model, chat, [p["prompt"] for p in problems], max_new_tokens, autocast, tools)
+    correct: dict[str, list[bool]] = defaultdict(list)
+    for p, response in zip(problems, responses, strict=True):
+        correct[p["task"]].append(bool(check(p["task"], response, p["answer"])))
+        if p["task"] in STEPPED:
+            correct[p["task"] + "+steps"].append(bool(solved(p, response)))
+    return {row: correct[row] for row in sorted(correct)}
+
+
+def accuracy_of(correct: dict[str, list[bool]]) -> dict[str, float]:
+    return {row: sum(right) / len(right) for row, right in correct.items()}
+
+
 def task_accuracy(
     model: torch.nn.Module,
     chat: ChatTokens,
@@ -101,15 +133,58 @@ def task_accuracy(
     """Exact-match accuracy per task and, as `TASK+steps`, the share of problems solved with
     every worked step right too (training/tasks.py `solved`) for the tasks whose steps are read:
     the gap between the two is the answers right by luck."""
-    responses = answer(model, chat, [p["prompt"] for p in problems], max_new_tokens, autocast, tools)
-    right, total = defaultdict(int), defaultdict(int)
-    for p, response in zip(problems, responses, strict=True):
-        total[p["task"]] += 1
-        right[p["task"]] += check(p["task"], response, p["answer"])
-        if p["task"] in STEPPED:
-            total[p["task"] + "+steps"] += 1
-            right[p["task"] + "+steps"] += solved(p, response)
-    return {task: right[task] / total[task] for task in sorted(total)}
+    return accuracy_of(task_correctness(model, chat, problems, max_new_tokens, autocast, tools))
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """One-sided exact McNemar test: P(X >= wins) for X ~ Binomial(wins + losses, 1/2), the chance
+    that a later model no better than the earlier one wins at least this many of the discordant
+    problems. Problems both get right or both wrong say nothing about which is better; with no
+    discordant problem at all there is no evidence, p = 1."""
+    if wins + losses == 0:
+        return 1.0
+    from scipy.stats import binomtest  # scipy.stats takes about a second to import
+
+    return float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
+
+
+def paired_test(earlier: list[bool], later: list[bool]) -> dict[str, Any]:
+    """The later model against the earlier on the same problems: `wins` it gets right and the
+    earlier wrong, `losses` the reverse, and the sign test's p that it is no better."""
+    assert len(earlier) == len(later), f"{len(earlier)} and {len(later)} answers: not the same problems"
+    wins = sum(b and not a for a, b in zip(earlier, later, strict=True))
+    losses = sum(a and not b for a, b in zip(earlier, later, strict=True))
+    return {"n": len(earlier), "wins": wins, "losses": losses, "p": sign_test(wins, losses)}
+
+
+def comparisons(correct: dict[str, dict[str, list[bool]]]) -> list[dict[str, Any]]:
+    """Each model against the one before it, in the order of `correct` (training order), on the
+    answer rows pooled and per task. The `TASK+steps` rows are left out: they are the same problems
+    again, and pooling them would count a problem twice."""
+    names = list(correct)
+    result = []
+    for earlier, later in zip(names, names[1:], strict=False):
+        tasks = [row for row in correct[later] if not row.endswith("+steps")]
+        pooled = paired_test(
+            [right for task in tasks for right in correct[earlier][task]],
+            [right for task in tasks for right in correct[later][task]],
+        )
+        per_task = {task: paired_test(correct[earlier][task], correct[later][task]) for task in tasks}
+        result.append({"earlier": earlier, "later": later, **pooled, "tasks": per_task})
+    return result
+
+
+def comparison_lines(found: list[dict[str, Any]]) -> list[str]:
+    """One line per comparison: `sft > pretrain: 23 wins, 4 losses of 300, p = 0.0002`."""
+    return [
+        f"{c['later']} > {c['earlier']}: {c['wins']} wins, {c['losses']} losses of {c['n']}, "
+        f"p = {_p_value(c['p'])}"
+        for c in found
+    ]
+
+
+def _p_value(p: float) -> str:
+    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"  # 0.0002, not 2e-04; 3.1e-09, not 0.0000
 
 
 def majority_baseline(problems: list[dict[str, Any]]) -> dict[str, float]:
@@ -121,18 +196,25 @@ def majority_baseline(problems: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def evaluation_record(
-    problems: list[dict[str, Any]], accuracy: dict[str, dict[str, float]]
+    problems: list[dict[str, Any]], correct: dict[str, dict[str, list[bool]]]
 ) -> dict[str, Any]:
     """What `refinery eval tasks --out` and a run's eval.json hold: problems per task (and per
-    `TASK+steps` row), the majority baseline, and the accuracy of each checkpoint. The majority
-    answer comes without worked steps, so its `TASK+steps` accuracy is 0 (a row of its own, rather
-    than a gap in the baseline column)."""
+    `TASK+steps` row), the majority baseline, the accuracy of each checkpoint (`correct`: its
+    `task_correctness`, in training order) and each checkpoint's `comparisons` with the one before
+    it. The majority answer comes without worked steps, so its `TASK+steps` accuracy is 0 (a row
+    of its own, rather than a gap in the baseline column)."""
     counts = Counter(p["task"] for p in problems)
     stepped = [task + "+steps" for task in STEPPED if task in counts]
     counts.update({row: counts[row.removesuffix("+steps")] for row in stepped})
     counts = dict(sorted(counts.items()))
     majority = dict(sorted((majority_baseline(problems) | dict.fromkeys(stepped, 0.0)).items()))
-    return {"problems": counts, "majority": majority, "accuracy": accuracy}
+    accuracy = {name: accuracy_of(rows) for name, rows in correct.items()}
+    return {
+        "problems": counts,
+        "majority": majority,
+        "accuracy": accuracy,
+        "comparisons": comparisons(correct),
+    }
 
 
 def format_table(
