@@ -28,6 +28,7 @@ from corpus.manifest import fingerprint, read_json  # noqa: E402
 from corpus.progress import duration  # noqa: E402
 from jobs.stats import NULL, ROW_STAGES, connect, epochs_label, finished_stages, funnel_rows  # noqa: E402
 from jobs.train_stages import STAGES, TIMING, TRAIN  # noqa: E402
+from training.significance import comparison_lines  # noqa: E402
 
 DPI = 110
 WIDTH = 6  # inches: a chart of 660 pixels, two side by side on the page
@@ -428,8 +429,21 @@ def evaluations(page: Page) -> str | None:
             f"<h3>{where}</h3><p class='note'>exact-match accuracy, greedy; majority: always the task's most "
             f"common answer; TASK+steps: the right answer with every worked step right{problems}</p>"
             + table(["task", "n", "majority", *(_short(c) for c in checkpoints)], rows)
+            + _comparisons(data.get("comparisons", []))  # files written before them had none
         )
     return "".join(parts) or None
+
+
+def _comparisons(found: list[dict[str, Any]]) -> str:
+    """Each checkpoint against the one before it: wins, losses and the sign test's p, one line each."""
+    if not found:
+        return ""
+    short = [c | {"earlier": _short(c["earlier"]), "later": _short(c["later"])} for c in found]
+    lines = "<br>".join(html.escape(line) for line in comparison_lines(short))
+    return (
+        "<p class='note'>each checkpoint against the one before it on the same problems, pooled over "
+        f"the tasks: exact one-sided McNemar (sign) test<br>{lines}</p>"
+    )
 
 
 def _phase_order(checkpoint: str) -> tuple[int, str]:

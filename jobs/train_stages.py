@@ -168,13 +168,8 @@ def eval_stage(cfg: PipelineConfig, run_dir: str | Path, train: Path) -> dict[st
     from corpus.tokenizer import load as load_tokenizer
     from training.chat import ChatTokens
     from training.checkpoint import latest_checkpoint, load_model
-    from training.eval_tasks import (
-        comparison_lines,
-        evaluation_record,
-        format_table,
-        read_problems,
-        task_correctness,
-    )
+    from training.eval_tasks import evaluation_record, format_table, read_problems, task_correctness
+    from training.significance import comparison_lines
 
     models = {name: latest_checkpoint(train / name) for name in ("pretrain", "sft", "align")}
     models = {name: path for name, path in models.items() if path is not None}

@@ -92,6 +92,17 @@ def make_run(run_dir):
                 },
                 "runs/r/train/align/checkpoints/step_50": {"arithmetic": 0.375, "spelling": 0.625},
             },
+            "comparisons": [
+                {
+                    "earlier": "runs/r/train/sft/checkpoints/step_200",
+                    "later": "runs/r/train/align/checkpoints/step_50",
+                    "n": 80,
+                    "wins": 9,
+                    "losses": 1,
+                    "p": 11 / 1024,  # (C(10,9) + C(10,10)) / 2^10
+                    "tasks": {},
+                }
+            ],
         },
     )
 
@@ -156,6 +167,8 @@ def test_report_shows_clusters_buckets_curves_and_evaluation(tmp_path):
     assert "<td>spelling+steps</td><td>40</td><td>–</td><td>0.000</td><td>–</td>" in page
     assert "nan" not in page
     assert "problems: synth/test.jsonl</p>" in page
+    # each checkpoint against the one before it, by the names of the table's columns
+    assert "<br>align/step_50 &gt; sft/step_200: 9 wins, 1 losses of 80, p = 0.0107</p>" in page
 
 
 def test_report_header_has_run_facts_and_wall_times(tmp_path):

@@ -204,7 +204,7 @@ def outcomes(*pairs: tuple[str, int]) -> tuple[list[bool], list[bool]]:
 
 
 def test_the_sign_test_is_the_binomial_tail_of_the_wins_among_discordant_problems():
-    from training.eval_tasks import paired_test, sign_test
+    from training.significance import paired_test, sign_test
 
     # P(X >= 8), X ~ Binomial(9, 1/2): (C(9,8) + C(9,9)) / 2^9 = 10/512
     assert sign_test(8, 1) == pytest.approx(10 / 512, rel=1e-12)
@@ -217,7 +217,7 @@ def test_the_sign_test_is_the_binomial_tail_of_the_wins_among_discordant_problem
 
 
 def test_comparisons_pool_the_answer_rows_but_not_the_steps_rows_consecutive_models():
-    from training.eval_tasks import comparison_lines, comparisons
+    from training.significance import comparison_lines, comparisons
 
     base, sft_a = outcomes(("WR", 5), ("WW", 1))  # arithmetic: sft wins 5 of 6
     base_s, sft_s = outcomes(("WR", 4), ("WW", 2))  # the same problems with their steps

@@ -107,13 +107,8 @@ def _eval_tasks(args: argparse.Namespace) -> None:
     from corpus.tokenizer import load as load_tokenizer
     from training.chat import ChatTokens
     from training.checkpoint import load_model, resolve_checkpoint
-    from training.eval_tasks import (
-        comparison_lines,
-        evaluation_record,
-        format_table,
-        read_problems,
-        task_correctness,
-    )
+    from training.eval_tasks import evaluation_record, format_table, read_problems, task_correctness
+    from training.significance import comparison_lines
 
     problems = read_problems(args.data, limit=args.limit)
     correct = {}

@@ -33,6 +33,7 @@ import torch
 
 from training.chat import ChatTokens, render_for_generation
 from training.engine import END_OF_TEXT_ID, IM_END_ID, generate
+from training.significance import comparisons
 from training.tasks import STEPPED, check, solved
 
 BATCH = 32  # prompts generated together; left padding keeps each row exact
@@ -108,7 +109,7 @@ def task_correctness(
     """Per row, whether each of its problems was answered right, in the order of `problems`: a
     task's row grades the final answer, its `TASK+steps` row (training/tasks.py `solved`, for the
     tasks whose steps are read) requires every worked step right too. Two models graded on the same
-    problems give lists that pair up index by index (`paired_test`)."""
+    problems give lists that pair up index by index (training/significance.py)."""
     responses = answer(model, chat, [p["prompt"] for p in problems], max_new_tokens, autocast, tools)
     correct: dict[str, list[bool]] = defaultdict(list)
     for p, response in zip(problems, responses, strict=True):
@@ -134,57 +135,6 @@ def task_accuracy(
     every worked step right too (training/tasks.py `solved`) for the tasks whose steps are read:
     the gap between the two is the answers right by luck."""
     return accuracy_of(task_correctness(model, chat, problems, max_new_tokens, autocast, tools))
-
-
-def sign_test(wins: int, losses: int) -> float:
-    """One-sided exact McNemar test: P(X >= wins) for X ~ Binomial(wins + losses, 1/2), the chance
-    that a later model no better than the earlier one wins at least this many of the discordant
-    problems. Problems both get right or both wrong say nothing about which is better; with no
-    discordant problem at all there is no evidence, p = 1."""
-    if wins + losses == 0:
-        return 1.0
-    from scipy.stats import binomtest  # scipy.stats takes about a second to import
-
-    return float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
-
-
-def paired_test(earlier: list[bool], later: list[bool]) -> dict[str, Any]:
-    """The later model against the earlier on the same problems: `wins` it gets right and the
-    earlier wrong, `losses` the reverse, and the sign test's p that it is no better."""
-    assert len(earlier) == len(later), f"{len(earlier)} and {len(later)} answers: not the same problems"
-    wins = sum(b and not a for a, b in zip(earlier, later, strict=True))
-    losses = sum(a and not b for a, b in zip(earlier, later, strict=True))
-    return {"n": len(earlier), "wins": wins, "losses": losses, "p": sign_test(wins, losses)}
-
-
-def comparisons(correct: dict[str, dict[str, list[bool]]]) -> list[dict[str, Any]]:
-    """Each model against the one before it, in the order of `correct` (training order), on the
-    answer rows pooled and per task. The `TASK+steps` rows are left out: they are the same problems
-    again, and pooling them would count a problem twice."""
-    names = list(correct)
-    result = []
-    for earlier, later in zip(names, names[1:], strict=False):
-        tasks = [row for row in correct[later] if not row.endswith("+steps")]
-        pooled = paired_test(
-            [right for task in tasks for right in correct[earlier][task]],
-            [right for task in tasks for right in correct[later][task]],
-        )
-        per_task = {task: paired_test(correct[earlier][task], correct[later][task]) for task in tasks}
-        result.append({"earlier": earlier, "later": later, **pooled, "tasks": per_task})
-    return result
-
-
-def comparison_lines(found: list[dict[str, Any]]) -> list[str]:
-    """One line per comparison: `sft > pretrain: 23 wins, 4 losses of 300, p = 0.0002`."""
-    return [
-        f"{c['later']} > {c['earlier']}: {c['wins']} wins, {c['losses']} losses of {c['n']}, "
-        f"p = {_p_value(c['p'])}"
-        for c in found
-    ]
-
-
-def _p_value(p: float) -> str:
-    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"  # 0.0002, not 2e-04; 3.1e-09, not 0.0000
 
 
 def majority_baseline(problems: list[dict[str, Any]]) -> dict[str, float]:
