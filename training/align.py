@@ -27,7 +27,8 @@ are never used by the on-policy methods) and test.jsonl the held-out problems.
 
 Validation, the same for every method and for `refinery eval compare` (`heldout_figures`): greedy
 answers to `eval_tasks` held-out problems per task, graded by the checker: `val_acc_<task>` and
-`val_acc` (their mean over tasks), `val_length` (response tokens, the stop token included),
+`val_acc` (their mean over tasks), `val_format` (the share whose final line has the answer's form,
+right or wrong: training/tasks.py `well_formed`), `val_length` (response tokens, the stop token included),
 `val_kl` (KL to the reference along those answers, exact over the vocabulary and summed over the
 response's tokens), and `val_rm_score` (mean normalized reward-model score) when a reward model is
 given. OUT/align.png plots them over steps with the training rollouts' own figures.
@@ -155,17 +156,21 @@ def heldout_figures(
     scorer: RewardModel | None = None,
     autocast: Any = None,
 ) -> dict[str, float]:
-    """Greedy answers to `problems`: checker accuracy per task and overall, length, KL, RM score."""
+    """Greedy answers to `problems`: checker accuracy per task and overall, the share with a final
+    line of the answer's form (`format`), length, KL, RM score."""
     if not problems:
         return {}
     greedy = SamplingConfig(temperature=0.0, response_tokens=max_new_tokens)
     rows = sample(policy, chat, [p["prompt"] for p in problems], 1, greedy, seed=0, autocast=autocast)
-    right, total = defaultdict(int), defaultdict(int)
+    right, total, formed = defaultdict(int), defaultdict(int), 0
     for p, (_, response) in zip(problems, rows, strict=True):
+        text = decode(chat, response)
         total[p["task"]] += 1
-        right[p["task"]] += check(p["task"], decode(chat, response), p["answer"])
+        right[p["task"]] += check(p["task"], text, p["answer"])
+        formed += well_formed(p["task"], text)
     figures = {f"acc_{task}": right[task] / total[task] for task in sorted(total)}
     figures["acc"] = sum(figures.values()) / len(figures)
+    figures["format"] = formed / len(problems)  # R1-Zero's first hurdle: a base rarely writes `#### N`
     figures["length"] = sum(len(r) for _, r in rows) / len(rows)
     ids, mask = pad_responses(rows)
     device = next(policy.parameters()).device
@@ -368,7 +373,9 @@ def format_compare(results: dict[str, dict[str, float]]) -> str:
     """Figures as rows, checkpoints as columns."""
     columns = list(results)
     keys = sorted({k for r in results.values() for k in r if k.startswith("acc_")})
-    keys += [k for k in ("acc", "rm_score", "kl", "length") if any(k in r for r in results.values())]
+    keys += [
+        k for k in ("acc", "format", "rm_score", "kl", "length") if any(k in r for r in results.values())
+    ]
     lines = [f"{'figure':<22}" + "".join(f"{c[-16:]:>18}" for c in columns)]
     for key in keys:
         cells = "".join(f"{results[c][key]:>18.3f}" if key in results[c] else f"{'-':>18}" for c in columns)

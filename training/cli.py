@@ -270,7 +270,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tasks.set_defaults(func=_eval_tasks)
 
     comp = evaluation.add_parser(
-        "compare", help="base, SFT and aligned side by side: accuracy, reward-model score, KL to SFT, length"
+        "compare", help="checkpoints side by side: accuracy, format rate, RM score, KL to SFT, length"
     )
     comp.add_argument("checkpoints", nargs="+", help="checkpoints (or training directories)")
     comp.add_argument("--data", required=True, help="test.jsonl of `refinery synth sft`")
