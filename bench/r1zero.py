@@ -170,21 +170,12 @@ def plot(runs: dict[str, list[dict[str, Any]]], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from training.align import draw_panel
     from training.loop import save_figure
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for ax, (key, title) in zip(axes.flat, COLUMNS, strict=True):
-        for name, rows in runs.items():
-            points = [(r["step"], r[key]) for r in rows if key in r]
-            if points:
-                ax.plot(
-                    *zip(*points, strict=True), label=name, marker="o" if key.startswith("val_") else None
-                )
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
+        draw_panel(ax, title, [(name, key, rows) for name, rows in runs.items()])
     save_figure(fig, png)
 
 

@@ -277,18 +277,22 @@ def plot_alignment(metrics_path: Path, png_path: Path) -> None:
     records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for ax, (title, series) in zip(axes.flat, PANELS, strict=True):
-        for key, label in series:
-            points = [(r["step"], r[key]) for r in records if key in r]
-            if points:
-                ax.plot(
-                    *zip(*points, strict=True), label=label, marker="o" if key.startswith("val_") else None
-                )
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
+        draw_panel(ax, title, [(label, key, records) for key, label in series])
     save_figure(fig, png_path)
+
+
+def draw_panel(ax: Any, title: str, lines: list[tuple[str, str, list[dict[str, Any]]]]) -> None:
+    """One panel of curves over steps: per (label, key, records), the records' `key` by step; the
+    held-out figures (`val_`), taken every few steps, are marked."""
+    for label, key, records in lines:
+        points = [(r["step"], r[key]) for r in records if key in r]
+        if points:
+            ax.plot(*zip(*points, strict=True), label=label, marker="o" if key.startswith("val_") else None)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
 
 
 # --- dispatch ----------------------------------------------------------------------------------
