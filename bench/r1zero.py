@@ -128,10 +128,12 @@ def refinery(*argv: str | Path) -> None:
 
 
 def read_records(out: Path) -> list[dict[str, Any]]:
-    path = out / "metrics.jsonl"
+    from training.loop import METRICS, read_metrics
+
+    path = out / METRICS
     if not path.is_file():
         raise SystemExit(f"r1zero: {path}: no metrics (did the run start?)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_metrics(path)
 
 
 def step_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -34,7 +34,6 @@ response's tokens), and `val_rm_score` (mean normalized reward-model score) when
 given. OUT/align.png plots them over steps with the training rollouts' own figures.
 """
 
-import json
 import os
 from collections import defaultdict
 from collections.abc import Callable
@@ -57,7 +56,7 @@ from training.config import (
     SamplingConfig,
 )
 from training.eval_tasks import read_problems
-from training.loop import METRICS, Runtime, runtime, save_figure
+from training.loop import METRICS, Runtime, read_metrics, runtime, save_figure
 from training.lora import add_lora
 from training.model import GPT
 from training.reward import RewardModel, load_reward_model
@@ -274,7 +273,7 @@ def plot_alignment(metrics_path: Path, png_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+    records = read_metrics(metrics_path)
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for ax, (title, series) in zip(axes.flat, PANELS, strict=True):
         draw_panel(ax, title, [(label, key, records) for key, label in series])

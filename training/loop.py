@@ -181,6 +181,11 @@ def _truncate_metrics(path: Path, step: int) -> None:
         os.replace(tmp, path)
 
 
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl, in the order they were logged."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def plot_metrics(metrics_path: Path, png_path: Path) -> None:
     """Train and validation loss against tokens seen, written atomically as a PNG."""
     import matplotlib
@@ -188,7 +193,7 @@ def plot_metrics(metrics_path: Path, png_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+    records = read_metrics(metrics_path)
     train = [(r["tokens"], r["loss"]) for r in records if "loss" in r]
     valid = [(r["tokens"], r["val_loss"]) for r in records if "val_loss" in r]
     fig, ax = plt.subplots(figsize=(7, 4))
