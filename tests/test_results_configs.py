@@ -107,7 +107,9 @@ VALIDATORS: dict[tuple[str, ...], Callable[[Path, list[str]], None]] = {
     ("ablate",): _ablate,
     ("mixture", "fit"): _mixture_fit,
     ("dedup-eval",): lambda path, argv: load_config(path),
-    ("train", "pretrain"): lambda path, argv: load_pretrain_config(path),
+    ("train", "pretrain"): lambda path, argv: load_pretrain_config(
+        path, {"init": argv[argv.index("--init") + 1]} if "--init" in argv else None
+    ),
     ("train", "sft"): lambda path, argv: load_yaml(path, SftConfig),
     ("train", "reward"): lambda path, argv: load_yaml(path, RewardConfig),
     ("train", "align"): _align,

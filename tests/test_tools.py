@@ -184,11 +184,11 @@ def test_count_letters_tool_solution_spells_and_counts_with_the_tool():
     prompt = 'How many times does the letter "r" appear in the word "error"?'
     problem = Problem("count_letters", prompt, "", "3")
     assert tool_solution(problem) == [
-        {"type": "text", "text": "Spelling it out: "},
-        {"type": "python", "text": "'-'.join('error')"},
-        {"type": "output", "text": "e-r-r-o-r"},
-        {"type": "text", "text": "e-r-r-o-r.\nCounting r: "},
-        {"type": "python", "text": "'-'.join('error').count('r')"},
+        {"type": "text", "text": "Spelling it out"},
+        {"type": "python", "text": "': ' + '-'.join( \"error\")"},
+        {"type": "output", "text": ": e-r-r-o-r"},
+        {"type": "text", "text": ": e-r-r-o-r.\nCounting the letter \"r\": "},
+        {"type": "python", "text": "'-'.join( \"error\").count( \"r\")"},
         {"type": "output", "text": "3"},
         {"type": "text", "text": "3.\n#### 3"},
     ]
@@ -209,15 +209,21 @@ def corpus_tok(text_shards):
     return load(text_shards.parent / "tokenizer" / "tokenizer.json")
 
 
-def test_the_word_has_the_same_ids_in_the_prompt_and_in_every_call(corpus_tok):
-    sun = _ids(corpus_tok, "sun")
-    assert not _holds(_ids(corpus_tok, "'sun'.count('u')"), sun)  # the trap: `'s` splits off
+def test_the_quoted_word_has_the_same_ids_in_the_prompt_and_in_every_call(corpus_tok):
+    """The word with the quote before it: an induction head copies from where the token before
+    the copy occurred, so that token is the prompt's too; the letter the count quotes likewise."""
+    sun = _ids(corpus_tok, ' "sun')
+    assert not _holds(_ids(corpus_tok, "'sun'.count('u')"), _ids(corpus_tok, "sun"))  # `'s` splits off
+    assert not _holds(_ids(corpus_tok, "'-'.join('sun')"), sun)  # `('` is not the prompt's ` "`
     problems = make_split("count_letters", 300, seed=7) + make_split("spell", 300, seed=7)
     for problem in problems:
-        word = _ids(corpus_tok, re.search(r'word "([a-z]+)"', problem.prompt)[1])
+        word = _ids(corpus_tok, ' "' + re.search(r'word "([a-z]+)"', problem.prompt)[1])
         calls = [p["text"] for p in tool_solution(problem) if p["type"] == "python"]
         assert _holds(_ids(corpus_tok, problem.prompt), word)
         assert all(_holds(_ids(corpus_tok, call), word) for call in calls), (problem.prompt, calls)
+        if problem.task == "count_letters":
+            letter = _ids(corpus_tok, ' "' + re.search(r'letter "([a-z])"', problem.prompt)[1])
+            assert _holds(_ids(corpus_tok, problem.prompt), letter) and _holds(_ids(corpus_tok, calls[-1]), letter)
 
 
 @pytest.mark.parametrize("task", ["arithmetic", "count_letters", "spell"])
@@ -231,6 +237,23 @@ def test_the_text_after_a_tool_output_restates_its_ids(corpus_tok, task):
             if output["type"] == "output":
                 assert following["type"] == "text"
                 assert _holds(_ids(corpus_tok, following["text"]), _ids(corpus_tok, output["text"])), parts
+
+
+@pytest.mark.parametrize("task", ["count_letters", "spell"])
+def test_a_restated_output_starts_with_a_constant_the_output_starts_with(corpus_tok, task):
+    """The token before an output's first token is `<|output_start|>`, which the model's own text
+    never has: a spelled output starts with a constant of the format, so the text restating it
+    copies from a token that occurred before. One-token outputs (the count) sit at a fixed offset."""
+    firsts = set()
+    for problem in make_split(task, 100, seed=9):
+        parts = tool_solution(problem)
+        for output, following in pairwise(parts):
+            out_ids = _ids(corpus_tok, output["text"])
+            if output["type"] == "output" and len(out_ids) > 1:
+                follow_ids = _ids(corpus_tok, following["text"].lstrip("\n"))
+                assert follow_ids[: len(out_ids)] == out_ids, parts
+                firsts.add(out_ids[0])
+    assert len(firsts) == 1, [corpus_tok.decode([i]) for i in firsts]
 
 
 def test_other_tasks_have_no_tool_solution():
@@ -281,5 +304,5 @@ def test_eval_with_tools_runs_the_calls_and_grades_the_visible_text(chat):
     written = [i for i, m in zip(ids[len(prompt) :], mask[len(prompt) :], strict=True) if m]
     model = ScriptedModel({prompt[-1]: written}, chat, chat.tok.get_vocab_size())
     model.cfg.context_length = 256
-    with_tools = task_accuracy(model, chat, [problem.to_record("test")], 120, tools=True)
+    with_tools = task_accuracy(model, chat, [problem.to_record("test")], 160, tools=True)
     assert with_tools == {"count_letters": 1.0, "count_letters+steps": 1.0}

@@ -9,8 +9,9 @@ what generation will feed back. With the calls and outputs left out (`ChatTokens
 a solution reads as the plain one of training/tasks.py: the model copies each result into its
 own text, so the checker and `steps_hold` grade tool answers as they grade plain ones.
 
-- count_letters: `'-'.join('word')` spells the word, `'-'.join('word').count('r')` counts.
-- spell: `'-'.join('word')`, copied into the final line.
+- count_letters: `': ' + '-'.join( "word")` spells the word, `'-'.join( "word").count( "r")`
+  counts.
+- spell: `'####' + '-'.join( "word")`, copied as the final line.
 - arithmetic: each worked step `a op b = c` calls `a op b` (`//` for division: the templates
   divide exactly) just before stating c.
 
@@ -18,11 +19,22 @@ Every copy a solution asks of the model is token for token (tests/test_tools.py 
 trained BPE): repeating a span of ids is what attention does readily (an induction head), while
 writing a word in other tokens asks the model to know their letters, the very thing the tool
 stands in for (bench/RESULTS.md, "Tool calls").
-The byte-level pre-tokenizer (corpus/tokenizer.py) makes two traps:
+The byte-level pre-tokenizer (corpus/tokenizer.py) makes three traps:
 - `'word'` at the start of a call splits GPT-2's contractions off (`'s`+`un`, `'t`+`est`, `'d`,
-  `'m`, `'re`, `'ve`, `'ll`), whereas the prompt's `"sun"` gives `s`+`un`. After `('` the word is
-  a piece of its own, as in the prompt; so the word goes into a call only as `('word')`, and the
-  count extends the spelling call instead of quoting the word again.
+  `'m`, `'re`, `'ve`, `'ll`), whereas the prompt's `"sun"` gives `s`+`un`.
+- The first token of a copy is the hard one: an induction head finds where to copy from by the
+  token before it, so that token has to be the prompt's too. The prompt quotes the word and the
+  letter as ` "word"` (space, quote: one pre-token); a call quotes them the same way, `( "word")`,
+  where `("word")` would make `("` a pre-token the prompt never has. With `('word')`, a base that
+  copies repeated text (bench/copy_base.py) still wrote the wrong first token in every call
+  (bench/RESULTS.md, "A base that copies").
+- The same holds where the model restates an output: the token before the output's first token is
+  `<|output_start|>`, which the model's text never has. So a spelled output starts with a constant
+  of the format (`: ` or `####`), written by the call, and the text restating it starts with that
+  constant too: the first letter then follows a token seen before it, and induction copies the
+  rest. One-token outputs (a count, most results of a step) sit at a fixed offset instead.
+- The letter the count quotes follows the prompt's ` the letter "` in `Counting the letter "r": `,
+  where ` "` alone also precedes the word.
 - A space glues to the next letter (` c` is one token, `Ġc`), so `#### c-o-f` does not start with
   the output's `c`. The spelling's final line is `####c-o-f` (the checker reads either form),
   the letters exactly the output's ids.
@@ -54,10 +66,10 @@ def _count_letters(problem: Problem) -> Parts:
     letter, word = _matched(_COUNT_PROMPT, problem)
     spelled, count = "-".join(word), str(word.count(letter))
     return [
-        _text("Spelling it out: "),
-        *_call(f"'-'.join('{word}')", spelled),
-        _text(f"{spelled}.\nCounting {letter}: "),
-        *_call(f"'-'.join('{word}').count('{letter}')", count),
+        _text("Spelling it out"),
+        *_call(f"': ' + '-'.join( \"{word}\")", f": {spelled}"),
+        _text(f": {spelled}.\nCounting the letter \"{letter}\": "),
+        *_call(f"'-'.join( \"{word}\").count( \"{letter}\")", count),
         _text(f"{count}.\n{FINAL}{count}"),
     ]
 
@@ -67,7 +79,7 @@ def _spell(problem: Problem) -> Parts:
     spelled = "-".join(word)
     return [
         _text("Letter by letter: "),
-        *_call(f"'-'.join('{word}')", spelled),
+        *_call(f"'{TIGHT_FINAL}' + '-'.join( \"{word}\")", f"{TIGHT_FINAL}{spelled}"),
         _text(f"\n{TIGHT_FINAL}{spelled}"),
     ]
 
