@@ -22,54 +22,41 @@ import argparse
 import random
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from corpus.manifest import write_json_atomic  # noqa: E402
-from corpus.shards import MANIFEST, token_dtype, write_split  # noqa: E402
-from corpus.tokenizer import END_OF_TEXT, PLACEHOLDER_TOKENS, RESERVED_TOKENS, file_hash, load  # noqa: E402
+from copy_probe import ordinary_ids  # noqa: E402  (bench/, beside this script)
+
+from corpus.tokenizer import END_OF_TEXT, load  # noqa: E402
+from training.testing import write_shards  # noqa: E402
 
 WORDS_PER_REPEAT = (6, 16)  # long enough that a memorized bigram cannot stand in for the copy
 TOKENS_PER_REPEAT = (6, 30)
 VALID_DOCUMENTS = 500
 
 
-def repeat_documents(vocab_size: int, n: int, rng: np.random.Generator, eot: int) -> list[np.ndarray]:
-    """`n` documents: a random span of ordinary ids (after the control and tool tokens, below the PII
-    placeholders added last: bench/copy_probe.py's range), the span again, end-of-text."""
-    low, high = len(RESERVED_TOKENS), vocab_size - len(PLACEHOLDER_TOKENS)
-    docs = []
+def repeat_documents(vocab_size: int, n: int, rng: np.random.Generator, eot: int) -> Iterator[np.ndarray]:
+    """`n` documents, one at a time (the shard writer streams them): a random span of ordinary ids
+    (bench/copy_probe.py's range), the span again, end-of-text."""
+    low, high = ordinary_ids(vocab_size)
     for length in rng.integers(TOKENS_PER_REPEAT[0], TOKENS_PER_REPEAT[1] + 1, size=n):
         span = rng.integers(low, high, size=length)
-        docs.append(np.concatenate([span, span, [eot]]))
-    return docs
+        yield np.concatenate([span, span, [eot]])
 
 
 def write_repeat_shards(tokenizer_path: Path, out: Path, documents: int, seed: int) -> Path:
-    """OUT/shards of repeat documents for this tokenizer, with the manifest `refinery train pretrain`
-    checks (the tokenizer's hash and vocabulary)."""
+    """OUT/shards of repeat documents for this tokenizer (train, then valid, from one generator)."""
     tok = load(tokenizer_path)
     vocab, eot = tok.get_vocab_size(), tok.token_to_id(END_OF_TEXT)
     rng = np.random.default_rng(seed)
-    shards = out / "shards"
-    shards.mkdir(parents=True, exist_ok=True)
     splits = {
-        name: write_split(shards, name, repeat_documents(vocab, n, rng, eot), vocab)
+        name: repeat_documents(vocab, n, rng, eot)
         for name, n in (("train", documents), ("valid", VALID_DOCUMENTS))
     }
-    manifest = {
-        "stage": "shards",
-        "tokenizer": {"sha256": file_hash(tokenizer_path), "vocab_size": vocab},
-        "dtype": token_dtype(vocab).name,
-        "eot_id": eot,
-        "seed": seed,
-        "splits": splits,
-        "buckets": {},
-    }
-    write_json_atomic(shards / MANIFEST, manifest)
-    return shards
+    return write_shards(out / "shards", tokenizer_path, splits, seed=seed)
 
 
 def vocabulary(text: str) -> list[str]:

@@ -21,11 +21,16 @@ from training.checkpoint import load_model, resolve_checkpoint
 from training.engine import END_OF_TEXT_ID
 
 
+def ordinary_ids(vocab: int) -> tuple[int, int]:
+    """[low, high) of the ordinary ids: after the control and tool tokens, below the PII
+    placeholders added last."""
+    return len(RESERVED_TOKENS), vocab - len(PLACEHOLDER_TOKENS)
+
+
 def repeated_sequences(vocab: int, length: int, rows: int, seed: int) -> torch.Tensor:
     """Rows of `<|endoftext|>`, `length` random ordinary tokens, the same tokens again."""
     generator = torch.Generator().manual_seed(seed)
-    # Ordinary ids: after the control and tool tokens, below the PII placeholders added last.
-    low, high = len(RESERVED_TOKENS), vocab - len(PLACEHOLDER_TOKENS)
+    low, high = ordinary_ids(vocab)
     first = torch.randint(low, high, (rows, length), generator=generator)
     eot = torch.full((rows, 1), END_OF_TEXT_ID)
     return torch.cat([eot, first, first], dim=1)

@@ -44,7 +44,9 @@ def test_vocabulary_is_lower_case_words_only():
 def test_repeat_shards_hold_each_span_twice_in_the_ordinary_id_range(tmp_path):
     tok = train_bpe(["the quick brown fox jumps over the lazy dog " * 20], vocab_size=300)
     tok.save(str(tmp_path / "tokenizer.json"))
-    shards = copy_base.write_repeat_shards(tmp_path / "tokenizer.json", tmp_path / "rep", documents=50, seed=0)
+    shards = copy_base.write_repeat_shards(
+        tmp_path / "tokenizer.json", tmp_path / "rep", documents=50, seed=0
+    )
     manifest = json.loads((shards / MANIFEST).read_text())
     assert manifest["tokenizer"]["vocab_size"] == tok.get_vocab_size()
     eot = tok.token_to_id(END_OF_TEXT)
@@ -57,4 +59,6 @@ def test_repeat_shards_hold_each_span_twice_in_the_ordinary_id_range(tmp_path):
         first, second = body[: len(body) // 2], body[len(body) // 2 :]
         assert (first == second).all()
         assert copy_base.TOKENS_PER_REPEAT[0] <= len(first) <= copy_base.TOKENS_PER_REPEAT[1]
-        assert first.min() >= len(RESERVED_TOKENS) and first.max() < tok.get_vocab_size() - len(PLACEHOLDER_TOKENS)
+        assert first.min() >= len(RESERVED_TOKENS) and first.max() < tok.get_vocab_size() - len(
+            PLACEHOLDER_TOKENS
+        )

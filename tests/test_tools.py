@@ -187,8 +187,8 @@ def test_count_letters_tool_solution_spells_and_counts_with_the_tool():
         {"type": "text", "text": "Spelling it out"},
         {"type": "python", "text": "': ' + '-'.join( \"error\")"},
         {"type": "output", "text": ": e-r-r-o-r"},
-        {"type": "text", "text": ": e-r-r-o-r.\nCounting the letter \"r\": "},
-        {"type": "python", "text": "'-'.join( \"error\").count( \"r\")"},
+        {"type": "text", "text": ': e-r-r-o-r.\nCounting the letter "r": '},
+        {"type": "python", "text": '\'-\'.join( "error").count( "r")'},
         {"type": "output", "text": "3"},
         {"type": "text", "text": "3.\n#### 3"},
     ]
@@ -223,7 +223,9 @@ def test_the_quoted_word_has_the_same_ids_in_the_prompt_and_in_every_call(corpus
         assert all(_holds(_ids(corpus_tok, call), word) for call in calls), (problem.prompt, calls)
         if problem.task == "count_letters":
             letter = _ids(corpus_tok, ' "' + re.search(r'letter "([a-z])"', problem.prompt)[1])
-            assert _holds(_ids(corpus_tok, problem.prompt), letter) and _holds(_ids(corpus_tok, calls[-1]), letter)
+            assert _holds(_ids(corpus_tok, problem.prompt), letter) and _holds(
+                _ids(corpus_tok, calls[-1]), letter
+            )
 
 
 @pytest.mark.parametrize("task", ["arithmetic", "count_letters", "spell"])

@@ -14,13 +14,15 @@ so their questions are about text the model was pretrained on.
 
 import argparse
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from corpus.manifest import write_json_atomic
 from corpus.shards import MANIFEST, token_dtype, write_split
-from corpus.tokenizer import TOOL_TOKENS, encode_documents, file_hash, load, train_bpe
+from corpus.tokenizer import END_OF_TEXT, TOOL_TOKENS, encode_documents, file_hash, load, train_bpe
 
 VALID_FRACTION = 0.1  # the share of documents (the last ones) that validate
 SAMPLE_TEXT = Path(__file__).resolve().parent.parent / "data" / "text" / "tinyshakespeare-200k.txt"
@@ -68,20 +70,36 @@ def make_text_run(
     tokenizer_path = run_dir / "tokenizer" / "tokenizer.json"
     tok = train_bpe(train_docs, vocab_size)
     tok.save(str(tokenizer_path))
-    shards = run_dir / "shards"
-    shards.mkdir(parents=True, exist_ok=True)
+    splits = {"train": encode_documents(tok, train_docs), "valid": encode_documents(tok, valid_docs)}
+    return write_shards(run_dir / "shards", tokenizer_path, splits, seed=seed, shard_tokens=shard_tokens)
+
+
+def write_shards(
+    shards: Path,
+    tokenizer_path: Path,
+    splits: dict[str, Iterable[list[int] | np.ndarray]],
+    *,
+    seed: int = 0,
+    shard_tokens: int = 1 << 28,
+) -> Path:
+    """`splits` (name -> documents of token ids, each ending with end-of-text; consumed in order,
+    one split after the other, so a generator streams) as shards in `shards`,
+    with the manifest of corpus/shards.py that `refinery train pretrain` checks: the tokenizer's
+    hash and vocabulary. Returns `shards`."""
+    tok = load(tokenizer_path)
     vocab = tok.get_vocab_size()
-    splits = {
-        name: write_split(shards, name, encode_documents(tok, split_docs), vocab, shard_tokens=shard_tokens)
-        for name, split_docs in (("train", train_docs), ("valid", valid_docs))
+    shards.mkdir(parents=True, exist_ok=True)
+    written = {
+        name: write_split(shards, name, documents, vocab, shard_tokens=shard_tokens)
+        for name, documents in splits.items()
     }
     manifest = {
         "stage": "shards",
         "tokenizer": {"sha256": file_hash(tokenizer_path), "vocab_size": vocab},
         "dtype": token_dtype(vocab).name,
-        "eot_id": 0,
+        "eot_id": tok.token_to_id(END_OF_TEXT),
         "seed": seed,
-        "splits": splits,
+        "splits": written,
         "buckets": {},
     }
     write_json_atomic(shards / MANIFEST, manifest)
