@@ -439,10 +439,14 @@ def _comparisons(found: list[dict[str, Any]]) -> str:
     if not found:
         return ""
     short = [c | {"earlier": _short(c["earlier"]), "later": _short(c["later"])} for c in found]
-    lines = "<br>".join(html.escape(line) for line in comparison_lines(short))
+    # a task's line is indented under its pooled line; HTML would collapse the spaces
+    lines = "<br>".join(
+        html.escape(line).replace("  ", "&nbsp;" * 4, 1) if line.startswith("  ") else html.escape(line)
+        for line in comparison_lines(short)
+    )
     return (
         "<p class='note'>each checkpoint against the one before it on the same problems, pooled over "
-        f"the tasks: exact one-sided McNemar (sign) test<br>{lines}</p>"
+        f"the tasks and then per task: exact one-sided McNemar (sign) test<br>{lines}</p>"
     )
 
 

@@ -100,7 +100,10 @@ def make_run(run_dir):
                     "wins": 9,
                     "losses": 1,
                     "p": 11 / 1024,  # (C(10,9) + C(10,10)) / 2^10
-                    "tasks": {},
+                    "tasks": {
+                        "arithmetic": {"n": 40, "wins": 5, "losses": 0, "p": 1 / 32},
+                        "spelling": {"n": 40, "wins": 4, "losses": 1, "p": 6 / 32},
+                    },
                 }
             ],
         },
@@ -168,7 +171,12 @@ def test_report_shows_clusters_buckets_curves_and_evaluation(tmp_path):
     assert "nan" not in page
     assert "problems: synth/test.jsonl</p>" in page
     # each checkpoint against the one before it, by the names of the table's columns
-    assert "<br>align/step_50 &gt; sft/step_200: 9 wins, 1 losses of 80, p = 0.0107</p>" in page
+    # pooled, then each task on a line of its own, indented
+    assert (
+        "<br>align/step_50 &gt; sft/step_200: 9 wins, 1 losses of 80, p = 0.0107"
+        "<br>&nbsp;&nbsp;&nbsp;&nbsp;arithmetic: 5 wins, 0 losses of 40, p = 0.0312"
+        "<br>&nbsp;&nbsp;&nbsp;&nbsp;spelling: 4 wins, 1 losses of 40, p = 0.1875</p>"
+    ) in page
 
 
 def test_report_header_has_run_facts_and_wall_times(tmp_path):

@@ -12,6 +12,7 @@ import re
 import shlex
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import training.config
 from corpus.yaml_config import load_yaml
@@ -43,12 +44,14 @@ def commands(markdown: str) -> list[list[str]]:
     return [argv for argv in found if argv]
 
 
-def _pipeline(path: Path, argv: list[str]) -> None:
+def _pipeline(path: Path, argv: list[str]) -> list[Path]:
     """`refinery run CONFIG`: the pipeline config and every training-stage config it names, each
-    with its stage's loader (jobs/train_stages.py), the align stage's by `_align`."""
+    with its stage's loader (jobs/train_stages.py), the align stage's by `_align`. Returns those
+    configs: validated here, they count as named."""
     from jobs.train_stages import STAGES
 
     cfg = load_config(path)
+    validated = []
     for stage, (_, key, load) in STAGES.items():
         named = getattr(cfg.train, key)
         if named is None:
@@ -57,6 +60,8 @@ def _pipeline(path: Path, argv: list[str]) -> None:
             _align(Path(named), ["--method", cfg.train.align_method])
         else:
             load(cfg, named)
+        validated.append(Path(named))
+    return validated
 
 
 def _ablate(path: Path, argv: list[str]) -> None:
@@ -101,8 +106,9 @@ def _synth_factuality(path: Path, argv: list[str]) -> None:
     load_yaml(path, FactualityConfig)
 
 
-# `refinery` subcommand -> the validator of the config it reads, as the command loads it
-VALIDATORS: dict[tuple[str, ...], Callable[[Path, list[str]], None]] = {
+# `refinery` subcommand -> the validator of the config it reads, as the command loads it (`_pipeline`
+# returns the further configs it validated, which count as named)
+VALIDATORS: dict[tuple[str, ...], Callable[[Path, list[str]], Any]] = {
     ("run",): _pipeline,
     ("ablate",): _ablate,
     ("mixture", "fit"): _mixture_fit,
@@ -120,7 +126,7 @@ VALIDATORS: dict[tuple[str, ...], Callable[[Path, list[str]], None]] = {
 }
 
 
-def _validator(argv: list[str]) -> Callable[[Path, list[str]], None] | None:
+def _validator(argv: list[str]) -> Callable[[Path, list[str]], Any] | None:
     return VALIDATORS.get(tuple(argv[1:2])) or VALIDATORS.get(tuple(argv[1:3]))
 
 
@@ -144,7 +150,9 @@ def config_problems(markdown: str, root: Path) -> tuple[list[str], set[Path]]:
                 problems.append(f"{value}: no validator known for `{' '.join(argv[:3])}`")
                 continue
             try:
-                validate(path, argv)
+                further = validate(path, argv)  # the loaders return their config; `_pipeline` a list
+                if isinstance(further, list):
+                    named.update(p.resolve() for p in further)
             except (ValueError, FileNotFoundError) as exc:
                 problems.append(f"{value}: {exc}")
     return problems, named
@@ -188,3 +196,19 @@ def test_an_align_config_is_checked_against_its_method(tmp_path):
     ppo, _ = config_problems("```\nrefinery train align --method ppo --config p.yaml\n```\n", tmp_path)
     dpo, _ = config_problems("```\nrefinery train align --method dpo --config p.yaml\n```\n", tmp_path)
     assert ppo == [] and len(dpo) == 1 and "critic_warmup: unknown key" in dpo[0]
+
+
+def test_the_training_configs_a_pipeline_config_names_are_validated_and_named(tmp_path):
+    (tmp_path / "sft.yaml").write_text("steps: 300\n")
+    (tmp_path / "rs.yaml").write_text("steps: 60\nrequire_correct: true\n")
+    (tmp_path / "full.yaml").write_text(
+        "train:\n  sft_config: sft.yaml\n  align_config: rs.yaml\n  align_method: rs\n"
+    )
+    text = "```\nrefinery run full.yaml --input 'W/*.warc.gz' --out RUN\n```\n"
+    problems, named = config_problems(text, tmp_path)
+    assert problems == []
+    assert named == {(tmp_path / f).resolve() for f in ("full.yaml", "sft.yaml", "rs.yaml")}
+    # a bad key in a named training config is the pipeline command's problem
+    (tmp_path / "rs.yaml").write_text("steps: 60\nrequire_corect: true\n")
+    problems, _ = config_problems(text, tmp_path)
+    assert len(problems) == 1 and "require_corect" in problems[0]

@@ -243,7 +243,11 @@ def test_comparisons_pool_the_answer_rows_but_not_the_steps_rows_consecutive_mod
     assert (second["wins"], second["losses"], second["p"]) == (0, 0, 1.0)
     assert comparison_lines([first, second]) == [
         "sft > pretrain: 8 wins, 1 losses of 10, p = 0.0195",
+        "  arithmetic: 5 wins, 0 losses of 6, p = 0.0312",
+        "  count_letters: 3 wins, 1 losses of 4, p = 0.3125",
         "align > sft: 0 wins, 0 losses of 10, p = 1.0000",
+        "  arithmetic: 0 wins, 0 losses of 6, p = 1.0000",
+        "  count_letters: 0 wins, 0 losses of 4, p = 1.0000",
     ]
     tiny = {"earlier": "a", "later": "b", "n": 20, "wins": 20, "losses": 0, "p": 0.5**20}
     assert comparison_lines([tiny]) == ["b > a: 20 wins, 0 losses of 20, p = 9.5e-07"]

@@ -47,12 +47,17 @@ def comparisons(correct: dict[str, dict[str, list[bool]]]) -> list[dict[str, Any
 
 
 def comparison_lines(found: list[dict[str, Any]]) -> list[str]:
-    """One line per comparison: `sft > pretrain: 23 wins, 4 losses of 300, p = 0.0002`."""
-    return [
-        f"{c['later']} > {c['earlier']}: {c['wins']} wins, {c['losses']} losses of {c['n']}, "
-        f"p = {_p_value(c['p'])}"
-        for c in found
-    ]
+    """Per comparison the pooled line, `sft > pretrain: 23 wins, 4 losses of 300, p = 0.0002`, then
+    an indented line per task (`  arithmetic: ...`): a gain on one task can hide in the pool."""
+    lines = []
+    for c in found:
+        lines.append(f"{c['later']} > {c['earlier']}: {_figures(c)}")
+        lines.extend(f"  {task}: {_figures(figures)}" for task, figures in c.get("tasks", {}).items())
+    return lines
+
+
+def _figures(c: dict[str, Any]) -> str:
+    return f"{c['wins']} wins, {c['losses']} losses of {c['n']}, p = {_p_value(c['p'])}"
 
 
 def _p_value(p: float) -> str:
