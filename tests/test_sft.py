@@ -251,6 +251,8 @@ def test_comparisons_pool_the_answer_rows_but_not_the_steps_rows_consecutive_mod
     ]
     tiny = {"earlier": "a", "later": "b", "n": 20, "wins": 20, "losses": 0, "p": 0.5**20}
     assert comparison_lines([tiny]) == ["b > a: 20 wins, 0 losses of 20, p = 9.5e-07"]
+    one_task = tiny | {"tasks": {"arithmetic": {k: tiny[k] for k in ("n", "wins", "losses", "p")}}}
+    assert comparison_lines([one_task]) == comparison_lines([tiny])  # no line repeating the pool
 
 
 def test_refinery_eval_tasks_compares_each_checkpoint_with_the_one_before_it(

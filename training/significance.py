@@ -47,12 +47,15 @@ def comparisons(correct: dict[str, dict[str, list[bool]]]) -> list[dict[str, Any
 
 
 def comparison_lines(found: list[dict[str, Any]]) -> list[str]:
-    """Per comparison the pooled line, `sft > pretrain: 23 wins, 4 losses of 300, p = 0.0002`, then
-    an indented line per task (`  arithmetic: ...`): a gain on one task can hide in the pool."""
+    """Per comparison the pooled line, `sft > pretrain: 23 wins, 4 losses of 300, p = 0.0002`, then,
+    when it pools several tasks, an indented line per task (`  arithmetic: ...`): a gain on one
+    task can hide in the pool."""
     lines = []
     for c in found:
         lines.append(f"{c['later']} > {c['earlier']}: {_figures(c)}")
-        lines.extend(f"  {task}: {_figures(figures)}" for task, figures in c.get("tasks", {}).items())
+        tasks = c.get("tasks", {})
+        if len(tasks) > 1:  # one task's line would repeat the pooled one
+            lines.extend(f"  {task}: {_figures(figures)}" for task, figures in tasks.items())
     return lines
 
 
