@@ -12,7 +12,9 @@ verifies) or every pair that the stage's decisions put in one kept cluster ("clu
 corpus/dedup.py `cluster` and `keep_decisions`, the reference the Spark stage is tested
 against: exact groups, star edges, components, split without chaining when verified). That is
 what the stage rejects by. `far_drops` counts near-duplicate rejects whose Jaccard with their
-kept document is below the threshold.
+kept document is below the threshold. "best clustering" is the highest F1 any clustering reaches
+(`best_clustering`): where true pairs do not form cliques (A~B, B~C, A !~ C), not even a perfect
+stage scores 1.
 
 Sets:
 - **gutenberg**: the 23 other editions of 8 books (shared/data/gutenberg-editions-neardup,
@@ -31,14 +33,23 @@ Sets:
 import gzip
 import math
 import re
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from corpus.dedup import DEFAULT_KEEP_ORDER, candidate_pairs, cluster, cluster_pairs, keep_decisions, verified
+from corpus.dedup import (
+    DEFAULT_KEEP_ORDER,
+    candidate_pairs,
+    cluster,
+    cluster_pairs,
+    components,
+    keep_decisions,
+    verified,
+)
 from corpus.minhash import NGRAM, HashedBatch, band_keys, exact_jaccard, hash_batch, shingle_sets, sign
 
 CHUNK_WORDS = 500  # about 3 KB of English: a web page's main text
@@ -50,6 +61,7 @@ RATES = (0.0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
 # Share of a chain document's shingles whose word is replaced per step: each replaced word changes
 # 5 shingles, so a step has Jaccard (1 - 0.075) / (1 + 0.075) = 0.86 and two steps 0.74.
 CHAIN_STEP_SHARE = 0.015
+CEILING_MAX_DOCS = 9  # Bell(9) = 21,147 clusterings of a component are enumerated; larger: no ceiling
 _START = re.compile(r"^\*{3} ?START OF.*$|^\*END\*? ?THE SMALL PRINT.*$", re.M)
 _END = re.compile(r"^\*{3} ?END OF|^End of (the )?Project Gutenberg", re.M | re.I)
 
@@ -281,11 +293,75 @@ def true_pairs(batch: HashedBatch, threshold: float) -> dict[tuple[int, int], fl
 
 
 def _scores(predicted: set[tuple[int, int]], truth: set[tuple[int, int]]) -> dict[str, Any]:
-    tp = len(predicted & truth)
-    precision = tp / len(predicted) if predicted else 1.0
-    recall = tp / len(truth) if truth else 1.0
+    return _counts(len(predicted & truth), len(predicted), len(truth))
+
+
+def _counts(tp: int, predicted: int, true: int) -> dict[str, Any]:
+    """Precision, recall and F1 of `predicted` pairs, `tp` of them among `true` pairs."""
+    precision = tp / predicted if predicted else 1.0
+    recall = tp / true if true else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"predicted": len(predicted), "tp": tp, "precision": precision, "recall": recall, "f1": f1}
+    return {"predicted": predicted, "tp": tp, "precision": precision, "recall": recall, "f1": f1}
+
+
+def _partitions(items: list[int]) -> Iterator[list[list[int]]]:
+    """Every partition of `items` into nonempty blocks (Bell(n) of them)."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for blocks in _partitions(rest):
+        for i in range(len(blocks)):
+            yield blocks[:i] + [[first, *blocks[i]]] + blocks[i + 1 :]
+        yield [[first], *blocks]
+
+
+def _outcomes(members: list[int], inside: list[tuple[int, int]]) -> set[tuple[int, int, int]] | None:
+    """(false, missed, true) pair counts of every clustering of one component of the true pairs
+    (`inside`: its true pairs); None if it is not a clique and has over `CEILING_MAX_DOCS` documents."""
+    if len(inside) == len(members) * (len(members) - 1) // 2:
+        return {(0, 0, len(inside))}  # a clique: one cluster makes no error
+    if len(members) > CEILING_MAX_DOCS:
+        return None
+    true = set(inside)
+    outcomes = set()
+    for blocks in _partitions(members):
+        predicted = {(a, b) for block in blocks for i, a in enumerate(block) for b in block[i + 1 :]}
+        hit = len(predicted & true)
+        outcomes.add((len(predicted) - hit, len(true) - hit, hit))
+    return outcomes
+
+
+def best_clustering(truth: set[tuple[int, int]], n: int) -> dict[str, Any] | None:
+    """The highest pair F1 that any clustering of `n` documents reaches against `truth` (pairs i < j),
+    found exhaustively; None when a component of the true pairs that is not a clique has more than
+    `CEILING_MAX_DOCS` documents.
+
+    A best clustering never joins two components of the true pairs (that only adds false pairs),
+    so each component's clusterings are enumerated alone. F1 = 2 TP / (2 TP + FP + FN) is a ratio of
+    sums over components, maximized exactly by Dinkelbach's iteration (1967): in each component
+    choose the outcome maximizing 2 TP - f (2 TP + FP + FN) for the current F1 f, until f stops
+    rising (each step raises it and the outcomes are finite).
+    """
+    labels = components(n, truth)
+    members: dict[int, list[int]] = defaultdict(list)
+    for doc in np.flatnonzero(np.bincount(labels, minlength=n)[labels] > 1).tolist():
+        members[int(labels[doc])].append(doc)  # ascending, as the pairs are (i < j)
+    inside: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for a, b in truth:
+        inside[int(labels[a])].append((a, b))
+    per_component = [_outcomes(docs, inside[label]) for label, docs in sorted(members.items())]
+    if any(outcomes is None for outcomes in per_component):
+        return None
+    f1, best = 0.0, (0, 0, 0)
+    while True:
+        chosen = [max(o, key=lambda c, f=f1: 2 * c[2] - f * (2 * c[2] + c[0] + c[1])) for o in per_component]
+        fp, fn, tp = (sum(c[k] for c in chosen) for k in range(3))
+        if not tp or 2 * tp / (2 * tp + fp + fn) <= f1 + 1e-12:
+            break
+        f1, best = 2 * tp / (2 * tp + fp + fn), (fp, fn, tp)
+    fp, fn, tp = best
+    return _counts(tp, tp + fp, tp + fn) if truth else _counts(0, 0, 0)
 
 
 def _far_drops(
@@ -309,7 +385,8 @@ def evaluate(
     seed: int = 1,
     keep_order: Sequence[str] = DEFAULT_KEEP_ORDER,
 ) -> list[dict[str, Any]]:
-    """One row per setting and kind of predicted pairs; truth is exact Jaccard on 5-grams.
+    """One row per setting and kind of predicted pairs; truth is exact Jaccard on 5-grams. A last
+    row gives the best F1 any clustering reaches (`best_clustering`), the ceiling of "clusters".
 
     "candidates": the pairs sharing an LSH bucket (verified if the setting verifies); "clusters":
     the pairs the stage's decisions put in one kept cluster (`keep_decisions`, the stage's own
@@ -344,6 +421,11 @@ def evaluate(
                     "far_drops": far if kind == "clusters" else None,
                 }
             )
+    best = best_clustering(truth, len(evalset.texts))
+    if best is not None:
+        row = {"set": evalset.name, "docs": len(evalset.texts), "true_pairs": len(truth)}
+        row |= {"setting": "any (exhaustive)", "pairs": "best clustering", "far_drops": None}
+        results.append(row | best)
     return results
 
 

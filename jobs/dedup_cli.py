@@ -4,7 +4,8 @@ Scores the `deduped` section of a pipeline config (default conf/pipeline.yaml) w
 verification (FineWeb: components are clusters), with verification at its threshold (the stage's
 default: exact Jaccard, no chaining), with datasketch's optimal bands x rows for the threshold,
 and with twice the hash values (bands doubled): one table row per setting and kind of predicted
-pairs; the "clusters" rows score the stage's decisions. Runs in this process on numpy, without
+pairs; the "clusters" rows score the stage's decisions, and a last row per set gives the best F1
+any clustering reaches (found exhaustively), their ceiling. Runs in this process on numpy, without
 Spark, through the stage's own signature, LSH and decision functions (corpus/dedup.py).
 """
 
