@@ -124,7 +124,7 @@ def cluster(
     return components(len(exact), edges)
 
 
-def _members(labels: Sequence[Any]) -> dict[Any, list[int]]:
+def members_by_label(labels: Sequence[Any]) -> dict[Any, list[int]]:
     """Documents (row numbers, ascending) per label."""
     members: dict[Any, list[int]] = defaultdict(list)
     for doc, label in enumerate(labels):
@@ -134,7 +134,7 @@ def _members(labels: Sequence[Any]) -> dict[Any, list[int]]:
 
 def cluster_pairs(labels: Sequence[Any]) -> set[tuple[int, int]]:
     """Every pair (i < j) of documents with the same label."""
-    groups = _members(labels).values()
+    groups = members_by_label(labels).values()
     return {(a, b) for group in groups for i, a in enumerate(group) for b in group[i + 1 :]}
 
 
@@ -221,7 +221,7 @@ def keep_decisions(
     """
     order = parse_keep_order(keep_order)
     out: list[dict[str, Any]] = [{} for _ in docs]
-    for members in _members(labels.tolist()).values():
+    for members in members_by_label(labels.tolist()).values():
         members.sort(key=lambda i: _sort_key(docs[i], order))
         for group in split_component(members, exact, sets, threshold):
             kept = group[0]

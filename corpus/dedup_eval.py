@@ -48,6 +48,7 @@ from corpus.dedup import (
     cluster_pairs,
     components,
     keep_decisions,
+    members_by_label,
     verified,
 )
 from corpus.minhash import NGRAM, HashedBatch, band_keys, exact_jaccard, hash_batch, shingle_sets, sign
@@ -344,24 +345,23 @@ def best_clustering(truth: set[tuple[int, int]], n: int) -> dict[str, Any] | Non
     rising (each step raises it and the outcomes are finite).
     """
     labels = components(n, truth)
-    members: dict[int, list[int]] = defaultdict(list)
-    for doc in np.flatnonzero(np.bincount(labels, minlength=n)[labels] > 1).tolist():
-        members[int(labels[doc])].append(doc)  # ascending, as the pairs are (i < j)
     inside: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for a, b in truth:
         inside[int(labels[a])].append((a, b))
-    per_component = [_outcomes(docs, inside[label]) for label, docs in sorted(members.items())]
+    groups = members_by_label(labels.tolist()).items()  # documents ascending, as pairs are (i < j)
+    per_component = [_outcomes(docs, inside[label]) for label, docs in groups if len(docs) > 1]
     if any(outcomes is None for outcomes in per_component):
         return None
     f1, best = 0.0, (0, 0, 0)
     while True:
         chosen = [max(o, key=lambda c, f=f1: 2 * c[2] - f * (2 * c[2] + c[0] + c[1])) for o in per_component]
         fp, fn, tp = (sum(c[k] for c in chosen) for k in range(3))
-        if not tp or 2 * tp / (2 * tp + fp + fn) <= f1 + 1e-12:
+        better = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+        if better <= f1 + 1e-12:
             break
-        f1, best = 2 * tp / (2 * tp + fp + fn), (fp, fn, tp)
+        f1, best = better, (fp, fn, tp)
     fp, fn, tp = best
-    return _counts(tp, tp + fp, tp + fn) if truth else _counts(0, 0, 0)
+    return _counts(tp, tp + fp, tp + fn)
 
 
 def _far_drops(
@@ -423,9 +423,17 @@ def evaluate(
             )
     best = best_clustering(truth, len(evalset.texts))
     if best is not None:
-        row = {"set": evalset.name, "docs": len(evalset.texts), "true_pairs": len(truth)}
-        row |= {"setting": "any (exhaustive)", "pairs": "best clustering", "far_drops": None}
-        results.append(row | best)
+        results.append(
+            {
+                "set": evalset.name,
+                "docs": len(evalset.texts),
+                "true_pairs": len(truth),
+                "setting": "any (exhaustive)",
+                "pairs": "best clustering",
+                **best,
+                "far_drops": None,
+            }
+        )
     return results
 
 
