@@ -36,8 +36,9 @@ Steps, each resumable inside the stage's partial directory (intermediates in `wo
    checkpointed to Parquet; with `verify`, each component of two or more exact groups is split
    into clusters by corpus/dedup.py `attach` (no chaining: a document is dropped only as a near
    duplicate of the kept document itself), in one task for a component of up to LARGE_COMPONENT
-   groups and in rounds across tasks above it (`cluster_heads`); a cluster keeps its document of
-   smallest rank.
+   groups and in rounds across tasks above it (`cluster_heads`; after MAX_HEAD_ROUNDS rounds the
+   groups still unattached are kept, counted as `unattached_groups`); a cluster keeps its
+   document of smallest rank.
    Every per-cluster step sees one row per exact group; the groups' decisions reach their
    members by a broadcast for groups over LARGE_GROUP documents and by a shuffle on the hash for
    the others. The decisions of the documents in clusters of two or more go to
@@ -115,11 +116,17 @@ ROW_BITS = 32  # node = part << 32 | row: unique, ordered like the input, no dri
 MAX_ITERATIONS = 64
 # Near-duplicate components of more exact groups than this are attached in rounds across tasks,
 # not in one task (`cluster_heads`): 10,000 groups hold ~40 MB of shingle hashes. A round per
-# cluster their tail above the limit splits into; MAX_HEAD_ROUNDS of them means a bug or a
-# component no threshold makes sense for.
+# cluster their tail above the limit splits into, each a pass over what is left of them: after
+# MAX_HEAD_ROUNDS the groups still unattached are kept (`cluster_heads`), not attached at any cost.
 LARGE_COMPONENT = 10_000
 MAX_HEAD_ROUNDS = 1_000
-NO_CLUSTERS = {"iterations": 0, "clusters": 0, "documents_in_clusters": 0, "cluster_sizes": {}}
+NO_CLUSTERS = {
+    "iterations": 0,
+    "clusters": 0,
+    "documents_in_clusters": 0,
+    "cluster_sizes": {},
+    "unattached_groups": 0,
+}
 log = logging.getLogger(__name__)
 
 
@@ -335,10 +342,13 @@ def keep_order_columns(spec: tuple[str, ...]) -> list[Column]:
     return [*cols, F.col("node").asc()]
 
 
-def cluster_heads(groups: DataFrame, sets: DataFrame, threshold: float, checkpoints: Path) -> DataFrame:
+def cluster_heads(
+    groups: DataFrame, sets: DataFrame, threshold: float, checkpoints: Path
+) -> tuple[DataFrame, int]:
     """(rep, head) for each exact group of a component of two or more groups: the representative
     of the group heading its cluster, as corpus/dedup.py `attach` finds it on the groups in keep
-    order. Exact copies cost nothing here: a group sends one set.
+    order. Exact copies cost nothing here: a group sends one set. Also the number of groups left
+    unattached (below).
 
     A component of at most LARGE_COMPONENT groups is attached in one task (`component_heads`,
     `groupByKey`: ~4 KB of shingle hashes a group, 40 MB at the limit). A larger one, a template
@@ -346,6 +356,13 @@ def cluster_heads(groups: DataFrame, sets: DataFrame, threshold: float, checkpoi
     rounds instead (`head_round`), each the next step of `attach` for every large component at
     once, until what is left of it fits a task. The root counts, the rounds and their
     checkpoints never gather a component in one task.
+
+    A component can need a round per group: pages joined only through pages that an earlier head
+    takes (long pages of a site, each near its short pages but not near one another) are left
+    each far from the rest. After MAX_HEAD_ROUNDS rounds the groups of a component still over
+    the limit each head their own cluster (issue 26: the documents that fail "are re-clustered
+    among themselves (or kept)"): near duplicates among them are kept and counted, and the
+    stage finishes in bounded time instead of failing the run. Below that, as `attach`.
     """
     sizes = groups.groupBy("root").agg(F.count("*").alias("size")).where(F.col("size") > 1)
     members = groups.select("rep", "root", "best")
@@ -357,15 +374,22 @@ def cluster_heads(groups: DataFrame, sets: DataFrame, threshold: float, checkpoi
         large = checkpoint(
             large.join(sets.withColumnRenamed("node", "rep"), "rep"), checkpoints / "heads-000"
         )
-    for round_ in range(1, MAX_HEAD_ROUNDS + 1):
-        if large.isEmpty():
-            break
-        attached, left = head_round(large, threshold, checkpoints / f"heads-{round_:03d}")
+    rounds = 0
+    while rounds < MAX_HEAD_ROUNDS and not large.isEmpty():
+        rounds += 1
+        attached, left = head_round(large, threshold, checkpoints / f"heads-{rounds:03d}")
         heads.append(attached)
         small.append(left.where(F.col("groups") <= LARGE_COMPONENT).drop("shingles"))
         large = left.where(F.col("groups") > LARGE_COMPONENT)
-    else:
-        raise AssertionError(f"large components still unattached after {MAX_HEAD_ROUNDS} rounds")
+    unattached = large.count() if rounds == MAX_HEAD_ROUNDS else 0
+    if unattached:
+        log.warning(
+            "deduped: %d groups of components over %d groups unattached after %d rounds: kept",
+            unattached,
+            LARGE_COMPONENT,
+            MAX_HEAD_ROUNDS,
+        )
+        heads.append(large.select("rep", F.col("rep").alias("head")))
     limit = LARGE_COMPONENT  # a plain value for the executors' closure
     keyed = (
         reduce(DataFrame.unionByName, small)
@@ -374,7 +398,7 @@ def cluster_heads(groups: DataFrame, sets: DataFrame, threshold: float, checkpoi
     )
     rest = keyed.groupByKey().flatMap(lambda item: component_heads(item[1], threshold, limit))
     heads.append(groups.sparkSession.createDataFrame(rest, "rep long, head long"))
-    return reduce(DataFrame.unionByName, heads)
+    return reduce(DataFrame.unionByName, heads), unattached
 
 
 def head_round(large: DataFrame, threshold: float, path: Path) -> tuple[DataFrame, DataFrame]:
@@ -416,17 +440,19 @@ def group_clusters(
     sets: DataFrame | None = None,
     threshold: float | None = None,
     checkpoints: Path | None = None,
-) -> DataFrame:
+) -> tuple[DataFrame, int]:
     """The exact groups with `cluster`, the rep naming the cluster each belongs to: its component's
     root (FineWeb), or with `sets` (node, shingles) and `threshold` its head by `cluster_heads`.
-    One row per group, joined by representative: no group's members move."""
+    One row per group, joined by representative: no group's members move. Also the groups
+    `cluster_heads` left unattached."""
     root_of = roots.select(F.col("src").alias("rep"), F.col("dst").alias("root"))
     groups = groups.join(root_of, "rep", "left").withColumn("root", F.coalesce("root", "rep"))
     if sets is None:
-        return groups.withColumn("cluster", F.col("root"))
+        return groups.withColumn("cluster", F.col("root")), 0
     # a component of one exact group has no heads: its cluster is the group, rep = root
-    heads = cluster_heads(groups, sets, threshold, checkpoints)
-    return groups.join(heads, "rep", "left").withColumn("cluster", F.coalesce("head", "rep"))
+    heads, unattached = cluster_heads(groups, sets, threshold, checkpoints)
+    clustered = groups.join(heads, "rep", "left").withColumn("cluster", F.coalesce("head", "rep"))
+    return clustered, unattached
 
 
 def decide(
@@ -436,13 +462,14 @@ def decide(
     sets: DataFrame | None = None,
     threshold: float | None = None,
     checkpoints: Path | None = None,
-) -> DataFrame:
-    """Per document in a cluster of two or more: node, cluster_id, cluster_size, reject.
+) -> tuple[DataFrame, int]:
+    """Per document in a cluster of two or more: node, cluster_id, cluster_size, reject; and the
+    groups `cluster_heads` left unattached.
 
     Clusters are made of exact groups (`exact_groups`), so each per-cluster step handles one row
     per group; the kept document is the cluster's smallest keep `order` (`keep_rank`).
     """
-    clustered = group_clusters(groups, roots, sets, threshold, checkpoints)
+    clustered, unattached = group_clusters(groups, roots, sets, threshold, checkpoints)
     clusters = (
         clustered.groupBy("cluster")
         .agg(F.sum("size").alias("cluster_size"), F.min("best").alias("order"))
@@ -463,7 +490,7 @@ def decide(
         .when(F.col("exact_hash") == F.col("kept_hash"), F.lit("duplicate:exact"))
         .otherwise(F.lit("duplicate:near"))
     )
-    return members.select("node", "cluster_id", "cluster_size", reject.alias("reject"))
+    return members.select("node", "cluster_id", "cluster_size", reject.alias("reject")), unattached
 
 
 def by_part(decisions: DataFrame) -> DataFrame:
@@ -540,7 +567,9 @@ def cluster(spark: SparkSession, work: Path, cfg: DedupedConfig) -> dict[str, An
         if not edges.isEmpty():
             roots, stats["iterations"] = connected_components(edges, work / CHECKPOINTS)
     if stats["exact_edges"] or stats["iterations"]:  # else every document is a singleton
-        text = decide(ranked, groups, roots, sets, cfg.threshold, work / CHECKPOINTS)
+        text, stats["unattached_groups"] = decide(
+            ranked, groups, roots, sets, cfg.threshold, work / CHECKPOINTS
+        )
         decisions = text if decisions is None else decisions.unionByName(text)
     if decisions is not None:
         decisions = by_part(decisions)

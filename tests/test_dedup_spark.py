@@ -10,7 +10,7 @@ from datasketch import MinHash, MinHashLSH
 
 from corpus.dedup import cluster, components, keep_decisions
 from corpus.manifest import file_sha256, write_json_atomic
-from corpus.minhash import band_keys, sign
+from corpus.minhash import band_keys, exact_jaccard, sign
 from corpus.schema import to_table
 from jobs import deduped
 from jobs.config import DedupedConfig, PipelineConfig
@@ -165,6 +165,7 @@ def test_manifest_records_clusters_iterations_and_parameters(default_run):
     assert dedup["cluster_sizes"] == {"2": 4, "3-4": 1}
     assert dedup["duplicates"] == {"url": 0, "exact": 2, "near": 4}
     assert dedup["iterations"] >= 1 and dedup["exact_edges"] == 3
+    assert dedup["unattached_groups"] == 0
     assert (dedup["params"]["bands"], dedup["params"]["rows"], dedup["params"]["num_perm"]) == (26, 8, 208)
     assert manifest["rejected"] == {"duplicate:exact": 2, "duplicate:near": 4}
 
@@ -480,6 +481,34 @@ def test_large_near_duplicate_components_are_attached_in_rounds_as_in_one_proces
     assert len(kept) > len(component_sizes(chains, DedupedConfig())), "components split into clusters"
 
 
+@pytest.mark.slow
+def test_components_left_over_the_limit_after_the_last_round_are_kept_without_chaining(
+    spark, tmp_path, monkeypatch
+):
+    """The stage end to end when the rounds run out (one round, limit 8): it finishes, counts the
+    groups left unattached, keeps them, and still drops no document far from its kept one."""
+    monkeypatch.setattr(deduped, "LARGE_COMPONENT", 8)
+    monkeypatch.setattr(deduped, "MAX_HEAD_ROUNDS", 1)
+    docs = near_chains()
+    manifest = run_stage(spark, tmp_path / "run", docs)
+    rows = read_rows(tmp_path / "run")
+
+    assert sorted(rows) == sorted(d["id"] for d in docs)
+    assert manifest["dedup"]["unattached_groups"] > 0
+    sets: list[np.ndarray] = []
+    cfg = DedupedConfig()
+    sign([d["text"] for d in docs], ngram=cfg.ngram, num_perm=cfg.num_perm, seed=cfg.seed, sets=sets)
+    index = {d["id"]: i for i, d in enumerate(docs)}
+    near = [r for r in rows.values() if r["reject"] == "duplicate:near"]
+    assert near and all(
+        exact_jaccard(sets[index[r["id"]]], sets[index[r["cluster_id"]]]) >= cfg.threshold for r in near
+    )
+    expected = reference(docs, cfg)
+    assert sum(r["reject"] is None for r in rows.values()) > sum(
+        e["reject"] is None for e in expected.values()
+    )
+
+
 def test_cluster_heads_in_rounds_equal_attach_in_one_task(spark, tmp_path, monkeypatch):
     """Components of 8 groups and of 5 empty sets over a limit of 3 are attached in rounds, one
     of 3 groups in one task; two empty sets are not near (0 / 0). The heads are those of
@@ -497,7 +526,9 @@ def test_cluster_heads_in_rounds_equal_attach_in_one_task(spark, tmp_path, monke
         [(rep, roots[rep], best[rep]) for rep in sets], "rep long, root long, best long"
     )
     shingles = spark.createDataFrame(list(sets.items()), "node long, shingles array<long>")
-    got = deduped.cluster_heads(groups, shingles, 0.6, tmp_path).collect()
+    got, unattached = deduped.cluster_heads(groups, shingles, 0.6, tmp_path)
+    got = got.collect()
+    assert unattached == 0
 
     expected = set()
     for root in set(roots.values()) - {300}:  # 300 alone: no heads
@@ -505,3 +536,26 @@ def test_cluster_heads_in_rounds_equal_attach_in_one_task(spark, tmp_path, monke
         expected |= set(deduped.component_heads(members, 0.6, len(members)))
     assert sorted((r["rep"], r["head"]) for r in got) == sorted(expected)
     assert len({h for _, h in expected if roots[h] == 0}) >= 3, "the large component splits"
+
+
+def test_groups_a_component_still_over_the_limit_after_the_last_round_keeps_head_themselves(
+    spark, tmp_path, monkeypatch
+):
+    """Long pages near a short page and far from one another take a round each; after
+    MAX_HEAD_ROUNDS the groups left of a component over LARGE_COMPONENT each head their own
+    cluster and are counted. The pair of near pages among them is then kept, which `attach`
+    over the whole component would have joined."""
+    monkeypatch.setattr(deduped, "LARGE_COMPONENT", 3)
+    monkeypatch.setattr(deduped, "MAX_HEAD_ROUNDS", 2)
+    short = list(range(10))  # Jaccard 10/15 with each long page, 10/20 between two of them
+    sets = {rep: short + list(range(100 * rep, 100 * rep + 5)) for rep in range(1, 9)}
+    sets |= {8: short + [700, 701, 702, 703, 799], 0: short}  # 8 near 7: 14/16
+    best = {rep: rep for rep in range(1, 9)} | {0: 9}  # long pages first: each heads a cluster
+    groups = spark.createDataFrame([(rep, 0, best[rep]) for rep in sets], "rep long, root long, best long")
+    shingles = spark.createDataFrame(list(sets.items()), "node long, shingles array<long>")
+    got, unattached = deduped.cluster_heads(groups, shingles, 0.6, tmp_path)
+
+    assert unattached == 6  # 3 .. 8: rounds 1 and 2 headed by 1 (taking 0) and 2
+    assert dict(r.asDict().values() for r in got.collect()) == {0: 1} | {rep: rep for rep in range(1, 9)}
+    members = [(best[r], r, sets[r]) for r in sets]
+    assert dict(deduped.component_heads(members, 0.6, len(members)))[8] == 7, "attach joins 8 to 7"
