@@ -364,7 +364,7 @@ def best_clustering(truth: set[tuple[int, int]], n: int) -> dict[str, Any] | Non
     return _counts(tp, tp + fp, tp + fn)
 
 
-def _far_drops(
+def far_drops(
     decisions: list[dict[str, Any]], ids: list[str], sets: list[np.ndarray], threshold: float
 ) -> int:
     """Documents rejected as near duplicates of a kept document whose Jaccard with them is below
@@ -408,7 +408,7 @@ def evaluate(
         labels = cluster(exact, keys, sets, setting.verify)
         decisions = keep_decisions(evalset.docs(), labels, exact, keep_order, sets, setting.verify)
         clusters = cluster_pairs([d["cluster_id"] for d in decisions])
-        far = _far_drops(decisions, evalset.ids, sets, threshold)
+        far = far_drops(decisions, evalset.ids, sets, threshold)
         for kind, predicted in (("candidates", candidates), ("clusters", clusters)):
             results.append(
                 {
